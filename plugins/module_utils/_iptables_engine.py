@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The iptables engine: one iptables-save to read, one iptables-restore --noflush to apply.
+
+Works with either backend of iptables 1.8 (nf_tables or legacy x_tables); which one a
+host uses is detected the way kube-proxy's iptables-wrapper does it.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as rules
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
+
+VARIANTS = ("nft", "legacy")
+# Seconds iptables-restore waits for the xtables lock held by another writer.
+XTABLES_WAIT = "10"
+
+
+def count_rule_lines(save_output):
+    return sum(1 for line in save_output.splitlines() if line.startswith("-"))
+
+
+def _save_output(host, binary):
+    path = host.which(binary)
+    if not path:
+        return ""
+    rc, out, err = host.run([path])
+    if rc != 0:
+        raise EngineError("%s failed (rc=%d): %s" % (binary, rc, err.strip()))
+    return out
+
+
+def detect_variant(host):
+    """The iptables backend this host already uses.
+
+    The backend holding rules wins; a host with rules in both is refused, because
+    rules of one backend are invisible to the other and guessing could leave both.
+    With no rules anywhere, the `iptables --version` tag decides.
+    """
+    counts = {}
+    for variant in VARIANTS:
+        counts[variant] = sum(
+            count_rule_lines(_save_output(host, "%s-%s-save" % (family, variant))) for family in ("iptables", "ip6tables")
+        )
+    in_use = [variant for variant in VARIANTS if counts[variant]]
+    if len(in_use) == 2:
+        raise EngineError(
+            "this host has rules in both iptables backends (%d in nf_tables, %d in legacy x_tables); "
+            "only one of them takes effect for NAT, so set engine explicitly to the one this host should use"
+            % (counts["nft"], counts["legacy"])
+        )
+    if in_use:
+        return in_use[0]
+    return _version_tag(host)
+
+
+def _version_tag(host):
+    path = host.which("iptables")
+    if not path:
+        raise EngineError("iptables is not installed on this host: install the 'iptables' package (1.8 or later)")
+    rc, out, err = host.run([path, "--version"])
+    text = out + err
+    if "(legacy)" in text:
+        return "legacy"
+    if "(nf_tables)" in text:
+        return "nft"
+    raise EngineError("cannot tell the iptables backend from %r: set engine to iptables-nft or iptables-legacy" % text.strip())
+
+
+class IptablesEngine:
+    """Reads and writes the owned part of the IPv4 ruleset through one iptables backend."""
+
+    def __init__(self, host, variant):
+        self.host = host
+        self.variant = variant
+        self.name = "iptables-%s" % variant
+
+    def _binary(self, tool):
+        binary = "iptables-%s-%s" % (self.variant, tool)
+        path = self.host.which(binary)
+        if not path:
+            raise EngineError("%s not found: engine %s needs the 'iptables' package (1.8 or later)" % (binary, self.name))
+        return path
+
+    def read(self, kind, name):
+        rc, out, err = self.host.run([self._binary("save")])
+        if rc != 0:
+            raise EngineError("iptables-%s-save failed (rc=%d): %s" % (self.variant, rc, err.strip()))
+        return rules.owned_rules(rules.parse_save(out), kind, name)
+
+    render = staticmethod(rules.render)
+    same = staticmethod(rules.same_rules)
+    as_text = staticmethod(rules.as_text)
+
+    def apply(self, current, desired, check_only=False):
+        """One restore of every changed table; --test in check mode verifies without committing."""
+        buffer = rules.restore_buffer(current, desired)
+        argv = [self._binary("restore"), "--noflush", "--wait=%s" % XTABLES_WAIT]
+        if check_only:
+            argv.append("--test")
+        rc, out, err = self.host.run(argv, data=buffer)
+        if rc != 0:
+            raise EngineError("iptables-%s-restore refused the change, nothing was applied (rc=%d): %s\n%s" % (self.variant, rc, err.strip(), buffer))
+        return buffer
+
+    @staticmethod
+    def describe(owned):
+        """Chains and rule lines of an owned ruleset, for module results."""
+        chains = sorted(chain for table in owned.values() for chain in table.chains)
+        lines = [line for line in rules.as_text(owned).splitlines() if line.startswith("-A ")]
+        return chains, lines
+
+
+def iptables_engine(host, requested):
+    variant = detect_variant(host) if requested == "auto" else requested.split("-", 1)[1]
+    return IptablesEngine(host, variant)

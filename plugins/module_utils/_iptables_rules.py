@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The model rendered as iptables-save lines, the owned part of a live ruleset, and
+the one iptables-restore --noflush buffer that turns one into the other.
+
+Pure text in, text out: no process is run here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    BALANCER,
+    MIRROR,
+    object_token,
+    random_probabilities,
+    round_robin_slots,
+)
+
+CHAIN_PREFIX = "NM-"
+MAX_CHAIN_LENGTH = 28
+
+
+@dataclass
+class TableRules:
+    """What one object owns in one table.
+
+    chains: owned chain name -> its rule lines, in order.
+    jumps: the object's tagged rules in built-in chains, sorted (position is not ours to keep).
+    """
+
+    chains: dict = field(default_factory=dict)
+    jumps: list = field(default_factory=list)
+
+    def is_empty(self):
+        return not self.chains and not self.jumps
+
+    def canonical(self):
+        return ({name: list(rules) for name, rules in self.chains.items()}, sorted(self.jumps))
+
+
+def tag(kind, name):
+    return "netmagic:%s:%s" % (kind, name)
+
+
+def chain_name(role, kind, name, index=None):
+    """NM-ROLE-TOKEN[-INDEX]-readable, cut to 28 characters; the token keeps it unique."""
+    head = "%s%s-%s" % (CHAIN_PREFIX, role, object_token(kind, name))
+    if index is not None:
+        head += "-%d" % index
+    return ("%s-%s" % (head, name))[:MAX_CHAIN_LENGTH].rstrip("-")
+
+
+def owns_chain(chain, kind, name):
+    parts = chain.split("-")
+    return chain.startswith(CHAIN_PREFIX) and len(parts) > 2 and parts[2] == object_token(kind, name)
+
+
+def _comment(kind, name):
+    return '-m comment --comment "%s"' % tag(kind, name)
+
+
+def _line(chain, *parts):
+    return " ".join(["-A", chain] + [part for part in parts if part])
+
+
+# --- mirror -----------------------------------------------------------------
+
+def _port_match(protocol, flag, port_range):
+    return "-p %s -m %s --%s %s" % (protocol, protocol, flag, port_range)
+
+
+def _mirror_hook_rules(mirror, chain, egress):
+    """TEE rules of one direction; egress runs in OUTPUT, ingress in PREROUTING."""
+    address = ("-d %s" if egress else "-s %s") % mirror.peer if mirror.peer else ""
+    interface = ("-o %s" if egress else "-i %s") % mirror.interface if mirror.interface else ""
+    # A client of a remote service sends to its port and hears back from it.
+    matches_destination = egress == (mirror.service == "remote")
+    flag = "dport" if matches_destination else "sport"
+    target = "-j TEE --gateway %s" % mirror.gateway
+    if mirror.ports:
+        return [_line(chain, address, interface, _port_match(mirror.protocol, flag, port), target) for port in mirror.ports]
+    protocol = "" if mirror.protocol == "all" else "-p %s" % mirror.protocol
+    return [_line(chain, address, interface, protocol, target)]
+
+
+def render_mirror(mirror):
+    rules = TableRules()
+    hooks = []
+    if mirror.direction in ("both", "egress"):
+        hooks.append(("MIRO", "OUTPUT", True))
+    if mirror.direction in ("both", "ingress"):
+        hooks.append(("MIRI", "PREROUTING", False))
+    for role, builtin, egress in hooks:
+        chain = chain_name(role, MIRROR, mirror.name)
+        rules.chains[chain] = _mirror_hook_rules(mirror, chain, egress)
+        rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
+    rules.jumps.sort()
+    return {"mangle": rules}
+
+
+# --- balancer ---------------------------------------------------------------
+
+def iptables_probability(probability):
+    """The probability as iptables-save prints it: stored as a 31-bit fraction, shown with 11 decimals."""
+    stored = int(probability * 0x80000000 + 0.5)
+    return "%.11f" % (stored / 0x80000000)
+
+
+def _cascade(chain, targets, conditions):
+    """One rule per target; every rule but the last carries its statistic condition."""
+    lines = [_line(chain, condition, "-j %s" % target) for target, condition in zip(targets, conditions)]
+    lines.append(_line(chain, "-j %s" % targets[-1]))
+    return lines
+
+
+def _service_rules(balancer, chain, endpoint_chains):
+    if balancer.mode == "round_robin":
+        slots = [endpoint_chains[backend.endpoint] for backend in round_robin_slots(balancer.backends)]
+        count = len(slots)
+        conditions = ["-m statistic --mode nth --every %d --packet 0" % (count - i) for i in range(count - 1)]
+        return _cascade(chain, slots, conditions)
+    targets = [endpoint_chains[backend.endpoint] for backend in balancer.backends]
+    conditions = ["-m statistic --mode random --probability %s" % iptables_probability(p) for p in random_probabilities(balancer.backends)]
+    return _cascade(chain, targets, conditions)
+
+
+def render_balancer(balancer):
+    rules = TableRules()
+    kind, name = BALANCER, balancer.name
+    service_chain = chain_name("SVC", kind, name)
+    endpoint_chains = {}
+    for index, backend in enumerate(balancer.backends):
+        chain = chain_name("SEP", kind, name, index)
+        endpoint_chains[backend.endpoint] = chain
+        rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, "-j DNAT --to-destination %s" % backend.endpoint)]
+    rules.chains[service_chain] = _service_rules(balancer, service_chain, endpoint_chains)
+
+    service_match = "-d %s/32 %s" % (balancer.vip, _port_match(balancer.protocol, "dport", balancer.port))
+    hooks = ["PREROUTING"] + (["OUTPUT"] if balancer.local_clients else [])
+    for builtin in hooks:
+        rules.jumps.append(_line(builtin, service_match, _comment(kind, name), "-j %s" % service_chain))
+    if balancer.masquerade:
+        masquerade_chain = chain_name("MASQ", kind, name)
+        rules.chains[masquerade_chain] = [_line(masquerade_chain, "-j MASQUERADE")]
+        balanced = "-p %s -m conntrack --ctstate DNAT --ctorigdst %s --ctorigdstport %d" % (balancer.protocol, balancer.vip, balancer.port)
+        rules.jumps.append(_line("POSTROUTING", balanced, _comment(kind, name), "-j %s" % masquerade_chain))
+    rules.jumps.sort()
+    return {"nat": rules}
+
+
+def render(obj):
+    """Desired owned rules of a Mirror or Balancer, per table."""
+    return render_mirror(obj) if obj.kind == MIRROR else render_balancer(obj)
+
+
+# --- live ruleset -----------------------------------------------------------
+
+def parse_save(text):
+    """iptables-save output as {table: {chain: [rule lines]}}, chains in save order."""
+    tables = {}
+    chains = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        if line.startswith("*"):
+            chains = tables.setdefault(line[1:], {})
+        elif line.startswith(":"):
+            chains.setdefault(line[1:].split(" ", 1)[0], [])
+        elif line.startswith("-A "):
+            chains.setdefault(line.split(" ", 2)[1], []).append(line)
+    return tables
+
+
+def owned_rules(tables, kind, name):
+    """The part of a parsed ruleset that belongs to one object, per table."""
+    tag_pattern = re.compile(r'--comment "?%s"?(\s|$)' % re.escape(tag(kind, name)))
+    owned = {}
+    for table, chains in tables.items():
+        rules = TableRules()
+        for chain, lines in chains.items():
+            if owns_chain(chain, kind, name):
+                rules.chains[chain] = list(lines)
+            elif not chain.startswith(CHAIN_PREFIX):
+                rules.jumps.extend(line for line in lines if tag_pattern.search(line))
+        rules.jumps.sort()
+        if not rules.is_empty():
+            owned[table] = rules
+    return owned
+
+
+def same_rules(current, desired):
+    tables = set(current) | set(desired)
+    empty = TableRules()
+    return all(current.get(t, empty).canonical() == desired.get(t, empty).canonical() for t in tables)
+
+
+def as_text(owned):
+    """Owned rules in iptables-save layout, for diffs and reports."""
+    out = []
+    for table in sorted(owned):
+        rules = owned[table]
+        out.append("*%s" % table)
+        out.extend(":%s - [0:0]" % chain for chain in sorted(rules.chains))
+        out.extend(rules.jumps)
+        for chain in sorted(rules.chains):
+            out.extend(rules.chains[chain])
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _rule_spec(line):
+    """'-A CHAIN rest' -> ('CHAIN', 'rest')."""
+    _, chain, spec = (line.split(" ", 2) + [""])[:3]
+    return chain, spec
+
+
+def _table_restore_lines(current, desired):
+    stale_chains = sorted(set(current.chains) - set(desired.chains))
+    rewritten = sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
+    lines = [":%s - [0:0]" % chain for chain in rewritten + stale_chains]
+    for jump in sorted(set(current.jumps)):
+        for _ in range(current.jumps.count(jump) - desired.jumps.count(jump)):
+            lines.append("-D %s %s" % _rule_spec(jump))
+    for chain in rewritten:
+        lines.extend(desired.chains[chain])
+    for jump in desired.jumps:
+        if jump not in current.jumps:
+            lines.append("-I %s 1 %s" % _rule_spec(jump))
+    lines.extend("-X %s" % chain for chain in stale_chains)
+    return lines
+
+
+def restore_buffer(current, desired):
+    """One iptables-restore --noflush input that changes only the owned rules."""
+    out = []
+    empty = TableRules()
+    for table in sorted(set(current) | set(desired)):
+        lines = _table_restore_lines(current.get(table, empty), desired.get(table, empty))
+        if lines:
+            out.extend(["*%s" % table] + lines + ["COMMIT"])
+    return "\n".join(out) + "\n" if out else ""

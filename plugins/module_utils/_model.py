@@ -1,0 +1,285 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The declarative model: what one mirror or one balancer is, validated.
+
+Every parameter is checked here before any engine sees it; a failure raises
+ValidationError naming the parameter and the offending value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from math import gcd
+from functools import reduce
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+INTERFACE_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
+PORT_PATTERN = re.compile(r"^(\d{1,5})(?:[:-](\d{1,5}))?$")
+
+MIRROR = "mirror"
+BALANCER = "balancer"
+
+MIRROR_PROTOCOLS = ("tcp", "udp", "icmp", "all")
+BALANCER_PROTOCOLS = ("tcp", "udp")
+SERVICES = ("remote", "local")
+DIRECTIONS = ("both", "ingress", "egress")
+MODES = ("round_robin", "random")
+# Each round-robin slot is one rule; this bounds the chain a weight list can produce.
+MAX_SLOTS = 4096
+
+
+class ValidationError(ValueError):
+    """A parameter value that cannot be used; the message names both."""
+
+    def __init__(self, parameter, value, reason):
+        self.parameter = parameter
+        self.value = value
+        super().__init__("parameter '%s': %r %s" % (parameter, value, reason))
+
+
+@dataclass(frozen=True)
+class PortRange:
+    first: int
+    last: int
+
+    def __str__(self):
+        return str(self.first) if self.first == self.last else "%d:%d" % (self.first, self.last)
+
+
+@dataclass(frozen=True)
+class Mirror:
+    name: str
+    gateway: str
+    protocol: str = "tcp"
+    ports: tuple = ()
+    service: str = "remote"
+    direction: str = "both"
+    peer: str = None
+    interface: str = None
+
+    kind = MIRROR
+
+
+@dataclass(frozen=True)
+class Backend:
+    address: str
+    port: int
+    weight: int = 1
+
+    @property
+    def endpoint(self):
+        return "%s:%d" % (self.address, self.port)
+
+    def as_dict(self):
+        return {"address": self.address, "port": self.port, "weight": self.weight}
+
+
+@dataclass(frozen=True)
+class Balancer:
+    name: str
+    vip: str
+    port: int
+    backends: tuple
+    protocol: str = "tcp"
+    mode: str = "round_robin"
+    masquerade: bool = True
+    local_clients: bool = True
+
+    kind = BALANCER
+
+
+def object_token(kind, name):
+    """Short hash shared by every chain of one object: identity survives truncation."""
+    return hashlib.sha256(("%s:%s" % (kind, name)).encode()).hexdigest()[:8]
+
+
+def validate_name(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValidationError("name", name, "must be 1-64 characters of letters, digits, '-', '_' or '.'")
+    return name
+
+
+def _choice(parameter, value, choices):
+    if value not in choices:
+        raise ValidationError(parameter, value, "must be one of %s" % ", ".join(choices))
+    return value
+
+
+def _unicast_ipv4(parameter, value):
+    try:
+        address = ipaddress.IPv4Address(str(value).strip())
+    except ValueError:
+        raise ValidationError(parameter, value, "is not an IPv4 address") from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback or address == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValidationError(parameter, value, "must be a unicast address (not unspecified, loopback, multicast or broadcast)")
+    return str(address)
+
+
+def _port(parameter, value):
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValidationError(parameter, value, "is not a port between 1 and 65535")
+    return int(text)
+
+
+def _port_range(parameter, value):
+    match = PORT_PATTERN.match(str(value).strip())
+    if not match:
+        raise ValidationError(parameter, value, "is not a port or a range FIRST:LAST")
+    first = _port(parameter, match.group(1))
+    last = _port(parameter, match.group(2)) if match.group(2) else first
+    if first > last:
+        raise ValidationError(parameter, value, "is a range whose first port is above its last")
+    return PortRange(first, last)
+
+
+def _ports(protocol, ports):
+    ports = ports or []
+    if ports and protocol not in ("tcp", "udp"):
+        raise ValidationError("ports", ports, "can only be given with protocol tcp or udp, not %s" % protocol)
+    ranges = []
+    for index, value in enumerate(ports):
+        port_range = _port_range("ports[%d]" % index, value)
+        if port_range in ranges:
+            raise ValidationError("ports[%d]" % index, value, "is listed twice")
+        ranges.append(port_range)
+    return tuple(ranges)
+
+
+def _ipv4_network(parameter, value):
+    try:
+        return str(ipaddress.IPv4Network(str(value).strip(), strict=True))
+    except ValueError as error:
+        raise ValidationError(parameter, value, "is not an IPv4 address or CIDR network (%s)" % error) from None
+
+
+def _interface(value):
+    if not INTERFACE_PATTERN.match(str(value)):
+        raise ValidationError("interface", value, "is not an interface name (at most 15 of letters, digits, '_.:@-', optional trailing '+')")
+    return value
+
+
+def build_mirror(params):
+    """Validated Mirror from module parameters (a dict)."""
+    protocol = _choice("protocol", params.get("protocol") or "tcp", MIRROR_PROTOCOLS)
+    peer = params.get("peer")
+    interface = params.get("interface")
+    return Mirror(
+        name=validate_name(params.get("name")),
+        gateway=_unicast_ipv4("gateway", params.get("gateway")),
+        protocol=protocol,
+        ports=_ports(protocol, params.get("ports")),
+        service=_choice("service", params.get("service") or "remote", SERVICES),
+        direction=_choice("direction", params.get("direction") or "both", DIRECTIONS),
+        peer=_ipv4_network("peer", peer) if peer else None,
+        interface=_interface(interface) if interface else None,
+    )
+
+
+def _weight(parameter, value):
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(str(value).strip()) < 1:
+        raise ValidationError(parameter, value, "is not a whole number of at least 1")
+    return int(str(value).strip())
+
+
+def _backend_from_string(parameter, text, default_port):
+    address, separator, port = text.strip().rpartition(":")
+    if not separator:
+        address, port = port, None
+    return Backend(
+        address=_unicast_ipv4(parameter, address),
+        port=_port(parameter, port) if port is not None else default_port,
+    )
+
+
+def _backend(index, item, default_port):
+    parameter = "backends[%d]" % index
+    if isinstance(item, str):
+        return _backend_from_string(parameter, item, default_port)
+    if not isinstance(item, dict):
+        raise ValidationError(parameter, item, "must be 'ADDRESS', 'ADDRESS:PORT' or a dict with address, port, weight")
+    unknown = sorted(set(item) - {"address", "port", "weight"})
+    if unknown:
+        raise ValidationError(parameter, item, "has unknown keys: %s" % ", ".join(unknown))
+    if item.get("address") in (None, ""):
+        raise ValidationError(parameter + ".address", item.get("address"), "is required")
+    port = item.get("port")
+    weight = item.get("weight")
+    return Backend(
+        address=_unicast_ipv4(parameter + ".address", item["address"]),
+        port=_port(parameter + ".port", port) if port is not None else default_port,
+        weight=_weight(parameter + ".weight", weight) if weight is not None else 1,
+    )
+
+
+def _backends(items, default_port):
+    if not items:
+        raise ValidationError("backends", items, "must list at least one backend")
+    backends = []
+    seen = {}
+    for index, item in enumerate(items):
+        backend = _backend(index, item, default_port)
+        if backend.endpoint in seen:
+            raise ValidationError("backends[%d]" % index, item, "repeats backend %s (backends[%d])" % (backend.endpoint, seen[backend.endpoint]))
+        seen[backend.endpoint] = index
+        backends.append(backend)
+    return tuple(backends)
+
+
+def build_balancer(params):
+    """Validated Balancer from module parameters (a dict)."""
+    port = _port("port", params.get("port"))
+    balancer = Balancer(
+        name=validate_name(params.get("name")),
+        vip=_unicast_ipv4("vip", params.get("vip")),
+        port=port,
+        protocol=_choice("protocol", params.get("protocol") or "tcp", BALANCER_PROTOCOLS),
+        backends=_backends(params.get("backends"), port),
+        mode=_choice("mode", params.get("mode") or "round_robin", MODES),
+        masquerade=bool(params.get("masquerade", True)),
+        local_clients=bool(params.get("local_clients", True)),
+    )
+    for index, backend in enumerate(balancer.backends):
+        if (backend.address, backend.port) == (balancer.vip, balancer.port):
+            raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
+    if balancer.mode == "round_robin" and sum(_reduced_weights(balancer.backends)) > MAX_SLOTS:
+        raise ValidationError("backends", "weights", "expand to more than %d round-robin slots; reduce the weights" % MAX_SLOTS)
+    return balancer
+
+
+def _reduced_weights(backends):
+    """Weights divided by their common divisor: 2:2 rotates like 1:1, in fewer rules."""
+    divisor = reduce(gcd, (b.weight for b in backends))
+    return [b.weight // divisor for b in backends]
+
+
+def round_robin_slots(backends):
+    """The rotation as a list of backends, each appearing weight/gcd times.
+
+    Smooth weighted round robin (as nginx orders it) spreads a heavy backend's
+    turns over the cycle instead of giving them back to back.
+    """
+    weights = _reduced_weights(backends)
+    total = sum(weights)
+    current = [0] * len(backends)
+    slots = []
+    for _ in range(total):
+        current = [c + w for c, w in zip(current, weights)]
+        chosen = max(range(len(backends)), key=lambda i: (current[i], -i))
+        current[chosen] -= total
+        slots.append(backends[chosen])
+    return slots
+
+
+def random_probabilities(backends):
+    """Probability cascade: rule i takes w_i of the weight still left; the last takes all."""
+    remaining = sum(b.weight for b in backends)
+    probabilities = []
+    for backend in backends[:-1]:
+        probabilities.append(backend.weight / remaining)
+        remaining -= backend.weight
+    return probabilities

@@ -1,0 +1,228 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dnat_balancer
+short_description: Spread new connections to a virtual IP over backends with DNAT, as kube-proxy does
+version_added: 0.1.0
+description:
+  - Balances new connections to O(vip):O(port) over O(backends). Each new connection is sent
+    by DNAT to the backend it is given; the rest of the connection follows it through
+    conntrack.
+  - The rules follow kube-proxy's layout in the nat table. A service chain
+    C(NM-SVC-...) chooses a backend, one endpoint chain C(NM-SEP-...) per backend does the
+    DNAT, and C(NM-MASQ-...) masquerades the balanced connections so replies come back
+    through this host. Built-in chains get one jump each, tagged C(netmagic:balancer:NAME).
+  - C(round_robin) uses a cascade of C(-m statistic --mode nth) rules, which rotates exactly
+    over the backends, each backend taking as many turns in a cycle as its weight.
+  - Rules the collection does not own are never changed, reordered or flushed. The change is
+    applied with one C(iptables-restore --noflush), atomically; changing the backends rewrites
+    only this service's chains.
+  - The balancer host must forward IPv4 (C(net.ipv4.ip_forward=1)) to balance connections from
+    other hosts; the P(netmagic.netfilter.load_balancer#role) role sets it.
+author:
+  - netmagic.netfilter contributors
+options:
+  name:
+    description:
+      - The service's identity; chain names and the rule tag derive from it.
+      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) makes the service's rules exactly as described.
+      - C(absent) removes every rule and chain of the service.
+    type: str
+    choices: [present, absent]
+    default: present
+  vip:
+    description:
+      - The virtual IPv4 address clients connect to. Required when O(state=present).
+      - Traffic to it must reach this host, for example because the address is configured on one
+        of its interfaces.
+    type: str
+  port:
+    description:
+      - The service port on O(vip). Required when O(state=present).
+    type: int
+  protocol:
+    description:
+      - Protocol of the service.
+    type: str
+    choices: [tcp, udp]
+    default: tcp
+  backends:
+    description:
+      - The backends, at least one, each once.
+      - An item is a string C(ADDRESS) or C(ADDRESS:PORT), or a dict with C(address) and
+        optional C(port) and C(weight).
+      - The port defaults to O(port), the weight to C(1).
+      - Required when O(state=present).
+    type: list
+    elements: raw
+  mode:
+    description:
+      - C(round_robin) rotates exactly; a backend of weight W takes W turns per cycle (weights
+        are reduced by their common divisor, and expand to at most 4096 turns).
+      - C(random) chooses each new connection at random, a backend's chance in proportion to its
+        weight.
+    type: str
+    choices: [round_robin, random]
+    default: round_robin
+  masquerade:
+    description:
+      - Masquerade the connections this service balances, so backends answer through this
+        host. Only those connections are masqueraded, never the host's other traffic.
+    type: bool
+    default: true
+  local_clients:
+    description:
+      - Also balance connections opened on this host itself (nat C(OUTPUT)), besides those
+        arriving from other hosts (nat C(PREROUTING)).
+    type: bool
+    default: true
+  engine:
+    description:
+      - The netfilter engine that stores the rules.
+      - C(auto) uses the iptables backend the host already holds rules in, or the one its
+        C(iptables) command reports. A host with rules in both backends is refused.
+    type: str
+    choices: [auto, iptables-nft, iptables-legacy]
+    default: auto
+notes:
+  - Needs root on the managed host and the C(iptables) package (1.8 or later).
+  - Each rule's nth counter starts again when its chain is rewritten, so a change of backends
+    restarts the rotation.
+  - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
+    and the xtables lock while applying.
+attributes:
+  check_mode:
+    support: full
+    details: Check mode reports the change and verifies it with C(iptables-restore --test).
+  diff_mode:
+    support: full
+    details: The diff shows the owned rules before and after, as iptables-save text.
+seealso:
+  - module: netmagic.netfilter.tee_mirror
+  - name: kube-proxy iptables mode
+    description: The rule layout this module follows.
+    link: https://kubernetes.io/docs/reference/networking/virtual-ips/#proxy-mode-iptables
+"""
+
+EXAMPLES = r"""
+- name: Two web servers behind a virtual IP, in exact rotation
+  netmagic.netfilter.dnat_balancer:
+    name: web
+    vip: 198.18.0.100
+    port: 80
+    backends:
+      - 198.18.0.21
+      - 198.18.0.22
+
+- name: Three backends on another port, one taking half the connections
+  netmagic.netfilter.dnat_balancer:
+    name: api
+    vip: 198.18.0.100
+    port: 443
+    backends:
+      - {address: 198.18.0.21, port: 8443, weight: 2}
+      - 198.18.0.22:8443
+      - 198.18.0.23:8443
+
+- name: Random choice for a UDP service, only for clients on other hosts
+  netmagic.netfilter.dnat_balancer:
+    name: dns
+    vip: 198.18.0.100
+    port: 53
+    protocol: udp
+    mode: random
+    local_clients: false
+    backends: [198.18.0.31, 198.18.0.32]
+
+- name: Remove a service
+  netmagic.netfilter.dnat_balancer:
+    name: web
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the owned rules were (or in check mode would be) changed.
+  returned: always
+  type: bool
+engine:
+  description: The engine used, after C(auto) was resolved.
+  returned: success
+  type: str
+  sample: iptables-nft
+chains:
+  description: The chains the service owns when in the desired state; empty after removal.
+  returned: success
+  type: list
+  elements: str
+  sample: [NM-MASQ-4b1a0c2d-web, NM-SEP-4b1a0c2d-0-web, NM-SEP-4b1a0c2d-1-web, NM-SVC-4b1a0c2d-web]
+rules:
+  description:
+    - The service's rules in the desired state, as C(iptables-save) prints them (all in the nat
+      table); empty after removal.
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - -A PREROUTING -d 198.18.0.100/32 -p tcp -m tcp --dport 80 -m comment --comment "netmagic:balancer:web" -j NM-SVC-4b1a0c2d-web
+    - -A NM-SVC-4b1a0c2d-web -m statistic --mode nth --every 2 --packet 0 -j NM-SEP-4b1a0c2d-0-web
+    - -A NM-SVC-4b1a0c2d-web -j NM-SEP-4b1a0c2d-1-web
+backends:
+  description: The backends as normalized, in the order given; empty after removal.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    address:
+      description: Backend IPv4 address.
+      type: str
+    port:
+      description: Backend port.
+      type: int
+    weight:
+      description: Backend weight.
+      type: int
+  sample: [{address: 198.18.0.21, port: 80, weight: 1}, {address: 198.18.0.22, port: 80, weight: 1}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import BALANCER, build_balancer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, reconcile
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            vip=dict(type="str"),
+            port=dict(type="int"),
+            protocol=dict(type="str", choices=["tcp", "udp"], default="tcp"),
+            backends=dict(type="list", elements="raw"),
+            mode=dict(type="str", choices=["round_robin", "random"], default="round_robin"),
+            masquerade=dict(type="bool", default=True),
+            local_clients=dict(type="bool", default=True),
+            engine=dict(type="str", choices=list(ENGINES), default="auto"),
+        ),
+        required_if=[("state", "present", ("vip", "port", "backends"))],
+        supports_check_mode=True,
+    )
+    result, balancer = reconcile(module, BALANCER, build_balancer)
+    result["backends"] = [backend.as_dict() for backend in balancer.backends] if balancer else []
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

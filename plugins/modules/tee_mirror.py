@@ -1,0 +1,200 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: tee_mirror
+short_description: Mirror chosen traffic to a collector host with the netfilter TEE target
+version_added: 0.1.0
+description:
+  - Clones the packets of chosen traffic to a collector host on the same L2 segment with
+    C(-t mangle -j TEE --gateway COLLECTOR). The original packets go on untouched.
+  - Egress packets are cloned in the mangle C(OUTPUT) chain. Ingress packets are cloned in the
+    mangle C(PREROUTING) chain, so traffic this host routes for others is mirrored too.
+  - Every rule lives in chains the collection owns (C(NM-MIRO-...) for egress, C(NM-MIRI-...) for
+    ingress), reached by one jump per built-in chain tagged C(netmagic:mirror:NAME). Rules the
+    collection does not own are never changed, reordered or flushed.
+  - The whole change is applied with one C(iptables-restore --noflush), atomically; a run that
+    finds the owned rules already as desired changes nothing.
+  - The collector must have IP forwarding off, or it forwards the clones on to their real
+    destination and TCP sees duplicates. The P(netmagic.netfilter.mirror_collector#role) role
+    does that.
+author:
+  - netmagic.netfilter contributors
+options:
+  name:
+    description:
+      - The mirror's identity; chain names and the rule tag derive from it.
+      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) makes the mirror's rules exactly as described.
+      - C(absent) removes every rule and chain of the mirror.
+    type: str
+    choices: [present, absent]
+    default: present
+  gateway:
+    description:
+      - IPv4 address of the collector. It must be on-link from this host.
+      - Required when O(state=present).
+    type: str
+  protocol:
+    description:
+      - Protocol of the traffic to mirror. O(ports) needs C(tcp) or C(udp).
+    type: str
+    choices: [tcp, udp, icmp, all]
+    default: tcp
+  ports:
+    description:
+      - Service ports or ranges to mirror, such as C(80) or C("8000:8100").
+      - An empty list mirrors every port.
+    type: list
+    elements: str
+    default: []
+  service:
+    description:
+      - Which end of the traffic this host is.
+      - C(remote) means this host is a client of the service at O(ports); its egress
+        packets are matched on the destination port and its ingress packets on the source
+        port.
+      - C(local) means this host serves O(ports); ingress is matched on the destination port
+        and egress on the source port.
+    type: str
+    choices: [remote, local]
+    default: remote
+  direction:
+    description:
+      - Which packets to clone. C(both) clones requests and responses.
+    type: str
+    choices: [both, ingress, egress]
+    default: both
+  peer:
+    description:
+      - IPv4 address or CIDR network of the other end of the traffic. Egress matches it as
+        destination, ingress as source. Unset matches every peer.
+    type: str
+  interface:
+    description:
+      - Interface the traffic leaves (egress) or arrives on (ingress). A trailing C(+)
+        matches every interface with that prefix.
+    type: str
+  engine:
+    description:
+      - The netfilter engine that stores the rules.
+      - C(auto) uses the iptables backend the host already holds rules in, or the one its
+        C(iptables) command reports. A host with rules in both backends is refused.
+    type: str
+    choices: [auto, iptables-nft, iptables-legacy]
+    default: auto
+notes:
+  - Needs root on the managed host and the C(iptables) package (1.8 or later), and a kernel
+    with the TEE target.
+  - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
+    and the xtables lock while applying.
+attributes:
+  check_mode:
+    support: full
+    details: Check mode reports the change and verifies it with C(iptables-restore --test).
+  diff_mode:
+    support: full
+    details: The diff shows the owned rules before and after, as iptables-save text.
+seealso:
+  - module: netmagic.netfilter.dnat_balancer
+  - name: iptables-extensions TEE target
+    description: The man page section of the TEE target.
+    link: https://ipset.netfilter.org/iptables-extensions.man.html#lbDW
+"""
+
+EXAMPLES = r"""
+- name: Mirror HTTP this host sends and receives to the collector
+  netmagic.netfilter.tee_mirror:
+    name: http
+    gateway: 198.18.0.3
+    ports: ["80"]
+
+- name: Mirror DNS this host serves, requests only, arriving on eth0
+  netmagic.netfilter.tee_mirror:
+    name: dns-queries
+    gateway: 198.18.0.3
+    protocol: udp
+    ports: ["53"]
+    service: local
+    direction: ingress
+    interface: eth0
+
+- name: Mirror everything exchanged with one subnet
+  netmagic.netfilter.tee_mirror:
+    name: lab-subnet
+    gateway: 198.18.0.3
+    protocol: all
+    peer: 198.18.1.0/24
+
+- name: Remove a mirror
+  netmagic.netfilter.tee_mirror:
+    name: http
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the owned rules were (or in check mode would be) changed.
+  returned: always
+  type: bool
+engine:
+  description: The engine used, after C(auto) was resolved.
+  returned: success
+  type: str
+  sample: iptables-nft
+chains:
+  description: The chains the mirror owns when in the desired state; empty after removal.
+  returned: success
+  type: list
+  elements: str
+  sample: [NM-MIRI-1c0ab3e1-http, NM-MIRO-1c0ab3e1-http]
+rules:
+  description:
+    - The mirror's rules in the desired state, as C(iptables-save) prints them (all in the
+      mangle table); empty after removal.
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - -A OUTPUT -m comment --comment "netmagic:mirror:http" -j NM-MIRO-1c0ab3e1-http
+    - -A NM-MIRO-1c0ab3e1-http -p tcp -m tcp --dport 80 -j TEE --gateway 198.18.0.3
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import MIRROR, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, reconcile
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            gateway=dict(type="str"),
+            protocol=dict(type="str", choices=["tcp", "udp", "icmp", "all"], default="tcp"),
+            ports=dict(type="list", elements="str", default=[]),
+            service=dict(type="str", choices=["remote", "local"], default="remote"),
+            direction=dict(type="str", choices=["both", "ingress", "egress"], default="both"),
+            peer=dict(type="str"),
+            interface=dict(type="str"),
+            engine=dict(type="str", choices=list(ENGINES), default="auto"),
+        ),
+        required_if=[("state", "present", ("gateway",))],
+        supports_check_mode=True,
+    )
+    result, _ = reconcile(module, MIRROR, build_mirror)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
