@@ -1,0 +1,211 @@
+"""Rendering, parsing and planning of iptables-save text, without touching a host."""
+
+import pytest
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as r
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, object_token
+
+GW = "198.18.0.3"
+
+
+def mirror(**params):
+    return build_mirror(dict({"name": "http", "gateway": GW}, **params))
+
+
+def balancer(**params):
+    return build_balancer(dict({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22"]}, **params))
+
+
+def chain_rules(owned, table, role):
+    [chain] = [c for c in owned[table].chains if c.startswith("NM-%s-" % role)]
+    return [line.split(" ", 2)[2] for line in owned[table].chains[chain]]
+
+
+@pytest.mark.parametrize(
+    "params, role, expected",
+    [
+        ({"ports": ["80"]}, "MIRO", ["-p tcp -m tcp --dport 80 -j TEE --gateway %s" % GW]),
+        ({"ports": ["80"]}, "MIRI", ["-p tcp -m tcp --sport 80 -j TEE --gateway %s" % GW]),
+        ({"ports": ["80"], "service": "local"}, "MIRO", ["-p tcp -m tcp --sport 80 -j TEE --gateway %s" % GW]),
+        ({"ports": ["80"], "service": "local"}, "MIRI", ["-p tcp -m tcp --dport 80 -j TEE --gateway %s" % GW]),
+        ({"ports": ["53", "8000:8100"], "protocol": "udp"}, "MIRO",
+         ["-p udp -m udp --dport 53 -j TEE --gateway %s" % GW, "-p udp -m udp --dport 8000:8100 -j TEE --gateway %s" % GW]),
+        ({}, "MIRO", ["-p tcp -j TEE --gateway %s" % GW]),
+        ({"protocol": "icmp"}, "MIRI", ["-p icmp -j TEE --gateway %s" % GW]),
+        ({"protocol": "all"}, "MIRO", ["-j TEE --gateway %s" % GW]),
+        ({"peer": "198.18.1.0/24", "interface": "eth0"}, "MIRO", ["-d 198.18.1.0/24 -o eth0 -p tcp -j TEE --gateway %s" % GW]),
+        ({"peer": "198.18.1.0/24", "interface": "eth0"}, "MIRI", ["-s 198.18.1.0/24 -i eth0 -p tcp -j TEE --gateway %s" % GW]),
+    ],
+)
+def test_mirror_rules(params, role, expected):
+    assert chain_rules(r.render(mirror(**params)), "mangle", role) == expected
+
+
+@pytest.mark.parametrize(
+    "direction, hooks",
+    [("both", ["OUTPUT", "PREROUTING"]), ("egress", ["OUTPUT"]), ("ingress", ["PREROUTING"])],
+)
+def test_mirror_jumps_one_per_builtin_chain_with_tag(direction, hooks):
+    owned = r.render(mirror(direction=direction))
+    assert [jump.split()[1] for jump in owned["mangle"].jumps] == hooks
+    assert all('-m comment --comment "netmagic:mirror:http"' in jump for jump in owned["mangle"].jumps)
+    assert len(owned["mangle"].chains) == len(hooks)
+
+
+def test_round_robin_cascade_is_exact():
+    owned = r.render(balancer(backends=["198.18.0.21", "198.18.0.22", "198.18.0.23"]))
+    token = object_token("balancer", "web")
+    assert chain_rules(owned, "nat", "SVC") == [
+        "-m statistic --mode nth --every 3 --packet 0 -j NM-SEP-%s-0-web" % token,
+        "-m statistic --mode nth --every 2 --packet 0 -j NM-SEP-%s-1-web" % token,
+        "-j NM-SEP-%s-2-web" % token,
+    ]
+
+
+def test_weights_become_slots():
+    owned = r.render(balancer(backends=[{"address": "198.18.0.21", "weight": 3}, "198.18.0.22"]))
+    targets = [line.rsplit("-", 2)[-2] for line in chain_rules(owned, "nat", "SVC")]
+    assert targets == ["0", "0", "1", "0"]
+
+
+def test_random_cascade_prints_probabilities_as_iptables_save_does():
+    owned = r.render(balancer(mode="random", backends=["198.18.0.21", "198.18.0.22", "198.18.0.23"]))
+    rules = chain_rules(owned, "nat", "SVC")
+    assert "--probability 0.33333333349" in rules[0]
+    assert "--probability 0.50000000000" in rules[1]
+    assert "statistic" not in rules[2]
+
+
+@pytest.mark.parametrize(
+    "probability, printed",
+    [(0.5, "0.50000000000"), (1 / 3, "0.33333333349"), (0.25, "0.25000000000"), (0.1, "0.10000000009")],
+)
+def test_iptables_probability(probability, printed):
+    assert r.iptables_probability(probability) == printed
+
+
+@pytest.mark.parametrize(
+    "params, jumps",
+    [
+        ({}, ["OUTPUT", "POSTROUTING", "PREROUTING"]),
+        ({"local_clients": False}, ["POSTROUTING", "PREROUTING"]),
+        ({"masquerade": False}, ["OUTPUT", "PREROUTING"]),
+        ({"masquerade": False, "local_clients": False}, ["PREROUTING"]),
+    ],
+)
+def test_balancer_hooks(params, jumps):
+    owned = r.render(balancer(**params))
+    assert [jump.split()[1] for jump in owned["nat"].jumps] == jumps
+    assert any(c.startswith("NM-MASQ-") for c in owned["nat"].chains) == params.get("masquerade", True)
+
+
+def test_masquerade_matches_only_balanced_connections():
+    [post] = [j for j in r.render(balancer(port=8080, protocol="udp"))["nat"].jumps if j.startswith("-A POSTROUTING")]
+    assert "-p udp -m conntrack --ctstate DNAT --ctorigdst 198.18.0.100 --ctorigdstport 8080" in post
+
+
+@pytest.mark.parametrize(
+    "role, name, index",
+    [("SVC", "web", None), ("SEP", "a-very-long-service-name-indeed", 4095), ("MIRO", "x" * 64, None), ("MASQ", "n", None)],
+)
+def test_chain_names_are_short_and_owned(role, name, index):
+    chain = r.chain_name(role, "balancer", name, index)
+    assert len(chain) <= 28
+    assert chain.startswith("NM-%s-" % role)
+    assert r.owns_chain(chain, "balancer", name)
+    assert not r.owns_chain(chain, "balancer", name + "2")
+    assert not r.owns_chain(chain, "mirror", name)
+
+
+def test_names_sharing_a_prefix_get_distinct_chains():
+    first = r.render(balancer(name="frontend-service-number-one"))
+    second = r.render(balancer(name="frontend-service-number-two"))
+    assert not set(first["nat"].chains) & set(second["nat"].chains)
+
+
+LIVE = """# Generated by iptables-save v1.8.9 (nf_tables)
+*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:{svc} - [0:0]
+:{other} - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A PREROUTING -d 198.18.0.100/32 -p tcp -m tcp --dport 80 -m comment --comment "netmagic:balancer:web" -j {svc}
+-A PREROUTING -d 198.18.0.101/32 -p tcp -m tcp --dport 80 -m comment --comment "netmagic:balancer:web2" -j {other}
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A {svc} -j DNAT --to-destination 198.18.0.21:80
+-A {other} -j DNAT --to-destination 198.18.0.31:80
+COMMIT
+"""
+
+
+def live_text():
+    return LIVE.format(svc=r.chain_name("SVC", "balancer", "web"), other=r.chain_name("SVC", "balancer", "web2"))
+
+
+def test_owned_rules_take_only_the_objects_own_lines():
+    owned = r.owned_rules(r.parse_save(live_text()), "balancer", "web")
+    svc = r.chain_name("SVC", "balancer", "web")
+    assert list(owned) == ["nat"]
+    assert owned["nat"].chains == {svc: ["-A %s -j DNAT --to-destination 198.18.0.21:80" % svc]}
+    assert owned["nat"].jumps == [
+        '-A PREROUTING -d 198.18.0.100/32 -p tcp -m tcp --dport 80 -m comment --comment "netmagic:balancer:web" -j %s' % svc
+    ]
+
+
+def test_no_change_plans_nothing():
+    desired = r.render(balancer())
+    assert r.restore_buffer(desired, r.render(balancer())) == ""
+    assert r.same_rules(desired, r.render(balancer()))
+
+
+def test_first_apply_declares_chains_then_inserts_jumps():
+    buffer = r.restore_buffer({}, r.render(balancer(masquerade=False, local_clients=False))).splitlines()
+    assert buffer[0] == "*nat"
+    assert buffer[-1] == "COMMIT"
+    declared = [i for i, line in enumerate(buffer) if line.startswith(":")]
+    inserted = [i for i, line in enumerate(buffer) if line.startswith("-I PREROUTING 1 ")]
+    assert len(declared) == 3 and len(inserted) == 1 and max(declared) < inserted[0]
+    assert not any(line.startswith(("-D", "-X", "-F")) for line in buffer)
+
+
+def test_changing_a_backend_rewrites_only_its_chain_and_keeps_jumps():
+    before = r.render(balancer(backends=["198.18.0.21", "198.18.0.22"]))
+    after = r.render(balancer(backends=["198.18.0.21", "198.18.0.23"]))
+    buffer = r.restore_buffer(before, after).splitlines()
+    rewritten = [line[1:].split()[0] for line in buffer if line.startswith(":")]
+    # The service chain names endpoint chains by position, so swapping one backend rewrites one chain.
+    assert rewritten == [r.chain_name("SEP", "balancer", "web", 1)]
+    assert not any(line.startswith(("-I", "-D", "-X")) for line in buffer)
+
+
+def test_removal_deletes_jumps_before_chains():
+    buffer = r.restore_buffer(r.render(balancer()), {}).splitlines()
+    deletes = [i for i, line in enumerate(buffer) if line.startswith("-D ")]
+    removals = [i for i, line in enumerate(buffer) if line.startswith("-X ")]
+    assert len(deletes) == 3 and len(removals) == 4
+    assert max(deletes) < min(removals)
+    assert all('--comment "netmagic:balancer:web"' in buffer[i] for i in deletes)
+
+
+def test_duplicate_jumps_are_reduced_to_one():
+    desired = r.render(balancer(masquerade=False, local_clients=False))
+    current = r.render(balancer(masquerade=False, local_clients=False))
+    current["nat"].jumps = current["nat"].jumps * 3
+    buffer = r.restore_buffer(current, desired).splitlines()
+    assert sum(line.startswith("-D PREROUTING ") for line in buffer) == 2
+    assert not r.same_rules(current, desired)
+
+
+def test_as_text_round_trips_through_the_parser():
+    desired = r.render(balancer())
+    text = "*nat\n" + "\n".join(r.as_text(desired).splitlines()[1:]) + "\nCOMMIT\n"
+    assert r.same_rules(r.owned_rules(r.parse_save(text), "balancer", "web"), desired)
+
+
+def test_foreign_chains_with_our_prefix_but_another_token_are_not_owned():
+    text = "*nat\n:NM-SVC-deadbeef-web - [0:0]\n-A NM-SVC-deadbeef-web -j RETURN\nCOMMIT\n"
+    assert r.owned_rules(r.parse_save(text), "balancer", "web") == {}

@@ -1,0 +1,159 @@
+"""Validation of mirror and balancer definitions: every bad input names its parameter."""
+
+import pytest
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    Backend,
+    PortRange,
+    ValidationError,
+    build_balancer,
+    build_mirror,
+    random_probabilities,
+    round_robin_slots,
+)
+
+MIRROR = {"name": "http", "gateway": "198.18.0.3"}
+BALANCER = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22"]}
+
+
+def with_(base, **changes):
+    merged = dict(base)
+    merged.update(changes)
+    return merged
+
+
+BAD_MIRRORS = [
+    # (changes, parameter named in the error)
+    ({"name": ""}, "name"),
+    ({"name": "web;rm -rf /"}, "name"),
+    ({"name": "x" * 65}, "name"),
+    ({"name": "a b"}, "name"),
+    ({"gateway": "198.18.0.300"}, "gateway"),
+    ({"gateway": "collector.example"}, "gateway"),
+    ({"gateway": "0.0.0.0"}, "gateway"),
+    ({"gateway": "224.0.0.1"}, "gateway"),
+    ({"gateway": "127.0.0.1"}, "gateway"),
+    ({"gateway": "2001:db8::1"}, "gateway"),
+    ({"gateway": None}, "gateway"),
+    ({"protocol": "sctp"}, "protocol"),
+    ({"ports": ["0"]}, "ports[0]"),
+    ({"ports": ["80", "99999"]}, "ports[1]"),
+    ({"ports": ["abc"]}, "ports[0]"),
+    ({"ports": ["8100:8000"]}, "ports[0]"),
+    ({"ports": ["80", "80"]}, "ports[1]"),
+    ({"ports": ["80;reboot"]}, "ports[0]"),
+    ({"ports": ["80"], "protocol": "icmp"}, "ports"),
+    ({"ports": ["80"], "protocol": "all"}, "ports"),
+    ({"service": "both"}, "service"),
+    ({"direction": "sideways"}, "direction"),
+    ({"peer": "198.18.0.1/33"}, "peer"),
+    ({"peer": "198.18.0.1/24"}, "peer"),
+    ({"interface": "eth0 -j ACCEPT"}, "interface"),
+    ({"interface": "averyveryverylongname"}, "interface"),
+]
+
+
+@pytest.mark.parametrize("changes, parameter", BAD_MIRRORS)
+def test_bad_mirror_input_names_the_parameter(changes, parameter):
+    with pytest.raises(ValidationError) as raised:
+        build_mirror(with_(MIRROR, **changes))
+    assert raised.value.parameter == parameter
+    assert "parameter '%s'" % parameter in str(raised.value)
+
+
+BAD_BALANCERS = [
+    ({"vip": "198.18.0.256"}, "vip"),
+    ({"vip": "255.255.255.255"}, "vip"),
+    ({"port": 0}, "port"),
+    ({"port": 65536}, "port"),
+    ({"port": "http"}, "port"),
+    ({"protocol": "icmp"}, "protocol"),
+    ({"backends": []}, "backends"),
+    ({"backends": None}, "backends"),
+    ({"backends": ["198.18.0.21", "198.18.0.21:80"]}, "backends[1]"),
+    ({"backends": ["198.18.0.21:0"]}, "backends[0]"),
+    ({"backends": ["198.18.0.21:http"]}, "backends[0]"),
+    ({"backends": ["backend-1"]}, "backends[0]"),
+    ({"backends": [42]}, "backends[0]"),
+    ({"backends": [{"port": 80}]}, "backends[0].address"),
+    ({"backends": [{"address": "198.18.0.21", "weight": 0}]}, "backends[0].weight"),
+    ({"backends": [{"address": "198.18.0.21", "weight": -1}]}, "backends[0].weight"),
+    ({"backends": [{"address": "198.18.0.21", "weight": True}]}, "backends[0].weight"),
+    ({"backends": [{"address": "198.18.0.21", "port": 70000}]}, "backends[0].port"),
+    ({"backends": [{"address": "198.18.0.21", "host": "x"}]}, "backends[0]"),
+    ({"backends": ["198.18.0.100:80"]}, "backends[0]"),
+    ({"backends": [{"address": "198.18.0.21", "weight": 5000}, {"address": "198.18.0.22", "weight": 1}]}, "backends"),
+    ({"mode": "least_conn"}, "mode"),
+]
+
+
+@pytest.mark.parametrize("changes, parameter", BAD_BALANCERS)
+def test_bad_balancer_input_names_the_parameter(changes, parameter):
+    with pytest.raises(ValidationError) as raised:
+        build_balancer(with_(BALANCER, **changes))
+    assert raised.value.parameter == parameter
+
+
+GOOD_MIRRORS = [
+    ({}, {"ports": (), "protocol": "tcp", "peer": None}),
+    ({"ports": ["80", "8000:8100", 443]}, {"ports": (PortRange(80, 80), PortRange(8000, 8100), PortRange(443, 443))}),
+    ({"ports": ["8000-8100"]}, {"ports": (PortRange(8000, 8100),)}),
+    ({"peer": "198.18.1.0/24"}, {"peer": "198.18.1.0/24"}),
+    ({"peer": "198.18.1.7"}, {"peer": "198.18.1.7/32"}),
+    ({"interface": "eth+"}, {"interface": "eth+"}),
+]
+
+
+@pytest.mark.parametrize("changes, expected", GOOD_MIRRORS)
+def test_good_mirror_input_is_normalized(changes, expected):
+    mirror = build_mirror(with_(MIRROR, **changes))
+    for attribute, value in expected.items():
+        assert getattr(mirror, attribute) == value
+
+
+@pytest.mark.parametrize(
+    "backends, expected",
+    [
+        (["198.18.0.21"], [Backend("198.18.0.21", 80, 1)]),
+        (["198.18.0.21:8080"], [Backend("198.18.0.21", 8080, 1)]),
+        ([{"address": "198.18.0.21", "weight": 3}], [Backend("198.18.0.21", 80, 3)]),
+        ([{"address": "198.18.0.21", "port": "81", "weight": "2"}], [Backend("198.18.0.21", 81, 2)]),
+        (["198.18.0.21:80", "198.18.0.21:81"], [Backend("198.18.0.21", 80, 1), Backend("198.18.0.21", 81, 1)]),
+    ],
+)
+def test_backends_are_normalized(backends, expected):
+    assert list(build_balancer(with_(BALANCER, backends=backends)).backends) == expected
+
+
+def _names(slots):
+    return "".join(backend.address for backend in slots)
+
+
+@pytest.mark.parametrize(
+    "weights, rotation",
+    [
+        ({"A": 1}, "A"),
+        ({"A": 1, "B": 1, "C": 1}, "ABC"),
+        ({"A": 3, "B": 1}, "AABA"),
+        ({"A": 2, "B": 2}, "AB"),
+        ({"A": 5, "B": 1, "C": 1}, "AABACAA"),
+    ],
+)
+def test_round_robin_slots_interleave_weights(weights, rotation):
+    backends = [Backend(name, 80, weight) for name, weight in weights.items()]
+    assert _names(round_robin_slots(backends)) == rotation
+
+
+@pytest.mark.parametrize(
+    "weights, probabilities",
+    [
+        ([1], []),
+        ([1, 1], [0.5]),
+        ([1, 1, 1], [1 / 3, 0.5]),
+        ([3, 1], [0.75]),
+        ([1, 2, 1], [0.25, 2 / 3]),
+    ],
+)
+def test_random_probabilities_cascade(weights, probabilities):
+    backends = [Backend("198.18.0.%d" % i, 80, w) for i, w in enumerate(weights, 1)]
+    assert random_probabilities(backends) == pytest.approx(probabilities)
