@@ -1,0 +1,111 @@
+"""Running the collection's modules inside a network namespace, and reading its rules back."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENGINES = ("iptables-nft", "iptables-legacy")
+
+
+def collections_path():
+    """The installed build when the Makefile exported it, else the working tree."""
+    configured = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
+    if configured and os.path.isdir(os.path.join(configured, "ansible_collections", "netmagic", "netfilter")):
+        return configured
+    return os.path.join(REPO, ".build", "src")
+
+
+def namespaces_available():
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if not shutil.which("ip") or not shutil.which("iptables"):
+        return "needs iproute2 and iptables"
+    probe = "nm-probe-%s" % uuid.uuid4().hex[:6]
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
+        return "this kernel or container cannot create network namespaces"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def in_netns(netns, argv, **kwargs):
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("timeout", 60)
+    return subprocess.run(["ip", "netns", "exec", netns] + list(argv), **kwargs)
+
+
+def run_module(netns, module, args, check=False, diff=False):
+    """Runs plugins/modules/MODULE.py in the namespace, as Ansible would, and returns its JSON result."""
+    root = collections_path()
+    path = os.path.join(root, "ansible_collections", "netmagic", "netfilter", "plugins", "modules", module + ".py")
+    payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
+        handle.flush()
+        env = dict(os.environ, PYTHONPATH=root)
+        completed = in_netns(netns, [sys.executable, path, handle.name], env=env)
+    try:
+        result = json.loads(completed.stdout)
+    except ValueError:
+        raise AssertionError("module %s printed no JSON: %s %s" % (module, completed.stdout, completed.stderr)) from None
+    result["rc"] = completed.returncode
+    return result
+
+
+def iptables_save(netns, engine="iptables-nft", family="iptables"):
+    """The namespace's whole ruleset, without the timestamped comment lines."""
+    variant = engine.split("-", 1)[1]
+    completed = in_netns(netns, ["%s-%s-save" % (family, variant)], check=True)
+    return "".join(line + "\n" for line in completed.stdout.splitlines() if not line.startswith("#"))
+
+
+def restore(netns, engine, text):
+    variant = engine.split("-", 1)[1]
+    in_netns(netns, ["iptables-%s-restore" % variant, "--noflush"], input=text, check=True)
+
+
+def foreign_part(save_text):
+    """The ruleset without anything the collection owns, in order."""
+    keep = []
+    for line in save_text.splitlines():
+        if "NM-" in line or "netmagic:" in line:
+            continue
+        keep.append(line)
+    return "\n".join(keep)
+
+
+# Rules a host may already have, from other tools; the collection must never disturb them.
+FOREIGN_RULES = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 198.19.17.0/24 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A OUTPUT -p udp -m udp --dport 53 -j MARK --set-xmark 0x1/0xffffffff
+-A PREROUTING -p tcp -m tcp --sport 80 -j MARK --set-xmark 0x2/0xffffffff
+COMMIT
+"""
