@@ -1,0 +1,1 @@
+"""Network-namespace lab for the collection's integration tests: see netlab.py and docs/lab.md."""
