@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import time
 
 # One read-compare-apply cycle at a time on a host, so two runs never both add a jump.

@@ -214,7 +214,7 @@ def as_text(owned):
 
 def _rule_spec(line):
     """'-A CHAIN rest' -> ('CHAIN', 'rest')."""
-    _, chain, spec = (line.split(" ", 2) + [""])[:3]
+    chain, spec = (line.split(" ", 2) + [""])[1:3]
     return chain, spec
 
 
@@ -223,8 +223,8 @@ def _table_restore_lines(current, desired):
     rewritten = sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
     lines = [":%s - [0:0]" % chain for chain in rewritten + stale_chains]
     for jump in sorted(set(current.jumps)):
-        for _ in range(current.jumps.count(jump) - desired.jumps.count(jump)):
-            lines.append("-D %s %s" % _rule_spec(jump))
+        surplus = current.jumps.count(jump) - desired.jumps.count(jump)
+        lines.extend(["-D %s %s" % _rule_spec(jump)] * max(surplus, 0))
     for chain in rewritten:
         lines.extend(desired.chains[chain])
     for jump in desired.jumps:

@@ -267,7 +267,7 @@ def round_robin_slots(backends):
     total = sum(weights)
     current = [0] * len(backends)
     slots = []
-    for _ in range(total):
+    for _turn in range(total):
         current = [c + w for c, w in zip(current, weights)]
         chosen = max(range(len(backends)), key=lambda i: (current[i], -i))
         current[chosen] -= total

@@ -26,7 +26,7 @@ description:
   - The balancer host must forward IPv4 (C(net.ipv4.ip_forward=1)) to balance connections from
     other hosts; the P(netmagic.netfilter.load_balancer#role) role sets it.
 author:
-  - netmagic.netfilter contributors
+  - netmagic.netfilter maintainers (@netmagic)
 options:
   name:
     description:
@@ -104,9 +104,11 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying the host.
     details: Check mode reports the change and verifies it with C(iptables-restore --test).
   diff_mode:
     support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details: The diff shows the owned rules before and after, as iptables-save text.
 seealso:
   - module: netmagic.netfilter.tee_mirror

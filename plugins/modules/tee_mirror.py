@@ -24,7 +24,7 @@ description:
     destination and TCP sees duplicates. The P(netmagic.netfilter.mirror_collector#role) role
     does that.
 author:
-  - netmagic.netfilter contributors
+  - netmagic.netfilter maintainers (@netmagic)
 options:
   name:
     description:
@@ -100,9 +100,11 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying the host.
     details: Check mode reports the change and verifies it with C(iptables-restore --test).
   diff_mode:
     support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details: The diff shows the owned rules before and after, as iptables-save text.
 seealso:
   - module: netmagic.netfilter.dnat_balancer
@@ -192,7 +194,7 @@ def main():
         required_if=[("state", "present", ("gateway",))],
         supports_check_mode=True,
     )
-    result, _ = reconcile(module, MIRROR, build_mirror)
+    result = reconcile(module, MIRROR, build_mirror)[0]
     module.exit_json(**result)
 
 

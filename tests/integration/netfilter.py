@@ -26,9 +26,9 @@ def namespaces_available():
     if not shutil.which("ip") or not shutil.which("iptables"):
         return "needs iproute2 and iptables"
     probe = "nm-probe-%s" % uuid.uuid4().hex[:6]
-    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False).returncode != 0:
         return "this kernel or container cannot create network namespaces"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return None
 
 
@@ -36,7 +36,8 @@ def in_netns(netns, argv, **kwargs):
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
     kwargs.setdefault("timeout", 60)
-    return subprocess.run(["ip", "netns", "exec", netns] + list(argv), **kwargs)
+    check = kwargs.pop("check", False)
+    return subprocess.run(["ip", "netns", "exec", netns] + list(argv), check=check, **kwargs)
 
 
 def run_module(netns, module, args, check=False, diff=False):

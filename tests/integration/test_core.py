@@ -67,6 +67,10 @@ def test_full_lifecycle_keeps_foreign_rules_and_ends_byte_for_byte(netns, engine
     assert [r["changed"] for r in removed] == [False, False]
 
 
+def mangle_table(save_text):
+    return save_text[save_text.index("*mangle"):].split("COMMIT")[0]
+
+
 def test_changing_backends_rewrites_only_the_service(netns, engine, planted):
     apply_all(netns, engine)
     before = iptables_save(netns, engine)
@@ -75,8 +79,7 @@ def test_changing_backends_rewrites_only_the_service(netns, engine, planted):
     after = iptables_save(netns, engine)
     assert "198.18.0.24:80" in after and "198.18.0.22:8080" not in after
     assert "198.18.0.22:8080" in changed["diff"]["before"] and "198.18.0.24:80" in changed["diff"]["after"]
-    mangle = lambda text: text[text.index("*mangle"):].split("COMMIT")[0]
-    assert mangle(after) == mangle(before), "the mirror's table was touched"
+    assert mangle_table(after) == mangle_table(before), "the mirror's table was touched"
     assert foreign_part(after) == foreign_part(planted)
 
 
@@ -84,7 +87,7 @@ def test_hand_made_changes_are_repaired(netns, engine, planted):
     apply_all(netns, engine)
     clean = iptables_save(netns, engine)
     variant = engine.split("-")[1]
-    [result] = [r for r in apply_all(netns, engine, check=True)][1:]
+    result = apply_all(netns, engine, check=True)[1]
     svc = [c for c in result["chains"] if c.startswith("NM-SVC-")][0]
     in_netns(netns, ["iptables-%s" % variant, "-t", "nat", "-F", svc], check=True)
     in_netns(netns, ["iptables-%s" % variant, "-t", "nat", "-D", "OUTPUT", "1"], check=True)
