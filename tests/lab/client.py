@@ -1,0 +1,45 @@
+"""HTTP client for lab hosts: COUNT GETs, each on a new connection, bounded in time.
+
+Prints one JSON object: {"answers": [body or "ERROR: ..."], "seconds": elapsed}.
+Stdlib only, so it runs with any Python 3 inside a lab namespace.
+"""
+
+import argparse
+import http.client
+import json
+import time
+
+
+def get_once(host, port, timeout):
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        return response.read().decode().strip()
+    except OSError as error:
+        return "ERROR: %s" % error
+    finally:
+        connection.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("host")
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--count", type=int, required=True, help="connections to open, one after another")
+    parser.add_argument("--max-seconds", type=float, default=60, help="stop early after this long")
+    parser.add_argument("--timeout", type=float, default=2, help="per connection")
+    parser.add_argument("--pause", type=float, default=0, help="seconds between connections")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    answers = []
+    while len(answers) < args.count and time.monotonic() - started < args.max_seconds:
+        answers.append(get_once(args.host, args.port, args.timeout))
+        if args.pause:
+            time.sleep(args.pause)
+    print(json.dumps({"answers": answers, "seconds": time.monotonic() - started}))
+
+
+if __name__ == "__main__":
+    main()
