@@ -101,7 +101,7 @@ def pcap_packet_count(path):
 def _snmp_counter(snmp_text, protocol, field):
     """A counter from /proc/net/snmp, where a header line names the next line's values."""
     header, values = [line.split()[1:] for line in snmp_text.splitlines() if line.startswith(protocol + ":")]
-    return int(dict(zip(header, values))[field])
+    return int(dict(zip(header, values, strict=True))[field])
 
 
 def _yaml_lines(mapping, indent=0):
@@ -386,6 +386,14 @@ class Lab:
                 return sum(1 for _ in log)
         except FileNotFoundError:
             return 0
+
+    def http_clients(self, host):
+        """Source address of every GET the host's HTTP servers handled, in order."""
+        try:
+            with open(self._http_log(host), encoding="utf-8") as log:
+                return [line.split(" ", 1)[0] for line in log]
+        except FileNotFoundError:
+            return []
 
     def capture(self, host, bpf_filter, max_packets=10000, timeout=60, direction=None, settle=0.2):
         """tcpdump on the host's eth0 as a context manager; .count after the block.

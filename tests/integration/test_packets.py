@@ -1,0 +1,224 @@
+"""Every promise of the modules, proven with real packets between lab namespaces."""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.integration.netfilter import ENGINES, FOREIGN_RULES, iptables_save, restore, run_module
+from tests.lab.netlab import Lab
+
+CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
+
+
+@pytest.fixture
+def make_lab():
+    labs = []
+
+    def make(backends=3):
+        lab = Lab("t" + uuid.uuid4().hex[:5], backends=backends, subnet="198.18.%d.0/24" % (len(labs) + 1))
+        labs.append(lab)
+        lab.up()
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.down()
+
+
+def connect(lab, host, target, count, port=80, **options):
+    argv = [sys.executable, CLIENT, target, "--port", str(port), "--count", str(count)]
+    for name, value in options.items():
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    completed = lab.run(host, argv, check=True, timeout=120)
+    return json.loads(completed.stdout)["answers"]
+
+
+def apply(lab, host, module, **params):
+    result = run_module(lab.ns(host), module, params)
+    assert result["rc"] == 0 and not result.get("failed"), result
+    return result
+
+
+def assert_exact_rotation(answers, backends):
+    """Every window of one cycle holds each backend its number of turns, in the same order."""
+    period = len(backends)
+    cycle = answers[:period]
+    assert sorted(cycle) == sorted(backends), answers
+    assert answers == (cycle * (len(answers) // period + 1))[: len(answers)], answers
+
+
+# --- mirror -------------------------------------------------------------------
+
+def mirror_lab(make_lab, forwarding="0"):
+    lab = make_lab(backends=1)
+    lab.start_http("web", 80)
+    lab.start_http("web", 8080)
+    lab.set_sysctl("collector", "net.ipv4.ip_forward", forwarding)
+    return lab
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_mirror_clones_every_request_and_response_packet(make_lab, engine):
+    lab = mirror_lab(make_lab)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], engine=engine)
+    web = lab.addr("web")
+    with lab.capture("collector", "tcp port 80") as clones, lab.capture("web", "tcp port 80") as originals:
+        answers = connect(lab, "sender", web, 5)
+    with lab.capture("collector", "tcp port 8080") as unmatched:
+        assert connect(lab, "sender", web, 3, port=8080) == ["web"] * 3
+    assert answers == ["web"] * 5
+    assert originals.count >= 5 * 8, "too few packets for five HTTP exchanges"
+    assert clones.count == originals.count
+    assert unmatched.count == 0
+    assert lab.http_requests("web") == 8, "the web server saw a request more than once"
+    assert lab.forwarded("collector") == 0
+
+
+@pytest.mark.parametrize(
+    "direction, cloned, not_cloned",
+    [("egress", "tcp dst port 80", "tcp src port 80"), ("ingress", "tcp src port 80", "tcp dst port 80")],
+)
+def test_mirror_one_direction_only(make_lab, direction, cloned, not_cloned):
+    lab = mirror_lab(make_lab)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], direction=direction)
+    with lab.capture("collector", cloned) as clones, lab.capture("collector", not_cloned) as others, \
+            lab.capture("web", cloned) as originals:
+        assert connect(lab, "sender", lab.addr("web"), 4) == ["web"] * 4
+    assert clones.count == originals.count > 0
+    assert others.count == 0
+
+
+def test_mirror_on_the_server_with_service_local(make_lab):
+    lab = mirror_lab(make_lab)
+    apply(lab, "web", "tee_mirror", name="served-http", gateway=lab.addr("collector"), ports=["80"], service="local")
+    # The web host sends the clones out of its own interface too; count only the exchange with the client.
+    exchange = "tcp port 80 and not ether dst %s" % collector_mac(lab)
+    with lab.capture("collector", "tcp port 80") as clones, lab.capture("web", exchange) as originals:
+        assert connect(lab, "client", lab.addr("web"), 4) == ["web"] * 4
+    assert clones.count == originals.count > 0
+    assert lab.http_requests("web") == 4
+
+
+def collector_mac(lab):
+    return lab.run("collector", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
+
+
+def test_a_collector_that_forwards_puts_clones_back_on_the_network(make_lab):
+    """Why the collector role exists: with forwarding on, the web server receives every clone again."""
+    lab = mirror_lab(make_lab, forwarding="1")
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"])
+    leaked = "tcp port 80 and ether src %s" % collector_mac(lab)
+    with lab.capture("web", leaked) as duplicates:
+        connect(lab, "sender", lab.addr("web"), 3)
+    assert duplicates.count > 0
+    assert lab.forwarded("collector") > 0
+
+    lab.set_sysctl("collector", "net.ipv4.ip_forward", "0")
+    forwarded_before = lab.forwarded("collector")
+    with lab.capture("web", leaked) as duplicates, lab.capture("collector", "tcp port 80") as clones:
+        connect(lab, "sender", lab.addr("web"), 3)
+    assert clones.count > 0
+    assert duplicates.count == 0
+    assert lab.forwarded("collector") == forwarded_before
+
+
+# --- balancer -----------------------------------------------------------------
+
+def balancer_lab(make_lab, backends):
+    lab = make_lab(backends=backends)
+    for backend in lab.backend_hosts:
+        lab.start_http(backend, 80)
+    return lab
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("backends", [2, 3, 5])
+def test_round_robin_rotates_exactly(make_lab, engine, backends):
+    lab = balancer_lab(make_lab, backends)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, engine=engine,
+          backends=[lab.addr(b) for b in lab.backend_hosts])
+    answers = connect(lab, "client", lab.vip, 30)
+    assert_exact_rotation(answers, lab.backend_hosts)
+    assert collections.Counter(answers) == {b: 30 // backends for b in lab.backend_hosts}
+
+
+def test_weights_three_to_one_split_exactly(make_lab):
+    lab = balancer_lab(make_lab, 2)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80,
+          backends=[{"address": lab.addr("be1"), "weight": 3}, lab.addr("be2")])
+    answers = connect(lab, "client", lab.vip, 40)
+    assert collections.Counter(answers) == {"be1": 30, "be2": 10}
+    assert_exact_rotation(answers, ["be1", "be1", "be1", "be2"])
+
+
+def test_random_mode_spreads_evenly(make_lab):
+    lab = balancer_lab(make_lab, 3)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, mode="random",
+          backends=[lab.addr(b) for b in lab.backend_hosts])
+    answers = connect(lab, "client", lab.vip, 3000, max_seconds=120)
+    assert len(answers) == 3000
+    shares = {b: answers.count(b) / 3000 for b in lab.backend_hosts}
+    assert all(abs(share - 1 / 3) < 0.05 for share in shares.values()), shares
+    assert answers[:30] != answers[3:33], "random mode rotates like round robin"
+
+
+@pytest.mark.parametrize("local_clients", [True, False])
+def test_connections_opened_on_the_balancer_itself(make_lab, local_clients):
+    lab = balancer_lab(make_lab, 3)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, local_clients=local_clients,
+          backends=[lab.addr(b) for b in lab.backend_hosts])
+    answers = connect(lab, "lb", lab.vip, 9, timeout=1)
+    if local_clients:
+        assert_exact_rotation(answers, lab.backend_hosts)
+    else:
+        assert all(answer.startswith("ERROR") for answer in answers), answers
+    assert_exact_rotation(connect(lab, "client", lab.vip, 9), lab.backend_hosts)
+
+
+def test_masquerade_covers_balanced_connections_only(make_lab):
+    lab = balancer_lab(make_lab, 2)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80,
+          backends=[lab.addr(b) for b in lab.backend_hosts])
+    connect(lab, "client", lab.vip, 4)
+    assert lab.http_clients("be1") == [lab.addr("lb")] * 2
+
+    # Other traffic routed through the balancer keeps its source address.
+    for key in ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.eth0.send_redirects"):
+        lab.set_sysctl("lb", key, "0")
+    lab.run("client", ["ip", "route", "add", lab.addr("be2") + "/32", "via", lab.addr("lb")], check=True)
+    forwarded_before = lab.forwarded("lb")
+    assert connect(lab, "client", lab.addr("be2"), 2) == ["be2", "be2"]
+    assert lab.forwarded("lb") > forwarded_before, "the test connection did not pass through the balancer"
+    assert lab.http_clients("be2") == [lab.addr("lb")] * 2 + [lab.addr("client")] * 2
+
+
+def test_changing_backends_under_load_fails_no_connection(make_lab):
+    lab = balancer_lab(make_lab, 4)
+    first, second = ["be1", "be2", "be3"], ["be1", "be2", "be4"]
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, backends=[lab.addr(b) for b in first])
+    load = lab.popen("client", [sys.executable, CLIENT, lab.vip, "--count", "600", "--pause", "0.005", "--max-seconds", "30"],
+                     stdout=subprocess.PIPE, text=True)
+    for backends in (second, first, second):
+        apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, backends=[lab.addr(b) for b in backends])
+    stdout, _unused = load.communicate(timeout=60)
+    answers = json.loads(stdout)["answers"]
+    assert not [a for a in answers if a.startswith("ERROR")]
+    assert answers[-1] in second and "be4" in answers and "be3" in answers
+    tail = answers[answers.index("be4"):]
+    assert set(tail) <= set(first) | set(second)
+
+
+def test_removal_restores_the_ruleset_and_stops_balancing(make_lab):
+    lab = balancer_lab(make_lab, 2)
+    restore(lab.ns("lb"), "iptables-nft", FOREIGN_RULES)
+    before = iptables_save(lab.ns("lb"))
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, backends=[lab.addr("be1"), lab.addr("be2")])
+    assert connect(lab, "client", lab.vip, 2, timeout=1) in (["be1", "be2"], ["be2", "be1"])
+    apply(lab, "lb", "dnat_balancer", name="web", state="absent")
+    assert iptables_save(lab.ns("lb")) == before
+    assert all(a.startswith("ERROR") for a in connect(lab, "client", lab.vip, 2, timeout=1))
