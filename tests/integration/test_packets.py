@@ -215,7 +215,8 @@ def test_changing_backends_under_load_fails_no_connection(make_lab):
 
 def test_removal_restores_the_ruleset_and_stops_balancing(make_lab):
     lab = balancer_lab(make_lab, 2)
-    restore(lab.ns("lb"), "iptables-nft", FOREIGN_RULES)
+    # A FORWARD policy of DROP would stop the balanced traffic itself, so this host accepts forwarding.
+    restore(lab.ns("lb"), "iptables-nft", FOREIGN_RULES.replace(":FORWARD DROP", ":FORWARD ACCEPT"))
     before = iptables_save(lab.ns("lb"))
     apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, backends=[lab.addr("be1"), lab.addr("be2")])
     assert connect(lab, "client", lab.vip, 2, timeout=1) in (["be1", "be2"], ["be2", "be1"])
