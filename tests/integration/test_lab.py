@@ -28,7 +28,7 @@ def _missing_prerequisite():
     missing = [tool for tool in ("ip", "curl", "tcpdump", "iptables") if shutil.which(tool) is None]
     if missing:
         return f"needs {', '.join(missing)}"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+    if subprocess.run(["ip", "netns", "list"], capture_output=True, check=False).returncode != 0:
         return "`ip netns` is not available"
     return None
 
@@ -51,8 +51,8 @@ def ip_json(*args, netns=None):
 
 
 def lab_namespaces(lab):
-    return sorted(name for name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                                                   check=True).stdout.split() if name.startswith(lab.ns_prefix))
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    return sorted(name for name in listed if name.startswith(lab.ns_prefix))
 
 
 def lab_root_links(lab):
@@ -210,14 +210,15 @@ def test_cli_down_works_after_the_creating_process_is_gone():
         server_pids = subprocess.run(["ip", "netns", "pids", described.ns("be2")], capture_output=True,
                                      text=True, check=True).stdout.split()
         assert server_pids
-        status = subprocess.run([*cli, "status", *shape], cwd=REPO, capture_output=True, text=True, timeout=60)
+        status = subprocess.run([*cli, "status", *shape], cwd=REPO, capture_output=True, text=True, timeout=60,
+                                check=False)
         assert status.returncode == 0, status.stdout
     finally:
         subprocess.run([*cli, "down", *shape], cwd=REPO, check=True, capture_output=True, timeout=60)
     assert lab_namespaces(described) == []
     assert lab_root_links(described) == []
     assert [pid for pid in server_pids if running(pid)] == []
-    gone = subprocess.run([*cli, "status", *shape], cwd=REPO, capture_output=True, text=True, timeout=60)
+    gone = subprocess.run([*cli, "status", *shape], cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert gone.returncode == 1
 
 
@@ -233,7 +234,7 @@ def collections_path():
 
 
 def run_ansible(program, args, tmp_path, collections_path, **env):
-    """Run an Ansible CLI with JSON output; returns (completed process, parsed output)."""
+    """Run an Ansible CLI with JSON output, insist it succeeds, return the parsed output."""
     environment = {
         **os.environ,
         "ANSIBLE_COLLECTIONS_PATH": str(collections_path),
@@ -245,9 +246,9 @@ def run_ansible(program, args, tmp_path, collections_path, **env):
         **env,
     }
     proc = subprocess.run([str(BIN / program), *args], cwd=tmp_path, env=environment,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc, json.loads(proc.stdout)
+    return json.loads(proc.stdout)
 
 
 PLAYBOOK = """
@@ -287,8 +288,8 @@ def test_playbook_sees_each_host_from_inside_its_namespace(lab, tmp_path, collec
     (tmp_path / "site.yml").write_text(PLAYBOOK)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    _, output = run_ansible("ansible-playbook", ["-i", str(inventory), "-f", "4", "-e", f"out_dir={out_dir}",
-                                                 "site.yml"], tmp_path, collections_path)
+    args = ["-i", str(inventory), "-f", "4", "-e", f"out_dir={out_dir}", "site.yml"]
+    output = run_ansible("ansible-playbook", args, tmp_path, collections_path)
 
     assert sorted(output["stats"]) == sorted(lab.hosts)
     assert all(stats["failures"] == 0 and stats["unreachable"] == 0 for stats in output["stats"].values())
@@ -307,14 +308,14 @@ def test_playbook_sees_each_host_from_inside_its_namespace(lab, tmp_path, collec
 
 def test_adhoc_ping_and_command_with_forks_and_pipelining(lab, tmp_path, collections_path):
     inventory = lab.write_inventory(tmp_path / "inventory.yml")
-    _, pinged = run_ansible("ansible", ["all", "-i", str(inventory), "-f", "5", "-m", "ansible.builtin.ping"],
-                            tmp_path, collections_path)
+    ping = ["all", "-i", str(inventory), "-f", "5", "-m", "ansible.builtin.ping"]
+    pinged = run_ansible("ansible", ping, tmp_path, collections_path)
     pongs = pinged["plays"][0]["tasks"][0]["hosts"]
     assert {host: result["ping"] for host, result in pongs.items()} == {host: "pong" for host in lab.hosts}
 
-    _, commanded = run_ansible("ansible", ["backends:balancers", "-i", str(inventory), "-f", "4",
-                                           "-m", "ansible.builtin.command", "-a", "cat /proc/sys/net/ipv4/ip_forward"],
-                               tmp_path, collections_path, ANSIBLE_PIPELINING="1")
+    command = ["backends:balancers", "-i", str(inventory), "-f", "4",
+               "-m", "ansible.builtin.command", "-a", "cat /proc/sys/net/ipv4/ip_forward"]
+    commanded = run_ansible("ansible", command, tmp_path, collections_path, ANSIBLE_PIPELINING="1")
     results = commanded["plays"][0]["tasks"][0]["hosts"]
     assert {host: result["stdout"] for host, result in results.items()} == {
         "lb": "1", "be1": "0", "be2": "0", "be3": "0",

@@ -60,7 +60,7 @@ class LabError(RuntimeError):
 
 def _ip(*args, check=True):
     """Run `ip ARGS` in the root namespace; raise LabError with ip's message on failure."""
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     if check and proc.returncode != 0:
         raise LabError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc
@@ -383,7 +383,7 @@ class Lab:
         """GET requests the host's HTTP servers have handled since the lab came up."""
         try:
             with open(self._http_log(host), encoding="utf-8") as log:
-                return sum(1 for _ in log)
+                return len(log.readlines())
         except FileNotFoundError:
             return 0
 

@@ -62,10 +62,11 @@ def test_netns_name_wins_over_host_address(conn):
     assert conn.netns == "nm-lab-web"
 
 
-def test_host_address_alone_is_not_a_namespace(conn):
+def test_connect_refuses_a_host_address_as_namespace(conn, netns, monkeypatch):
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 0)
     conn.set_options(var_options={"inventory_hostname": "web", "ansible_host": "198.18.0.13/24"})
-    with pytest.raises(AnsibleError, match="invalid network namespace name"):
-        _ = conn.netns
+    with pytest.raises(AnsibleError, match="invalid network namespace name: '198.18.0.13/24'"):
+        conn._connect()
 
 
 def test_connect_needs_root(conn, netns, monkeypatch):
