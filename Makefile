@@ -42,5 +42,8 @@ integration: collection
 test: collection
 	$(BIN)/pytest tests/unit tests/integration
 
+demo: collection
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
 clean:
 	rm -rf $(BUILD)
