@@ -22,7 +22,7 @@ def installed(tmp_path_factory):
                    check=True, capture_output=True, text=True)
     [tarball] = [p for p in os.listdir(work) if p.endswith(".tar.gz")]
     target = work / "collections"
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(target),
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p", str(target),
                     str(work / tarball)], check=True, capture_output=True, text=True)
     return target
 
