@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab demo: the project's playbooks on namespace hosts, then real traffic, then the proof.
 
 Run by `make demo` as root. Builds the lab (tests/lab/netlab.py), writes its inventory,

@@ -15,7 +15,7 @@ description:
   - File transfers are plain local copies, because the namespace shares the controller's
     filesystem.
 author:
-  - netmagic maintainers
+  - netmagic.netfilter maintainers (@netmagic)
 version_added: 0.1.0
 options:
   remote_addr:

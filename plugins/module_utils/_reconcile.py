@@ -12,6 +12,17 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import V
 ENGINES = ("auto", "iptables-nft", "iptables-legacy")
 
 
+def argument_spec(**specific):
+    """The options every rule-managing module takes (doc fragment netmagic.netfilter.netfilter), plus its own."""
+    spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        engine=dict(type="str", choices=list(ENGINES), default="auto"),
+    )
+    spec.update(specific)
+    return spec
+
+
 def select_engine(host, requested):
     return iptables_engine(host, requested)
 

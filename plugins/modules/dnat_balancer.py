@@ -27,20 +27,9 @@ description:
     other hosts; the P(netmagic.netfilter.load_balancer#role) role sets it.
 author:
   - netmagic.netfilter maintainers (@netmagic)
+extends_documentation_fragment:
+  - netmagic.netfilter.netfilter
 options:
-  name:
-    description:
-      - The service's identity; chain names and the rule tag derive from it.
-      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
-    type: str
-    required: true
-  state:
-    description:
-      - C(present) makes the service's rules exactly as described.
-      - C(absent) removes every rule and chain of the service.
-    type: str
-    choices: [present, absent]
-    default: present
   vip:
     description:
       - The virtual IPv4 address clients connect to. Required when O(state=present).
@@ -87,29 +76,9 @@ options:
         arriving from other hosts (nat C(PREROUTING)).
     type: bool
     default: true
-  engine:
-    description:
-      - The netfilter engine that stores the rules.
-      - C(auto) uses the iptables backend the host already holds rules in, or the one its
-        C(iptables) command reports. A host with rules in both backends is refused.
-    type: str
-    choices: [auto, iptables-nft, iptables-legacy]
-    default: auto
 notes:
-  - Needs root on the managed host and the C(iptables) package (1.8 or later).
   - Each rule's nth counter starts again when its chain is rewritten, so a change of backends
     restarts the rotation.
-  - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
-    and the xtables lock while applying.
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying the host.
-    details: Check mode reports the change and verifies it with C(iptables-restore --test).
-  diff_mode:
-    support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    details: The diff shows the owned rules before and after, as iptables-save text.
 seealso:
   - module: netmagic.netfilter.tee_mirror
   - name: kube-proxy iptables mode
@@ -201,14 +170,12 @@ backends:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import BALANCER, build_balancer
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, reconcile
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import argument_spec, reconcile
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+        argument_spec=argument_spec(
             vip=dict(type="str"),
             port=dict(type="int"),
             protocol=dict(type="str", choices=["tcp", "udp"], default="tcp"),
@@ -216,7 +183,6 @@ def main():
             mode=dict(type="str", choices=["round_robin", "random"], default="round_robin"),
             masquerade=dict(type="bool", default=True),
             local_clients=dict(type="bool", default=True),
-            engine=dict(type="str", choices=list(ENGINES), default="auto"),
         ),
         required_if=[("state", "present", ("vip", "port", "backends"))],
         supports_check_mode=True,

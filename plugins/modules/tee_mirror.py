@@ -25,20 +25,9 @@ description:
     does that.
 author:
   - netmagic.netfilter maintainers (@netmagic)
+extends_documentation_fragment:
+  - netmagic.netfilter.netfilter
 options:
-  name:
-    description:
-      - The mirror's identity; chain names and the rule tag derive from it.
-      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
-    type: str
-    required: true
-  state:
-    description:
-      - C(present) makes the mirror's rules exactly as described.
-      - C(absent) removes every rule and chain of the mirror.
-    type: str
-    choices: [present, absent]
-    default: present
   gateway:
     description:
       - IPv4 address of the collector. It must be on-link from this host.
@@ -84,28 +73,8 @@ options:
       - Interface the traffic leaves (egress) or arrives on (ingress). A trailing C(+)
         matches every interface with that prefix.
     type: str
-  engine:
-    description:
-      - The netfilter engine that stores the rules.
-      - C(auto) uses the iptables backend the host already holds rules in, or the one its
-        C(iptables) command reports. A host with rules in both backends is refused.
-    type: str
-    choices: [auto, iptables-nft, iptables-legacy]
-    default: auto
 notes:
-  - Needs root on the managed host and the C(iptables) package (1.8 or later), and a kernel
-    with the TEE target.
-  - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
-    and the xtables lock while applying.
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying the host.
-    details: Check mode reports the change and verifies it with C(iptables-restore --test).
-  diff_mode:
-    support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    details: The diff shows the owned rules before and after, as iptables-save text.
+  - Needs a kernel with the TEE target.
 seealso:
   - module: netmagic.netfilter.dnat_balancer
   - name: iptables-extensions TEE target
@@ -174,14 +143,12 @@ rules:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import MIRROR, build_mirror
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, reconcile
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import argument_spec, reconcile
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
+        argument_spec=argument_spec(
             gateway=dict(type="str"),
             protocol=dict(type="str", choices=["tcp", "udp", "icmp", "all"], default="tcp"),
             ports=dict(type="list", elements="str", default=[]),
@@ -189,7 +156,6 @@ def main():
             direction=dict(type="str", choices=["both", "ingress", "egress"], default="both"),
             peer=dict(type="str"),
             interface=dict(type="str"),
-            engine=dict(type="str", choices=list(ENGINES), default="auto"),
         ),
         required_if=[("state", "present", ("gateway",))],
         supports_check_mode=True,

@@ -27,13 +27,18 @@ def installed(tmp_path_factory):
     return target
 
 
-def module_options(module):
-    path = os.path.join(REPO, "plugins", "modules", module + ".py")
-    namespace = {}
+def _documentation(path, prefix="DOCUMENTATION = r\"\"\""):
     with open(path) as handle:
         source = handle.read()
-    exec(compile(source.split("from ansible.module_utils")[0], path, "exec"), namespace)
-    return yaml.safe_load(namespace["DOCUMENTATION"])["options"]
+    start = source.index(prefix) + len(prefix)
+    return yaml.safe_load(source[start:source.index('"""', start)])
+
+
+def module_options(module):
+    """The options a module documents itself, plus those of its doc fragment."""
+    own = _documentation(os.path.join(REPO, "plugins", "modules", module + ".py"))
+    shared = _documentation(os.path.join(REPO, "plugins", "doc_fragments", "netfilter.py"), '    DOCUMENTATION = r"""')
+    return list(own["options"]) + list(shared["options"])
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -56,6 +56,7 @@ def assert_exact_rotation(answers, backends):
 
 PORT_80 = ("tcp dport 80", "tcp sport 80")
 
+
 def mirror_lab(make_lab, forwarding="0"):
     lab = make_lab(backends=1)
     lab.start_http("web", 80)

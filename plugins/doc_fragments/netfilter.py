@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """Options, notes and attributes every rule-managing module shares."""
+
+    DOCUMENTATION = r"""
+options:
+  name:
+    description:
+      - The object's identity; its chain names and rule tag derive from it.
+      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) makes the object's rules exactly as described.
+      - C(absent) removes every rule and chain of the object.
+    type: str
+    choices: [present, absent]
+    default: present
+  engine:
+    description:
+      - The netfilter engine that stores the rules.
+      - C(auto) uses the iptables backend the host already holds rules in, or the one its
+        C(iptables) command reports. A host with rules in both backends is refused.
+    type: str
+    choices: [auto, iptables-nft, iptables-legacy]
+    default: auto
+notes:
+  - Needs root on the managed host and the C(iptables) package (1.8 or later).
+  - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
+    and the xtables lock while applying.
+  - Rules the collection does not own are never changed, reordered or flushed. The change is
+    applied with one C(iptables-restore --noflush), atomically per table; a run that finds the
+    owned rules already as desired changes nothing.
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check_mode and return changed status prediction without modifying the host.
+    details: Check mode reports the change and verifies it with C(iptables-restore --test).
+  diff_mode:
+    support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    details: The diff shows the owned rules before and after, as iptables-save text.
+"""
