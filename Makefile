@@ -12,7 +12,7 @@ SOURCES := $(shell git ls-files plugins roles playbooks meta galaxy.yml README.m
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: deps venv collection test unit integration demo clean
+.PHONY: deps venv collection test unit sanity integration demo clean
 
 deps:
 	./scripts/install-deps.sh
@@ -39,7 +39,10 @@ unit: collection
 integration: collection
 	$(BIN)/pytest tests/integration
 
-test: collection
+sanity: venv
+	./scripts/sanity.sh
+
+test: collection sanity
 	$(BIN)/pytest tests/unit tests/integration
 
 demo: collection
