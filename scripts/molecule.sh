@@ -46,15 +46,20 @@ export CONTAINERS_CONF="$state/containers.conf"
 
 "$repo/molecule/image/build.sh"
 
+# Netavark turns the host's IPv4 forwarding on when it attaches a container to a bridge
+# network; the host gets its own setting back at the end.
+host_forwarding=$(cat /proc/sys/net/ipv4/ip_forward)
+
 # Removing the network with -f also removes containers still attached to it, such as those
 # of an interrupted run; only this script's scenarios use it.
-remove_network() {
+clean_up() {
   if podman network exists "$network"; then
     podman network rm -f "$network" >/dev/null
   fi
+  sysctl -qw net.ipv4.ip_forward="$host_forwarding"
 }
-remove_network
-trap remove_network EXIT
+clean_up
+trap clean_up EXIT
 podman network create --internal --disable-dns --subnet "$subnet" "$network" >/dev/null
 
 export ANSIBLE_COLLECTIONS_PATH="$collections"

@@ -5,8 +5,6 @@ import subprocess
 import time
 import uuid
 
-import testinfra
-
 SENDER = "nm-mirror-sender"
 COLLECTOR = "nm-mirror-collector"
 WEB = "nm-mirror-web"
@@ -14,36 +12,33 @@ COLLECTOR_ADDRESS = "198.18.42.12"
 WEB_ADDRESS = "198.18.42.13"
 REQUESTS = 20
 COUNTER_COMMENT = "nm-test-clone-counter"
-
-
-def container(name):
-    # The podman backend runs `podman exec` directly: much faster than the ansible backend.
-    return testinfra.get_host(f"podman://{name}")
+MANGLE_RULES = "iptables-nft-save -t mangle | grep '^[-:]'"
 
 
 def ip_counters(host):
     """The Ip: counters of /proc/net/snmp (per network namespace), by name."""
-    lines = [line.split()[1:] for line in host.file("/proc/net/snmp").content_string.splitlines()
-             if line.startswith("Ip:")]
-    names, values = lines
+    names, values = [line.split()[1:] for line in host.file("/proc/net/snmp").content_string.splitlines()
+                     if line.startswith("Ip:")]
     return dict(zip(names, map(int, values)))
 
 
 def clone_syns(collector):
     save = collector.check_output("iptables-save -c -t raw")
-    match = re.search(rf'^\[(\d+):\d+\] -A PREROUTING .*{COUNTER_COMMENT}', save, re.M)
+    match = re.search(rf"^\[(\d+):\d+\] -A PREROUTING .*{COUNTER_COMMENT}", save, re.M)
     assert match, save
     return int(match.group(1))
 
 
-def test_collector_forwarding_is_off_now_and_after_reboot():
+def test_collector_forwarding_is_off_now_and_after_reboot(container):
     collector = container(COLLECTOR)
     assert collector.file("/proc/sys/net/ipv4/ip_forward").content_string.strip() == "0"
-    persisted = collector.file("/etc/sysctl.d/60-netmagic-mirror-collector.conf").content_string
-    assert re.search(r"^net\.ipv4\.ip_forward\s*=\s*0$", persisted, re.M), persisted
+    # What systemd-sysctl would apply at boot: files in lexical order, the last value wins over
+    # prepare's 10-molecule-forwarding.conf.
+    at_boot = collector.check_output("cat /etc/sysctl.d/*.conf")
+    assert re.findall(r"^net\.ipv4\.ip_forward\s*=\s*(\d)$", at_boot, re.M) == ["1", "0"], at_boot
 
 
-def test_sender_owns_the_mirror_chains():
+def test_sender_owns_the_mirror_chains(container):
     save = container(SENDER).check_output("iptables-nft-save -t mangle")
     chains = re.findall(r"^:(NM-\S+)", save, re.M)
     assert any(chain.startswith("NM-MIRO-") for chain in chains), save
@@ -51,7 +46,7 @@ def test_sender_owns_the_mirror_chains():
     assert f"-j TEE --gateway {COLLECTOR_ADDRESS}" in save
 
 
-def test_each_request_is_cloned_once_to_the_collector_and_served_once():
+def test_each_request_is_cloned_once_to_the_collector_and_served_once(container):
     sender, collector = container(SENDER), container(COLLECTOR)
     # Counts the clones of the requests' SYNs: one per request, whatever the packet count.
     rule = (f"PREROUTING -p tcp -d {WEB_ADDRESS} --dport 80 --tcp-flags SYN,ACK SYN "
@@ -73,13 +68,43 @@ def test_each_request_is_cloned_once_to_the_collector_and_served_once():
 
         ip_after = ip_counters(collector)
         assert ip_after["ForwDatagrams"] == ip_before["ForwDatagrams"]
-        # The clones were dropped at routing: they are addressed to the web server, not to the
-        # collector, and it does not forward.
+        # The clones are addressed to the web server, not to the collector, which does not
+        # forward: routing drops them.
         assert ip_after["InAddrErrors"] - ip_before["InAddrErrors"] >= REQUESTS
     finally:
         collector.run(f"iptables -t raw -D {rule}")
 
     log = subprocess.run(["podman", "logs", WEB], capture_output=True, text=True, check=True)
     access_log = log.stdout + log.stderr
-    seen = [access_log.count(f"probe={token}-{i} ") for i in range(1, REQUESTS + 1)]
-    assert seen == [1] * REQUESTS
+    assert [access_log.count(f"probe={token}-{i} ") for i in range(1, REQUESTS + 1)] == [1] * REQUESTS
+
+
+def test_sender_refuses_a_collector_that_forwards(container, molecule_inventory, converge):
+    sender, collector = container(SENDER), container(COLLECTOR)
+    rules_before = sender.check_output(MANGLE_RULES)
+    collector.check_output("sysctl -qw net.ipv4.ip_forward=1")
+    try:
+        # Without the collectors' play nobody reports the setting: the sender reads it on the collector.
+        result = converge(molecule_inventory, "--limit", "senders")
+    finally:
+        collector.check_output("sysctl -qw net.ipv4.ip_forward=0")
+    assert result.returncode != 0
+    assert f"collector {COLLECTOR} forwards IPv4" in result.output
+    assert sender.check_output(MANGLE_RULES) == rules_before
+
+
+def test_sender_refuses_a_collector_behind_a_router(container, inventory_copy, edit_yaml, converge):
+    sender = container(SENDER)
+    routed_address = "198.19.43.12"
+    edit_yaml(inventory_copy / "host_vars" / COLLECTOR,
+              lambda host: host.update(netmagic_test_address=routed_address))
+    rules_before = sender.check_output(MANGLE_RULES)
+    # The web container stands in for a router: TEE cannot reach a collector through one.
+    sender.check_output(f"ip route add {routed_address}/32 via {WEB_ADDRESS}")
+    try:
+        result = converge(inventory_copy, "--limit", "senders")
+    finally:
+        sender.check_output(f"ip route del {routed_address}/32")
+    assert result.returncode != 0
+    assert f"collector {routed_address} is not on-link from {SENDER}" in result.output
+    assert sender.check_output(MANGLE_RULES) == rules_before

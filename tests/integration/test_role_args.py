@@ -1,0 +1,144 @@
+"""Bad role variables stop the play before anything changes, with a message naming the variable.
+
+Each case runs one of the collection's playbooks in check mode with the bad variables as extra
+vars, from inside a network namespace of its own (so that not even a regression could touch
+this machine's rules), and reads from the json callback which tasks ran. The control cases,
+with good variables, show that the rule-changing tasks are reached otherwise, so that their
+absence in the bad cases means something.
+"""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.netfilter import REPO, collections_path
+
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+# Tasks that change rules or settings; none of them may run when a variable is bad.
+CHANGING_ACTIONS = {"netmagic.netfilter.tee_mirror", "netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}
+# The namespace's own link: the collector is on-link there, and not this host itself.
+SUBNET_HOST, COLLECTOR = "198.18.99.1", "198.18.99.2"
+VIP = "198.18.99.100"
+BACKENDS = {"backend%d" % i: "198.18.99.%d" % (10 + i) for i in (1, 2, 3)}
+
+GOOD_MIRROR = {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]}
+GOOD_SERVICE = {"name": "web", "vip": VIP, "port": 80, "backends_from": {"port_var": "backend_port"}}
+
+
+def services(**changes):
+    return {"load_balancer_services": [dict(GOOD_SERVICE, **changes)]}
+
+
+# mirror.yml prepares the collectors before it reads the senders' variables: a bad sender
+# variable must stop the play before any change on the sender.
+BAD = [
+    # (playbook, extra vars, text the failure must contain, hosts nothing may change on)
+    ("mirror.yml", dict(GOOD_MIRROR, netmagic_collectors_group="no_such_group"),
+     'mirror_sender_collector_group: the inventory has no host in group "no_such_group"', ["sender"]),
+    ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "gateway": "not-an-address"}]},
+     'mirror_sender_mirrors[0] (http).gateway: "not-an-address" is not an IPv4 address', ["sender"]),
+    ("mirror.yml", dict(GOOD_MIRROR, mirror_sender_collector_address_var="inventory_hostname"),
+     'mirror_sender_collector_address_var: inventory_hostname of collector collector is "collector", not an IPv4 address',
+     ["sender"]),
+    ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"], "peer": "198.18.99.0/99"}]},
+     'mirror_sender_mirrors[0] (http).peer: "198.18.99.0/99" is not an IPv4 address or CIDR network', ["sender"]),
+    ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "protocol": "sctp"}]},
+     "found in mirror_sender_mirrors", ["sender"]),
+    ("mirror.yml", dict(GOOD_MIRROR, mirror_collector_capture_enabled=True, mirror_collector_capture_file_count=0),
+     "mirror_collector_capture_file_count: 0 is below 1", ["collector", "sender"]),
+    ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80}]},
+     "state is present but any of the following are missing: backends, backends_from found in load_balancer_services",
+     ["balancer"]),
+    ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80, "backends": []}]},
+     "load_balancer_services[0] (web).backends: the list is empty", ["balancer"]),
+    ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80, "backends": ["198.18.99.11", "backend-two"]}]},
+     'load_balancer_services[0] (web).backends[1]: address "backend-two" is not an IPv4 address', ["balancer"]),
+    ("balance.yml", services(vip="vip-address"),
+     'load_balancer_services[0] (web).vip: "vip-address" is not an IPv4 address', ["balancer"]),
+    ("balance.yml", services(backends_from={"group": "no_such_group"}),
+     'load_balancer_services[0] (web).backends_from.group: the inventory has no host in group "no_such_group"',
+     ["balancer"]),
+    ("balance.yml", services(backends_from={"address_var": "no_such_var"}),
+     "load_balancer_services[0] (web).backends_from[0] (host backend1, address_var no_such_var): address null is not an IPv4 address",
+     ["balancer"]),
+    ("balance.yml", dict(services(), load_balancer_health_timeout="soon"),
+     "load_balancer_health_timeout", ["balancer"]),
+]
+
+GOOD = [
+    # (playbook, extra vars, host, changing actions that must run on it)
+    ("mirror.yml", GOOD_MIRROR, "collector", {"ansible.posix.sysctl"}),
+    ("mirror.yml", GOOD_MIRROR, "sender", {"netmagic.netfilter.tee_mirror"}),
+    ("balance.yml", services(), "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
+]
+
+
+@pytest.fixture
+def lab(netns, tmp_path):
+    """The namespace with a link on which the collector and the backends are on-link, and an
+    inventory whose hosts all run in that namespace through the local connection."""
+    for argv in (["ip", "link", "add", "nm-args0", "type", "veth", "peer", "name", "nm-args1"],
+                 ["ip", "addr", "add", SUBNET_HOST + "/24", "dev", "nm-args0"],
+                 ["ip", "link", "set", "nm-args0", "up"],
+                 ["ip", "link", "set", "nm-args1", "up"]):
+        subprocess.run(["ip", "netns", "exec", netns] + argv, check=True)
+    inventory = {"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "children": {
+            "collectors": {"hosts": {"collector": {"ansible_host": COLLECTOR}}},
+            "senders": {"hosts": {"sender": {"ansible_host": SUBNET_HOST}}},
+            "balancers": {"hosts": {"balancer": {"ansible_host": SUBNET_HOST}}},
+            "backends": {"hosts": {name: {"ansible_host": address, "backend_port": 8080}
+                                   for name, address in BACKENDS.items()}},
+        },
+    }}
+    path = tmp_path / "hosts.yml"
+    path.write_text(json.dumps(inventory))  # JSON is YAML
+    return netns, path
+
+
+def run_playbook(lab, playbook, extra_vars):
+    """Runs playbooks/PLAYBOOK in check mode in the lab; returns (rc, failure messages, the
+    actions that ran on each host)."""
+    netns, inventory = lab
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(),
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+    completed = subprocess.run(
+        ["ip", "netns", "exec", netns, ANSIBLE_PLAYBOOK, "--check", "-i", str(inventory),
+         "-e", json.dumps(extra_vars), os.path.join(REPO, "playbooks", playbook)],
+        capture_output=True, text=True, timeout=300, check=False, env=env)
+    try:
+        report = json.loads(completed.stdout)
+    except ValueError:
+        raise AssertionError("no JSON report: %s %s" % (completed.stdout[-2000:], completed.stderr[-2000:])) from None
+    failures, ran = [], collections.defaultdict(set)
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                if result.get("failed"):
+                    # A loop's own message only says that items failed; theirs say why.
+                    failures += [str(item.get("msg")) for item in [result] + result.get("results", [])
+                                 if item.get("failed")]
+                if not result.get("skipped"):
+                    ran[host].add(result.get("action"))
+    return completed.returncode, failures, ran
+
+
+@pytest.mark.parametrize("playbook, extra_vars, message, untouched", BAD, ids=[case[2][:60] for case in BAD])
+def test_bad_variable_stops_the_play_before_any_change(lab, playbook, extra_vars, message, untouched):
+    returncode, failures, ran = run_playbook(lab, playbook, extra_vars)
+    assert returncode != 0
+    assert any(message in failure for failure in failures), failures
+    for host in untouched:
+        assert not ran[host] & CHANGING_ACTIONS, host
+
+
+@pytest.mark.parametrize("playbook, extra_vars, host, changing", GOOD, ids=["%s-%s" % case[:3:2] for case in GOOD])
+def test_good_variables_reach_the_changing_tasks(lab, playbook, extra_vars, host, changing):
+    returncode, failures, ran = run_playbook(lab, playbook, extra_vars)
+    assert returncode == 0, failures
+    assert changing <= ran[host]
