@@ -68,41 +68,60 @@ def _version_tag(host):
     raise EngineError("cannot tell the iptables backend from %r: set engine to iptables-nft or iptables-legacy" % text.strip())
 
 
+FAMILY_COMMANDS = {4: "iptables", 6: "ip6tables"}
+
+
 class IptablesEngine:
-    """Reads and writes the owned part of the IPv4 ruleset through one iptables backend."""
+    """Reads and writes the owned part of the IPv4 and IPv6 rulesets through one iptables backend."""
+
+    backend_of = {"nft": "xtables-nft", "legacy": "xtables-legacy"}
 
     def __init__(self, host, variant):
         self.host = host
         self.variant = variant
         self.name = "iptables-%s" % variant
+        self.backend = self.backend_of[variant]
 
-    def _binary(self, tool):
-        binary = "iptables-%s-%s" % (self.variant, tool)
+    def _binary(self, family, tool, required=True):
+        binary = "%s-%s-%s" % (FAMILY_COMMANDS[family], self.variant, tool)
         path = self.host.which(binary)
-        if not path:
+        if not path and required:
             raise EngineError("%s not found: engine %s needs the 'iptables' package (1.8 or later)" % (binary, self.name))
         return path
 
+    def available(self):
+        return bool(self._binary(4, "save", required=False))
+
     def read(self, kind, name):
-        rc, out, err = self.host.run([self._binary("save")])
-        if rc != 0:
-            raise EngineError("iptables-%s-save failed (rc=%d): %s" % (self.variant, rc, err.strip()))
-        return rules.owned_rules(rules.parse_save(out), kind, name)
+        """The object's owned rules in both families; a family whose tools are missing holds none."""
+        owned = {}
+        for family in FAMILY_COMMANDS:
+            save = self._binary(family, "save", required=family == 4)
+            if not save:
+                continue
+            rc, out, err = self.host.run([save])
+            if rc != 0:
+                raise EngineError("%s failed (rc=%d): %s" % (save, rc, err.strip()))
+            owned.update(rules.owned_rules(rules.parse_save(out), kind, name, family))
+        return owned
 
     render = staticmethod(rules.render)
     same = staticmethod(rules.same_rules)
     as_text = staticmethod(rules.as_text)
 
     def apply(self, current, desired, check_only=False):
-        """One restore of every changed table; --test in check mode verifies without committing."""
-        buffer = rules.restore_buffer(current, desired)
-        argv = [self._binary("restore"), "--noflush", "--wait=%s" % XTABLES_WAIT]
-        if check_only:
-            argv.append("--test")
-        rc, out, err = self.host.run(argv, data=buffer)
+        """One restore per family with changes; --test in check mode verifies without committing."""
+        for family in FAMILY_COMMANDS:
+            buffer = rules.restore_buffer(current, desired, family)
+            if buffer:
+                self._restore(family, buffer, check_only)
+
+    def _restore(self, family, buffer, check_only):
+        restore = self._binary(family, "restore")
+        argv = [restore, "--noflush", "--wait=%s" % XTABLES_WAIT] + (["--test"] if check_only else [])
+        rc, _out, err = self.host.run(argv, data=buffer)
         if rc != 0:
-            raise EngineError("iptables-%s-restore refused the change, nothing was applied (rc=%d): %s\n%s" % (self.variant, rc, err.strip(), buffer))
-        return buffer
+            raise EngineError("%s refused the change, nothing was applied (rc=%d): %s\n%s" % (restore.rsplit("/", 1)[-1], rc, err.strip(), buffer))
 
     @staticmethod
     def describe(owned):

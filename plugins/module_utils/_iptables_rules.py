@@ -4,6 +4,7 @@
 """The model rendered as iptables-save lines, the owned part of a live ruleset, and
 the one iptables-restore --noflush buffer that turns one into the other.
 
+Owned rules are keyed by (family, table): family 4 is iptables, 6 is ip6tables.
 Pure text in, text out: no process is run here.
 """
 
@@ -83,8 +84,12 @@ def _mirror_hook_rules(mirror, chain, egress):
     target = "-j TEE --gateway %s" % mirror.gateway
     if mirror.ports:
         return [_line(chain, address, interface, _port_match(mirror.protocol, flag, port), target) for port in mirror.ports]
-    protocol = "" if mirror.protocol == "all" else "-p %s" % mirror.protocol
+    protocol = "" if mirror.protocol == "all" else "-p %s" % _protocol_name(mirror.protocol, mirror.family)
     return [_line(chain, address, interface, protocol, target)]
+
+
+def _protocol_name(protocol, family):
+    return "ipv6-icmp" if (protocol, family) == ("icmp", 6) else protocol
 
 
 def render_mirror(mirror):
@@ -99,7 +104,7 @@ def render_mirror(mirror):
         rules.chains[chain] = _mirror_hook_rules(mirror, chain, egress)
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
     rules.jumps.sort()
-    return {"mangle": rules}
+    return {(mirror.family, "mangle"): rules}
 
 
 # --- balancer ---------------------------------------------------------------
@@ -139,7 +144,8 @@ def render_balancer(balancer):
         rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, "-j DNAT --to-destination %s" % backend.endpoint)]
     rules.chains[service_chain] = _service_rules(balancer, service_chain, endpoint_chains)
 
-    service_match = "-d %s/32 %s" % (balancer.vip, _port_match(balancer.protocol, "dport", balancer.port))
+    host_prefix = 32 if balancer.family == 4 else 128
+    service_match = "-d %s/%d %s" % (balancer.vip, host_prefix, _port_match(balancer.protocol, "dport", balancer.port))
     hooks = ["PREROUTING"] + (["OUTPUT"] if balancer.local_clients else [])
     for builtin in hooks:
         rules.jumps.append(_line(builtin, service_match, _comment(kind, name), "-j %s" % service_chain))
@@ -149,7 +155,7 @@ def render_balancer(balancer):
         balanced = "-p %s -m conntrack --ctstate DNAT --ctorigdst %s --ctorigdstport %d" % (balancer.protocol, balancer.vip, balancer.port)
         rules.jumps.append(_line("POSTROUTING", balanced, _comment(kind, name), "-j %s" % masquerade_chain))
     rules.jumps.sort()
-    return {"nat": rules}
+    return {(balancer.family, "nat"): rules}
 
 
 def render(obj):
@@ -176,8 +182,8 @@ def parse_save(text):
     return tables
 
 
-def owned_rules(tables, kind, name):
-    """The part of a parsed ruleset that belongs to one object, per table."""
+def owned_rules(tables, kind, name, family=4):
+    """The part of a parsed ruleset of one family that belongs to one object, per (family, table)."""
     tag_pattern = re.compile(r'--comment "?%s"?(\s|$)' % re.escape(tag(kind, name)))
     owned = {}
     for table, chains in tables.items():
@@ -189,7 +195,7 @@ def owned_rules(tables, kind, name):
                 rules.jumps.extend(line for line in lines if tag_pattern.search(line))
         rules.jumps.sort()
         if not rules.is_empty():
-            owned[table] = rules
+            owned[(family, table)] = rules
     return owned
 
 
@@ -202,8 +208,10 @@ def same_rules(current, desired):
 def as_text(owned):
     """Owned rules in iptables-save layout, for diffs and reports."""
     out = []
-    for table in sorted(owned):
-        rules = owned[table]
+    for family, table in sorted(owned):
+        rules = owned[(family, table)]
+        if family == 6:
+            out.append("# ip6tables")
         out.append("*%s" % table)
         out.extend(":%s - [0:0]" % chain for chain in sorted(rules.chains))
         out.extend(rules.jumps)
@@ -234,12 +242,13 @@ def _table_restore_lines(current, desired):
     return lines
 
 
-def restore_buffer(current, desired):
-    """One iptables-restore --noflush input that changes only the owned rules."""
+def restore_buffer(current, desired, family=4):
+    """One iptables-restore --noflush input for one family that changes only the owned rules."""
     out = []
     empty = TableRules()
-    for table in sorted(set(current) | set(desired)):
-        lines = _table_restore_lines(current.get(table, empty), desired.get(table, empty))
+    for key in sorted(k for k in set(current) | set(desired) if k[0] == family):
+        table = key[1]
+        lines = _table_restore_lines(current.get(key, empty), desired.get(key, empty))
         if lines:
             out.extend(["*%s" % table] + lines + ["COMMIT"])
     return "\n".join(out) + "\n" if out else ""

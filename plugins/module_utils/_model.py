@@ -50,6 +50,11 @@ class PortRange:
         return str(self.first) if self.first == self.last else "%d:%d" % (self.first, self.last)
 
 
+def family_of(address):
+    """4 or 6, from an address or network as the model stores it."""
+    return 6 if ":" in address else 4
+
+
 @dataclass(frozen=True)
 class Mirror:
     name: str
@@ -63,6 +68,10 @@ class Mirror:
 
     kind = MIRROR
 
+    @property
+    def family(self):
+        return family_of(self.gateway)
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -72,7 +81,9 @@ class Backend:
 
     @property
     def endpoint(self):
-        return "%s:%d" % (self.address, self.port)
+        """ADDRESS:PORT, with an IPv6 address in brackets, as DNAT targets are written."""
+        host = "[%s]" % self.address if family_of(self.address) == 6 else self.address
+        return "%s:%d" % (host, self.port)
 
     def as_dict(self):
         return {"address": self.address, "port": self.port, "weight": self.weight}
@@ -90,6 +101,10 @@ class Balancer:
     local_clients: bool = True
 
     kind = BALANCER
+
+    @property
+    def family(self):
+        return family_of(self.vip)
 
 
 def object_token(kind, name):
@@ -109,14 +124,20 @@ def _choice(parameter, value, choices):
     return value
 
 
-def _unicast_ipv4(parameter, value):
+def _unicast_address(parameter, value):
     try:
-        address = ipaddress.IPv4Address(str(value).strip())
+        address = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        raise ValidationError(parameter, value, "is not an IPv4 address") from None
+        raise ValidationError(parameter, value, "is not an IPv4 or IPv6 address") from None
     if address.is_unspecified or address.is_multicast or address.is_loopback or address == ipaddress.IPv4Address("255.255.255.255"):
         raise ValidationError(parameter, value, "must be a unicast address (not unspecified, loopback, multicast or broadcast)")
     return str(address)
+
+
+def _same_family(parameter, value, family, anchor):
+    if family_of(value) != family:
+        raise ValidationError(parameter, value, "is IPv%d but %s is IPv%d: one definition cannot mix IPv4 and IPv6" % (family_of(value), anchor, family))
+    return value
 
 
 def _port(parameter, value):
@@ -150,11 +171,11 @@ def _ports(protocol, ports):
     return tuple(ranges)
 
 
-def _ipv4_network(parameter, value):
+def _network(parameter, value):
     try:
-        return str(ipaddress.IPv4Network(str(value).strip(), strict=True))
+        return str(ipaddress.ip_network(str(value).strip(), strict=True))
     except ValueError as error:
-        raise ValidationError(parameter, value, "is not an IPv4 address or CIDR network (%s)" % error) from None
+        raise ValidationError(parameter, value, "is not an IP address or CIDR network (%s)" % error) from None
 
 
 def _interface(value):
@@ -168,14 +189,15 @@ def build_mirror(params):
     protocol = _choice("protocol", params.get("protocol") or "tcp", MIRROR_PROTOCOLS)
     peer = params.get("peer")
     interface = params.get("interface")
+    gateway = _unicast_address("gateway", params.get("gateway"))
     return Mirror(
         name=validate_name(params.get("name")),
-        gateway=_unicast_ipv4("gateway", params.get("gateway")),
+        gateway=gateway,
         protocol=protocol,
         ports=_ports(protocol, params.get("ports")),
         service=_choice("service", params.get("service") or "remote", SERVICES),
         direction=_choice("direction", params.get("direction") or "both", DIRECTIONS),
-        peer=_ipv4_network("peer", peer) if peer else None,
+        peer=_same_family("peer", _network("peer", peer), family_of(gateway), "gateway") if peer else None,
         interface=_interface(interface) if interface else None,
     )
 
@@ -186,12 +208,22 @@ def _weight(parameter, value):
     return int(str(value).strip())
 
 
+def _split_endpoint(text):
+    """'A', 'A:P', 'V6', '[V6]' or '[V6]:P' -> (address, port or None)."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        address, _bracket, rest = text[1:].partition("]")
+        return address, rest[1:] if rest.startswith(":") else (rest or None)
+    if text.count(":") > 1:
+        return text, None
+    address, separator, port = text.rpartition(":")
+    return (address, port) if separator else (port, None)
+
+
 def _backend_from_string(parameter, text, default_port):
-    address, separator, port = text.strip().rpartition(":")
-    if not separator:
-        address, port = port, None
+    address, port = _split_endpoint(text)
     return Backend(
-        address=_unicast_ipv4(parameter, address),
+        address=_unicast_address(parameter, address),
         port=_port(parameter, port) if port is not None else default_port,
     )
 
@@ -210,7 +242,7 @@ def _backend(index, item, default_port):
     port = item.get("port")
     weight = item.get("weight")
     return Backend(
-        address=_unicast_ipv4(parameter + ".address", item["address"]),
+        address=_unicast_address(parameter + ".address", item["address"]),
         port=_port(parameter + ".port", port) if port is not None else default_port,
         weight=_weight(parameter + ".weight", weight) if weight is not None else 1,
     )
@@ -235,7 +267,7 @@ def build_balancer(params):
     port = _port("port", params.get("port"))
     balancer = Balancer(
         name=validate_name(params.get("name")),
-        vip=_unicast_ipv4("vip", params.get("vip")),
+        vip=_unicast_address("vip", params.get("vip")),
         port=port,
         protocol=_choice("protocol", params.get("protocol") or "tcp", BALANCER_PROTOCOLS),
         backends=_backends(params.get("backends"), port),
@@ -244,6 +276,7 @@ def build_balancer(params):
         local_clients=bool(params.get("local_clients", True)),
     )
     for index, backend in enumerate(balancer.backends):
+        _same_family("backends[%d]" % index, backend.address, balancer.family, "vip")
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
             raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
     if balancer.mode == "round_robin" and sum(_reduced_weights(balancer.backends)) > MAX_SLOTS:

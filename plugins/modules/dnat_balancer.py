@@ -23,7 +23,7 @@ description:
   - Rules the collection does not own are never changed, reordered or flushed. The change is
     applied with one C(iptables-restore --noflush), atomically; changing the backends rewrites
     only this service's chains.
-  - The balancer host must forward IPv4 (C(net.ipv4.ip_forward=1)) to balance connections from
+  - The balancer host must forward (C(net.ipv4.ip_forward=1), for IPv6 C(net.ipv6.conf.all.forwarding=1)) to balance connections from
     other hosts; the P(netmagic.netfilter.load_balancer#role) role sets it.
 author:
   - netmagic.netfilter maintainers (@netmagic)
@@ -32,7 +32,8 @@ extends_documentation_fragment:
 options:
   vip:
     description:
-      - The virtual IPv4 address clients connect to. Required when O(state=present).
+      - The virtual IPv4 or IPv6 address clients connect to. Required when O(state=present).
+      - The backends must be of the same family.
       - Traffic to it must reach this host, for example because the address is configured on one
         of its interfaces.
     type: str
@@ -49,8 +50,8 @@ options:
   backends:
     description:
       - The backends, at least one, each once.
-      - An item is a string C(ADDRESS) or C(ADDRESS:PORT), or a dict with C(address) and
-        optional C(port) and C(weight).
+      - An item is a string C(ADDRESS) or C(ADDRESS:PORT) (IPv6 as C([ADDRESS]:PORT)), or a
+        dict with C(address) and optional C(port) and C(weight).
       - The port defaults to O(port), the weight to C(1).
       - Required when O(state=present).
     type: list
@@ -156,7 +157,7 @@ backends:
   elements: dict
   contains:
     address:
-      description: Backend IPv4 address.
+      description: Backend IP address.
       type: str
     port:
       description: Backend port.

@@ -30,7 +30,7 @@ extends_documentation_fragment:
 options:
   gateway:
     description:
-      - IPv4 address of the collector. It must be on-link from this host.
+      - IPv4 or IPv6 address of the collector. It must be on-link from this host.
       - Required when O(state=present).
     type: str
   protocol:
@@ -65,8 +65,9 @@ options:
     default: both
   peer:
     description:
-      - IPv4 address or CIDR network of the other end of the traffic. Egress matches it as
-        destination, ingress as source. Unset matches every peer.
+      - IP address or CIDR network of the other end of the traffic, of the same family as
+        O(gateway). Egress matches it as destination, ingress as source. Unset matches every
+        peer.
     type: str
   interface:
     description:

@@ -33,7 +33,10 @@ BAD_MIRRORS = [
     ({"gateway": "0.0.0.0"}, "gateway"),
     ({"gateway": "224.0.0.1"}, "gateway"),
     ({"gateway": "127.0.0.1"}, "gateway"),
-    ({"gateway": "2001:db8::1"}, "gateway"),
+    ({"gateway": "ff02::1"}, "gateway"),
+    ({"gateway": "::1"}, "gateway"),
+    ({"gateway": "2001:2::3", "peer": "198.18.1.0/24"}, "peer"),
+    ({"peer": "2001:2::/64"}, "peer"),
     ({"gateway": None}, "gateway"),
     ({"protocol": "sctp"}, "protocol"),
     ({"ports": ["0"]}, "ports[0]"),
@@ -84,6 +87,11 @@ BAD_BALANCERS = [
     ({"backends": ["198.18.0.100:80"]}, "backends[0]"),
     ({"backends": [{"address": "198.18.0.21", "weight": 5000}, {"address": "198.18.0.22", "weight": 1}]}, "backends"),
     ({"mode": "least_conn"}, "mode"),
+    ({"backends": ["2001:2::51"]}, "backends[0]"),
+    ({"backends": ["[2001:2::51]:80"]}, "backends[0]"),
+    ({"vip": "2001:2::100", "backends": ["198.18.0.21"]}, "backends[0]"),
+    ({"vip": "2001:2::100", "backends": ["[2001:2::51]:99999"]}, "backends[0]"),
+    ({"vip": "2001:2::100", "backends": ["[2001:2::51"]}, "backends[0]"),
 ]
 
 
@@ -123,6 +131,27 @@ def test_good_mirror_input_is_normalized(changes, expected):
 )
 def test_backends_are_normalized(backends, expected):
     assert list(build_balancer(with_(BALANCER, backends=backends)).backends) == expected
+
+
+@pytest.mark.parametrize(
+    "backends, expected",
+    [
+        (["2001:2::51"], [Backend("2001:2::51", 80, 1)]),
+        (["[2001:2::51]"], [Backend("2001:2::51", 80, 1)]),
+        (["[2001:2:0:0::51]:8080"], [Backend("2001:2::51", 8080, 1)]),
+        ([{"address": "2001:2::51", "port": 81, "weight": 2}], [Backend("2001:2::51", 81, 2)]),
+    ],
+)
+def test_ipv6_backends_are_normalized(backends, expected):
+    balancer = build_balancer(with_(BALANCER, vip="2001:2::100", backends=backends))
+    assert list(balancer.backends) == expected
+    assert balancer.family == 6
+    assert balancer.backends[0].endpoint.startswith("[2001:2::51]:")
+
+
+def test_ipv6_mirror():
+    mirror = build_mirror(with_(MIRROR, gateway="2001:2:0:0::3", peer="2001:2:0:1::/64"))
+    assert (mirror.gateway, mirror.peer, mirror.family) == ("2001:2::3", "2001:2:0:1::/64", 6)
 
 
 def _names(slots):
