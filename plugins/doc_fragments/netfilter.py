@@ -26,13 +26,20 @@ options:
   engine:
     description:
       - The netfilter engine that stores the rules.
-      - C(auto) uses the iptables backend the host already holds rules in, or the one its
-        C(iptables) command reports. A host with rules in both backends is refused.
+      - C(iptables-nft) and C(iptables-legacy) write through C(iptables-restore) of that
+        backend; C(nftables) owns the tables C(ip netmagic) and C(ip6 netmagic) and writes
+        them with one C(nft -j -f) transaction.
+      - C(auto) uses C(nftables) where a netmagic table already exists (or where only C(nft) is
+        installed), else the iptables backend the host already holds rules in, or the one its
+        C(iptables) command reports. A host with rules in both iptables backends is refused.
+      - Applying an object with one engine removes what the collection owned for it under the
+        other backends, so a host never holds both.
     type: str
-    choices: [auto, iptables-nft, iptables-legacy]
+    choices: [auto, iptables-nft, iptables-legacy, nftables]
     default: auto
 notes:
-  - Needs root on the managed host and the C(iptables) package (1.8 or later).
+  - Needs root on the managed host, and the C(iptables) package (1.8 or later) or, for
+    O(engine=nftables), the C(nftables) package (1.0 or later).
   - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
     and the xtables lock while applying.
   - Rules the collection does not own are never changed, reordered or flushed. The change is
@@ -42,9 +49,9 @@ attributes:
   check_mode:
     support: full
     description: Can run in check_mode and return changed status prediction without modifying the host.
-    details: Check mode reports the change and verifies it with C(iptables-restore --test).
+    details: Check mode reports the change and verifies it with C(iptables-restore --test) or C(nft -c).
   diff_mode:
     support: full
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    details: The diff shows the owned rules before and after, as iptables-save text.
+    details: The diff shows the owned rules before and after, as iptables-save text or nft JSON rules.
 """

@@ -129,8 +129,3 @@ class IptablesEngine:
         chains = sorted(chain for table in owned.values() for chain in table.chains)
         lines = [line for line in rules.as_text(owned).splitlines() if line.startswith("-A ")]
         return chains, lines
-
-
-def iptables_engine(host, requested):
-    variant = detect_variant(host) if requested == "auto" else requested.split("-", 1)[1]
-    return IptablesEngine(host, variant)

@@ -6,10 +6,11 @@
 from __future__ import annotations
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, host_lock
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import iptables_engine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine, detect_variant
+from ansible_collections.netmagic.netfilter.plugins.module_utils._nftables_engine import NftablesEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, validate_name
 
-ENGINES = ("auto", "iptables-nft", "iptables-legacy")
+ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables")
 
 
 def argument_spec(**specific):
@@ -23,8 +24,37 @@ def argument_spec(**specific):
     return spec
 
 
+def _engine(host, name):
+    if name == "nftables":
+        return NftablesEngine(host)
+    return IptablesEngine(host, name.split("-", 1)[1])
+
+
 def select_engine(host, requested):
-    return iptables_engine(host, requested)
+    """The engine asked for; for auto, the one this host already uses."""
+    if requested != "auto":
+        return _engine(host, requested)
+    nftables = NftablesEngine(host)
+    if nftables.available() and (nftables.holds_tables() or not host.which("iptables")):
+        return nftables
+    return IptablesEngine(host, detect_variant(host))
+
+
+def _other_backends(host, engine):
+    """Engines storing rules in another kernel backend than engine, that this host has."""
+    others = [_engine(host, name) for name in ENGINES[1:]]
+    return [other for other in others if other.backend != engine.backend and other.available()]
+
+
+def _remove_elsewhere(host, engine, kind, name, check_only):
+    """What the object owned under another engine goes, so a host never holds both."""
+    removed = []
+    for other in _other_backends(host, engine):
+        owned = other.read(kind, name)
+        if owned:
+            other.apply(owned, {}, check_only=check_only)
+            removed.append(other.name)
+    return removed
 
 
 def reconcile(module, kind, build):
@@ -46,12 +76,14 @@ def reconcile(module, kind, build):
             changed = not engine.same(current, desired)
             if changed:
                 engine.apply(current, desired, check_only=module.check_mode)
+            removed_from = _remove_elsewhere(host, engine, kind, params["name"], module.check_mode)
     except ValidationError as error:
         module.fail_json(msg="%s: %s" % (module._name, error), parameter=error.parameter)
     except EngineError as error:
         module.fail_json(msg="%s: %s" % (module._name, error))
     chains, rules = engine.describe(desired)
-    result = {"changed": changed, "engine": engine.name, "chains": chains, "rules": rules}
+    result = {"changed": changed or bool(removed_from), "engine": engine.name, "chains": chains, "rules": rules,
+              "removed_from": removed_from}
     if module._diff:
         result["diff"] = {
             "before": engine.as_text(current),

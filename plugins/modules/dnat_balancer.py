@@ -132,7 +132,13 @@ engine:
   description: The engine used, after C(auto) was resolved.
   returned: success
   type: str
-  sample: iptables-nft
+  sample: nftables
+removed_from:
+  description: Engines of other kernel backends from which this object's old rules were removed.
+  returned: success
+  type: list
+  elements: str
+  sample: [iptables-legacy]
 chains:
   description: The chains the service owns when in the desired state; empty after removal.
   returned: success

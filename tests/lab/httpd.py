@@ -7,8 +7,24 @@ Each handled GET appends one line to --log; Lab.http_requests counts those lines
 
 import argparse
 import http.server
+import socket
 import threading
 from pathlib import Path
+
+
+def client_address(address):
+    """IPv4 clients of the dual-stack socket show as ::ffff:a.b.c.d; log them as a.b.c.d."""
+    return address[7:] if address.startswith("::ffff:") else address
+
+
+class DualStackServer(http.server.ThreadingHTTPServer):
+    """Listens on :: for IPv6 and, through mapped addresses, IPv4."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def make_handler(name, log_path):
@@ -22,7 +38,7 @@ def make_handler(name, log_path):
         def do_GET(self):
             # Logged before answering: once a client has the body, the count includes it.
             with log_lock, open(log_path, "a", encoding="utf-8") as log:
-                log.write(f"{self.client_address[0]} {self.path}\n")
+                log.write(f"{client_address(self.client_address[0])} {self.path}\n")
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
@@ -43,7 +59,7 @@ def main():
     parser.add_argument("--ready", required=True, type=Path, help="written once listening")
     args = parser.parse_args()
 
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", args.port), make_handler(args.name, args.log))
+    server = DualStackServer(("::", args.port), make_handler(args.name, args.log))
     server.daemon_threads = True
     args.ready.write_text(f"{args.port}\n", encoding="utf-8")
     server.serve_forever()

@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
+# IPv6 twin of each lab /24: the benchmarking range 2001:2::/48 (RFC 5180), one /64 per lab.
+LAB_RANGE6 = ipaddress.ip_network("2001:2::/48")
 DEFAULT_SUBNET = "198.18.0.0/24"
 DEFAULT_CONNECTION = "netmagic.netfilter.netns"
 INTERFACE = "eth0"
@@ -234,6 +236,8 @@ class Lab:
         if not 1 <= backends <= MAX_BACKENDS:
             raise ValueError(f"backends must be 1..{MAX_BACKENDS}, not {backends}")
         self.subnet = ipaddress.ip_network(subnet)
+        second, third = self.subnet.network_address.packed[1:3]
+        self.subnet6 = ipaddress.ip_network(f"2001:2:0:{(second - 18) * 256 + third:x}::/64")
         if self.subnet.prefixlen != 24 or not self.subnet.subnet_of(LAB_RANGE):
             raise ValueError(f"subnet must be a /24 inside {LAB_RANGE}, not {subnet}")
         self.lab_id = lab_id
@@ -267,6 +271,14 @@ class Lab:
         if host in HOST_OCTETS:
             return self._address(HOST_OCTETS[host])
         return self._address(BACKEND_BASE_OCTET + int(host[2:]))
+
+    def addr6(self, host):
+        """The host's IPv6 address: same last octet as its IPv4 address, in the lab's /64."""
+        return str(self.subnet6.network_address + int(ipaddress.ip_address(self.addr(host)).packed[3]))
+
+    @property
+    def vip6(self):
+        return str(self.subnet6.network_address + VIP_OCTET)
 
     @property
     def vip(self):
@@ -324,9 +336,14 @@ class Lab:
         _ip("-n", ns, "link", "set", "dev", "lo", "up")
         _ip("-n", ns, "link", "set", "dev", INTERFACE, "address", self._mac(host), "addrgenmode", "none", "up")
         _ip("-n", ns, "addr", "replace", f"{self.addr(host)}/{self.subnet.prefixlen}", "dev", INTERFACE)
+        # nodad: usable at once, no duplicate address detection delay.
+        _ip("-n", ns, "-6", "addr", "replace", f"{self.addr6(host)}/64", "dev", INTERFACE, "nodad")
         if host == "lb":
             _ip("-n", ns, "addr", "replace", f"{self.vip}/32", "dev", INTERFACE)
-        self.set_sysctl(host, "net.ipv4.ip_forward", "1" if host in FORWARDING_HOSTS else "0")
+            _ip("-n", ns, "-6", "addr", "replace", f"{self.vip6}/128", "dev", INTERFACE, "nodad")
+        forwarding = "1" if host in FORWARDING_HOSTS else "0"
+        self.set_sysctl(host, "net.ipv4.ip_forward", forwarding)
+        self.set_sysctl(host, "net.ipv6.conf.all.forwarding", forwarding)
 
     def _mac(self, host):
         """Locally administered MAC from the address: recreated hosts keep their MAC, so peers' ARP stays right."""

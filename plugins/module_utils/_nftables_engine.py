@@ -1,0 +1,386 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The native nftables engine: tables `ip netmagic` and `ip6 netmagic`, owned whole.
+
+Objects get the same chain names as with iptables; base chains of the table hook them
+in with one rule per object, commented `netmagic:<kind>:<name>`. Rules are written and
+read as nft JSON (`nft -j`), so the desired rules compare exactly with what nft prints.
+A change is one `nft -j -f` transaction; check mode runs the same input with `nft -c`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, chain_name, owns_chain, tag
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    BALANCER,
+    MIRROR,
+    _reduced_weights,
+    round_robin_slots,
+)
+
+TABLE = "netmagic"
+FAMILIES = {4: "ip", 6: "ip6"}
+# Priorities as iptables uses them: mangle -150, dstnat -100, srcnat 100.
+BASE_CHAINS = {
+    "mangle-prerouting": {"type": "filter", "hook": "prerouting", "prio": -150},
+    "mangle-output": {"type": "filter", "hook": "output", "prio": -150},
+    "nat-prerouting": {"type": "nat", "hook": "prerouting", "prio": -100},
+    "nat-output": {"type": "nat", "hook": "output", "prio": -100},
+    "nat-postrouting": {"type": "nat", "hook": "postrouting", "prio": 100},
+}
+
+
+def canonical(expr):
+    """A rule's expression list as one comparable string."""
+    return json.dumps(expr, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class NftRules:
+    """What one object owns in one family's table: chain -> rule strings, and tagged base-chain rules.
+
+    jumps holds (base chain, canonical expr) pairs, sorted; handles maps each to the live
+    rule handles, for deletion.
+    """
+
+    tag: str = ""
+    chains: dict = field(default_factory=dict)
+    jumps: list = field(default_factory=list)
+    handles: dict = field(default_factory=dict)
+
+    def canonical(self):
+        return self.chains, sorted(self.jumps)
+
+
+# --- render -----------------------------------------------------------------
+
+def _match(left, right, op="=="):
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _payload(protocol, name):
+    return {"payload": {"protocol": protocol, "field": name}}
+
+
+def _l4proto(protocol):
+    return _match({"meta": {"key": "l4proto"}}, protocol)
+
+
+def _address_value(network):
+    """A host network prints as its address; others as a prefix."""
+    address, _slash, length = network.partition("/")
+    full = 32 if ":" not in address else 128
+    if not length or int(length) == full:
+        return address
+    return {"prefix": {"addr": address, "len": int(length)}}
+
+
+def _port_value(port_range):
+    return port_range.first if port_range.first == port_range.last else {"range": [port_range.first, port_range.last]}
+
+
+def _mirror_rules(mirror, egress):
+    family = FAMILIES[mirror.family]
+    base = []
+    if mirror.peer:
+        base.append(_match(_payload(family, "daddr" if egress else "saddr"), _address_value(mirror.peer)))
+    if mirror.interface:
+        base.append(_match({"meta": {"key": "oifname" if egress else "iifname"}}, mirror.interface.replace("+", "*")))
+    duplicate = {"dup": {"addr": mirror.gateway}}
+    matches_destination = egress == (mirror.service == "remote")
+    if mirror.ports:
+        port_field = "dport" if matches_destination else "sport"
+        return [base + [_match(_payload(mirror.protocol, port_field), _port_value(p)), duplicate] for p in mirror.ports]
+    if mirror.protocol == "all":
+        return [base + [duplicate]]
+    protocol = "ipv6-icmp" if (mirror.protocol, mirror.family) == ("icmp", 6) else mirror.protocol
+    return [base + [_l4proto(protocol), duplicate]]
+
+
+def render_mirror(mirror):
+    rules = NftRules(tag=tag(MIRROR, mirror.name))
+    hooks = []
+    if mirror.direction in ("both", "egress"):
+        hooks.append(("MIRO", "mangle-output", True))
+    if mirror.direction in ("both", "ingress"):
+        hooks.append(("MIRI", "mangle-prerouting", False))
+    for role, base_chain, egress in hooks:
+        chain = chain_name(role, MIRROR, mirror.name)
+        rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, egress)]
+        rules.jumps.append((base_chain, canonical([{"jump": {"target": chain}}])))
+    rules.jumps.sort()
+    return {mirror.family: rules}
+
+
+def _runs(slots):
+    """Consecutive equal items as (first index, last index, item)."""
+    runs = []
+    for index, item in enumerate(slots):
+        if runs and runs[-1][2] == item:
+            runs[-1] = (runs[-1][0], index, item)
+        else:
+            runs.append((index, index, item))
+    return runs
+
+
+def _choice(mode, slots):
+    """numgen over the slots: a vmap whose keys are indices or index ranges."""
+    elements = [
+        [first if first == last else {"range": [first, last]}, {"jump": {"target": chain}}]
+        for first, last, chain in _runs(slots)
+    ]
+    return [{"vmap": {"key": {"numgen": {"mode": mode, "mod": len(slots), "offset": 0}}, "data": {"set": elements}}}]
+
+
+def render_balancer(balancer):
+    rules = NftRules(tag=tag(BALANCER, balancer.name))
+    kind, name, family = BALANCER, balancer.name, FAMILIES[balancer.family]
+    endpoint_chains = {}
+    for index, backend in enumerate(balancer.backends):
+        chain = chain_name("SEP", kind, name, index)
+        endpoint_chains[backend.endpoint] = chain
+        rules.chains[chain] = [canonical([_l4proto(balancer.protocol), {"dnat": {"addr": backend.address, "port": backend.port}}])]
+    if balancer.mode == "round_robin":
+        slots = [endpoint_chains[b.endpoint] for b in round_robin_slots(balancer.backends)]
+        mode = "inc"
+    else:
+        # Weights as intervals of a random number: each backend's share is its weight.
+        slots = [endpoint_chains[b.endpoint] for b, w in zip(balancer.backends, _reduced_weights(balancer.backends)) for _turn in range(w)]
+        mode = "random"
+    service_chain = chain_name("SVC", kind, name)
+    rules.chains[service_chain] = [canonical(_choice(mode, slots))]
+
+    service_match = [_match(_payload(family, "daddr"), balancer.vip), _match(_payload(balancer.protocol, "dport"), balancer.port)]
+    hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
+    for base_chain in hooks:
+        rules.jumps.append((base_chain, canonical(service_match + [{"jump": {"target": service_chain}}])))
+    if balancer.masquerade:
+        masquerade_chain = chain_name("MASQ", kind, name)
+        rules.chains[masquerade_chain] = [canonical([{"masquerade": None}])]
+        balanced = [
+            _l4proto(balancer.protocol),
+            _match({"ct": {"key": "status"}}, "dnat", op="in"),
+            _match({"ct": {"key": "%s daddr" % family, "dir": "original"}}, balancer.vip),
+            _match({"ct": {"key": "proto-dst", "dir": "original"}}, balancer.port),
+        ]
+        rules.jumps.append(("nat-postrouting", canonical(balanced + [{"jump": {"target": masquerade_chain}}])))
+    rules.jumps.sort()
+    return {balancer.family: rules}
+
+
+def render(obj):
+    return render_mirror(obj) if obj.kind == MIRROR else render_balancer(obj)
+
+
+# --- live table -------------------------------------------------------------
+
+def parse_table(listing):
+    """`nft -j list table` output as (chain names, rules as (chain, handle, comment, expr))."""
+    chains, rules = [], []
+    for item in json.loads(listing).get("nftables", []):
+        if "chain" in item:
+            chains.append(item["chain"]["name"])
+        elif "rule" in item:
+            rule = item["rule"]
+            rules.append((rule["chain"], rule["handle"], rule.get("comment"), rule["expr"]))
+    return chains, rules
+
+
+def owned_rules(chains, rules, kind, name):
+    owned = NftRules(tag=tag(kind, name))
+    for chain in chains:
+        if owns_chain(chain, kind, name):
+            owned.chains[chain] = []
+    for chain, handle, comment, expr in rules:
+        if chain in owned.chains:
+            owned.chains[chain].append(canonical(expr))
+        elif chain in BASE_CHAINS and comment == tag(kind, name):
+            jump = (chain, canonical(expr))
+            owned.jumps.append(jump)
+            owned.handles.setdefault(jump, []).append(handle)
+    owned.jumps.sort()
+    return owned
+
+
+def same_rules(current, desired):
+    empty = NftRules()
+    return all(current.get(f, empty).canonical() == desired.get(f, empty).canonical() for f in set(current) | set(desired))
+
+
+def _value_text(value):
+    if isinstance(value, dict) and "prefix" in value:
+        return "%s/%d" % (value["prefix"]["addr"], value["prefix"]["len"])
+    if isinstance(value, dict) and "range" in value:
+        return "%s-%s" % tuple(value["range"])
+    return str(value)
+
+
+def _left_text(left):
+    if "payload" in left:
+        return "%s %s" % (left["payload"]["protocol"], left["payload"]["field"])
+    if "meta" in left:
+        return "meta %s" % left["meta"]["key"]
+    if "ct" in left:
+        return "ct %s%s" % (left["ct"]["dir"] + " " if "dir" in left["ct"] else "", left["ct"]["key"])
+    raise KeyError(left)
+
+
+def _statement_text(statement):
+    (kind, value), = statement.items()
+    if kind == "match":
+        operator = "" if value["op"] in ("==", "in") else value["op"] + " "
+        return "%s %s%s" % (_left_text(value["left"]), operator, _value_text(value["right"]))
+    if kind in ("jump", "goto"):
+        return "%s %s" % (kind, value["target"])
+    if kind == "dup":
+        return "dup to %s" % value["addr"]
+    if kind == "dnat":
+        address = "[%s]" % value["addr"] if ":" in value["addr"] else value["addr"]
+        return "dnat to %s:%d" % (address, value["port"])
+    if kind == "masquerade":
+        return "masquerade"
+    if kind == "vmap":
+        numgen = value["key"]["numgen"]
+        elements = ", ".join("%s : %s" % (_value_text(key), _statement_text(verdict)) for key, verdict in value["data"]["set"])
+        return "numgen %s mod %d vmap { %s }" % (numgen["mode"], numgen["mod"], elements)
+    raise KeyError(kind)
+
+
+def rule_text(expr):
+    """A rule in nft syntax; anything this collection does not write stays as JSON."""
+    try:
+        return " ".join(_statement_text(statement) for statement in json.loads(expr))
+    except (KeyError, TypeError, ValueError):
+        return expr
+
+
+def as_text(owned):
+    """Owned rules in nft syntax, for diffs and reports."""
+    out = []
+    for family in sorted(owned):
+        rules = owned[family]
+        out.append("table %s %s" % (FAMILIES[family], TABLE))
+        out.extend("  %s: %s comment \"%s\"" % (chain, rule_text(expr), rules.tag) for chain, expr in rules.jumps)
+        for chain in sorted(rules.chains):
+            out.append("  chain %s" % chain)
+            out.extend("    %s" % rule_text(expr) for expr in rules.chains[chain])
+    return "\n".join(out) + ("\n" if out else "")
+
+
+# --- plan -------------------------------------------------------------------
+
+def _ref(family, **fields):
+    return dict({"family": FAMILIES[family], "table": TABLE}, **fields)
+
+
+def _table(family):
+    return {"family": FAMILIES[family], "name": TABLE}
+
+
+def _family_commands(family, current, desired, other_chains):
+    """nft JSON commands for one family; other_chains: owned chains of other objects in the table."""
+    if not desired.chains and not other_chains:
+        return [{"delete": {"table": _table(family)}}] if current.chains or current.jumps else []
+    commands = [{"add": {"table": _table(family)}}]
+    for base_chain in sorted({chain for chain, _expr in desired.jumps}):
+        commands.append({"add": {"chain": _ref(family, name=base_chain, policy="accept", **BASE_CHAINS[base_chain])}})
+    rewritten = sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
+    stale = sorted(set(current.chains) - set(desired.chains))
+    for chain in rewritten:
+        commands.append({"add": {"chain": _ref(family, name=chain)}})
+        commands.append({"flush": {"chain": _ref(family, name=chain)}})
+    for jump in sorted(set(current.jumps)):
+        surplus = current.jumps.count(jump) - desired.jumps.count(jump)
+        for handle in current.handles[jump][:max(surplus, 0)]:
+            commands.append({"delete": {"rule": _ref(family, chain=jump[0], handle=handle)}})
+    for chain in rewritten:
+        commands.extend({"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for expr in desired.chains[chain])
+    return commands + _new_jumps(family, current, desired) + _chain_removals(family, stale)
+
+
+def _new_jumps(family, current, desired):
+    return [
+        {"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr), comment=desired.tag)}}
+        for chain, expr in desired.jumps if (chain, expr) not in current.jumps
+    ]
+
+
+def _chain_removals(family, stale):
+    flushes = [{"flush": {"chain": _ref(family, name=chain)}} for chain in stale]
+    return flushes + [{"delete": {"chain": _ref(family, name=chain)}} for chain in stale]
+
+
+class NftablesEngine:
+    """Owns tables `ip netmagic` and `ip6 netmagic`; one `nft -j -f` per change."""
+
+    name = "nftables"
+    backend = "nftables"
+
+    def __init__(self, host):
+        self.host = host
+        self._other_chains = {}
+
+    def _nft(self):
+        path = self.host.which("nft")
+        if not path:
+            raise EngineError("nft not found: engine nftables needs the 'nftables' package (1.0 or later)")
+        return path
+
+    def available(self):
+        return bool(self.host.which("nft"))
+
+    def holds_tables(self):
+        """Whether this host already has a netmagic table: then it is the engine in use."""
+        rc, out, _err = self.host.run([self._nft(), "list", "tables"])
+        return rc == 0 and any(line.split()[-1:] == [TABLE] for line in out.splitlines())
+
+    def _list(self, family):
+        rc, out, err = self.host.run([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])
+        if rc != 0:
+            if "No such file or directory" in err:
+                return [], []
+            raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
+        return parse_table(out)
+
+    def read(self, kind, name):
+        owned = {}
+        self._other_chains = {}
+        for family in FAMILIES:
+            chains, rules = self._list(family)
+            mine = owned_rules(chains, rules, kind, name)
+            self._other_chains[family] = [c for c in chains if c.startswith(CHAIN_PREFIX) and c not in mine.chains]
+            if mine.chains or mine.jumps:
+                owned[family] = mine
+        return owned
+
+    render = staticmethod(render)
+    same = staticmethod(same_rules)
+    as_text = staticmethod(as_text)
+
+    def apply(self, current, desired, check_only=False):
+        """Every family's change in one transaction; nft -c in check mode."""
+        empty = NftRules()
+        commands = []
+        for family in FAMILIES:
+            if (current.get(family, empty).canonical() != desired.get(family, empty).canonical()):
+                commands += _family_commands(family, current.get(family, empty), desired.get(family, empty), self._other_chains.get(family, []))
+        argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", "-"]
+        batch = json.dumps({"nftables": commands})
+        rc, _out, err = self.host.run(argv, data=batch)
+        if rc != 0:
+            raise EngineError("nft refused the change, nothing was applied (rc=%d): %s\n%s" % (rc, err.strip(), batch))
+
+    @staticmethod
+    def describe(owned):
+        """Chains, and every rule as 'CHAIN: rule' in nft syntax, for module results."""
+        chains = sorted(chain for rules in owned.values() for chain in rules.chains)
+        lines = []
+        for rules in owned.values():
+            lines.extend("%s: %s" % (chain, rule_text(expr)) for chain, expr in rules.jumps)
+            lines.extend("%s: %s" % (chain, rule_text(expr)) for chain in sorted(rules.chains) for expr in rules.chains[chain])
+        return chains, lines
