@@ -10,7 +10,8 @@ import tempfile
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENGINES = ("iptables-nft", "iptables-legacy")
+ENGINES = ("iptables-nft", "iptables-legacy", "nftables")
+LEGACY_ENGINES = ("iptables-legacy", "python-iptables")
 
 
 def collections_path():
@@ -76,6 +77,25 @@ def restore(netns, engine, text):
     in_netns(netns, ["iptables-%s-restore" % variant, "--noflush"], input=text, check=True)
 
 
+def ruleset(netns):
+    """Everything netfilter holds in the namespace, all backends and families, without comments."""
+    texts = []
+    for tool in ("iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"):
+        texts.append(in_netns(netns, [tool], check=True).stdout)
+    texts.append(in_netns(netns, ["nft", "list", "ruleset"], check=True).stdout)
+    return "".join(line + "\n" for text in texts for line in text.splitlines() if not line.strip().startswith("#"))
+
+
+def plant_foreign(netns, engine):
+    """Rules of other tools in the backend the engine writes, both families, plus a native nft table."""
+    variant = "legacy" if engine in LEGACY_ENGINES else "nft"
+    in_netns(netns, ["iptables-%s-restore" % variant, "--noflush"], input=FOREIGN_RULES, check=True)
+    in_netns(netns, ["ip6tables-%s-restore" % variant, "--noflush"], input=FOREIGN_RULES6, check=True)
+    if variant == "nft":
+        in_netns(netns, ["nft", "-f", "-"], input=FOREIGN_NFT, check=True)
+    return ruleset(netns)
+
+
 def foreign_part(save_text):
     """The ruleset without anything the collection owns, in order."""
     keep = []
@@ -115,4 +135,16 @@ COMMIT
 -A OUTPUT -p udp -m udp --dport 53 -j MARK --set-xmark 0x1/0xffffffff
 -A PREROUTING -p tcp -m tcp --sport 80 -j MARK --set-xmark 0x2/0xffffffff
 COMMIT
+"""
+
+FOREIGN_RULES6 = FOREIGN_RULES.replace("198.19.17.0/24", "2001:2:ff::/64")
+
+# A firewalld-like native table; the nftables engine must leave it alone.
+FOREIGN_NFT = """table inet firewall {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ct state established,related accept
+    tcp dport 22 accept
+  }
+}
 """
