@@ -336,8 +336,12 @@ class Lab:
         _ip("-n", ns, "link", "set", "dev", "lo", "up")
         _ip("-n", ns, "link", "set", "dev", INTERFACE, "address", self._mac(host), "addrgenmode", "none", "up")
         _ip("-n", ns, "addr", "replace", f"{self.addr(host)}/{self.subnet.prefixlen}", "dev", INTERFACE)
-        # nodad: usable at once, no duplicate address detection delay.
+        # nodad: usable at once, no duplicate address detection delay. A link-local address
+        # as every real host has: neighbour solicitations for packets that are not the
+        # host's own (a TEE clone of received traffic) take their source from it.
         _ip("-n", ns, "-6", "addr", "replace", f"{self.addr6(host)}/64", "dev", INTERFACE, "nodad")
+        link_local = ipaddress.ip_address("fe80::") + int(ipaddress.ip_address(self.addr(host)).packed[3])
+        _ip("-n", ns, "-6", "addr", "replace", f"{link_local}/64", "dev", INTERFACE, "nodad")
         if host == "lb":
             _ip("-n", ns, "addr", "replace", f"{self.vip}/32", "dev", INTERFACE)
             _ip("-n", ns, "-6", "addr", "replace", f"{self.vip6}/128", "dev", INTERFACE, "nodad")
