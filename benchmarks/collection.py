@@ -1,0 +1,39 @@
+"""The installed build of the collection: where it is, its engines, its chain names.
+
+Everything is read from the build that `make collection` installed, so the engines measured
+are exactly the ones the modules under test offer (new engines show up by themselves).
+"""
+
+import importlib
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, ".build", "collections")
+# Not engines but a way to pick one.
+NOT_ENGINES = ("auto",)
+
+
+def use_installed_build():
+    """Point Ansible and this process at the installed build (run_module reads the variable)."""
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+
+
+def module_utils(name):
+    use_installed_build()
+    return importlib.import_module("ansible_collections.netmagic.netfilter.plugins.module_utils." + name)
+
+
+def engines():
+    """Every engine the modules accept, from _reconcile.ENGINES."""
+    return [engine for engine in module_utils("_reconcile").ENGINES if engine not in NOT_ENGINES]
+
+
+def chain_name(role, kind, name, index=None):
+    return module_utils("_iptables_rules").chain_name(role, kind, name, index)
+
+
+def tag(kind, name):
+    return module_utils("_iptables_rules").tag(kind, name)
