@@ -69,7 +69,8 @@ def iptables_save(netns, engine="iptables-nft", family="iptables"):
 
 def without_counters(save_text):
     """Chain lines carry packet counters that traffic moves; rules are what the collection changes."""
-    return re.sub(r"^(:\S+ \S+) \[\d+:\d+\]$", r"\1 [0:0]", save_text, flags=re.M)
+    save_text = re.sub(r"^(:\S+ \S+) \[\d+:\d+\]$", r"\1 [0:0]", save_text, flags=re.M)
+    return re.sub(r"counter packets \d+ bytes \d+", "counter packets 0 bytes 0", save_text)
 
 
 def restore(netns, engine, text):
@@ -86,11 +87,12 @@ def ruleset(netns):
     return "".join(line + "\n" for text in texts for line in text.splitlines() if not line.strip().startswith("#"))
 
 
-def plant_foreign(netns, engine):
+def plant_foreign(netns, engine, forward_policy="DROP"):
     """Rules of other tools in the backend the engine writes, both families, plus a native nft table."""
     variant = "legacy" if engine in LEGACY_ENGINES else "nft"
-    in_netns(netns, ["iptables-%s-restore" % variant, "--noflush"], input=FOREIGN_RULES, check=True)
-    in_netns(netns, ["ip6tables-%s-restore" % variant, "--noflush"], input=FOREIGN_RULES6, check=True)
+    policy = ":FORWARD %s [0:0]" % forward_policy
+    in_netns(netns, ["iptables-%s-restore" % variant, "--noflush"], input=FOREIGN_RULES.replace(":FORWARD DROP [0:0]", policy), check=True)
+    in_netns(netns, ["ip6tables-%s-restore" % variant, "--noflush"], input=FOREIGN_RULES6.replace(":FORWARD DROP [0:0]", policy), check=True)
     if variant == "nft":
         in_netns(netns, ["nft", "-f", "-"], input=FOREIGN_NFT, check=True)
     return ruleset(netns)

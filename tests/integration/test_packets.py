@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import ENGINES, FOREIGN_RULES, iptables_save, restore, run_module, without_counters
+from tests.integration.netfilter import ENGINES, plant_foreign, ruleset, run_module, without_counters
 from tests.lab.netlab import Lab
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
@@ -44,6 +44,29 @@ def apply(lab, host, module, **params):
     return result
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
+
+
+@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
+def family(request):
+    return request.param
+
+
+def address(lab, host, family):
+    return lab.addr(host) if family == 4 else lab.addr6(host)
+
+
+def vip(lab, family):
+    return lab.vip if family == 4 else lab.vip6
+
+
+def set_forwarding(lab, host, value):
+    lab.set_sysctl(host, "net.ipv4.ip_forward", value)
+    lab.set_sysctl(host, "net.ipv6.conf.all.forwarding", value)
+
+
 def assert_exact_rotation(answers, backends):
     """Every window of one cycle holds each backend its number of turns, in the same order."""
     period = len(backends)
@@ -61,15 +84,14 @@ def mirror_lab(make_lab, forwarding="0"):
     lab = make_lab(backends=1)
     lab.start_http("web", 80)
     lab.start_http("web", 8080)
-    lab.set_sysctl("collector", "net.ipv4.ip_forward", forwarding)
+    set_forwarding(lab, "collector", forwarding)
     return lab
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_mirror_clones_every_request_and_response_packet(make_lab, engine):
+def test_mirror_clones_every_request_and_response_packet(make_lab, engine, family):
     lab = mirror_lab(make_lab)
-    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], engine=engine)
-    web = lab.addr("web")
+    apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"], engine=engine)
+    web = address(lab, "web", family)
     with lab.count("collector", *PORT_80) as clones, lab.count("web", *PORT_80) as originals:
         answers = connect(lab, "sender", web, 5)
     with lab.count("collector", "tcp dport 8080", "tcp sport 8080") as unmatched:
@@ -86,22 +108,24 @@ def test_mirror_clones_every_request_and_response_packet(make_lab, engine):
     "direction, cloned, not_cloned",
     [("egress", "tcp dport 80", "tcp sport 80"), ("ingress", "tcp sport 80", "tcp dport 80")],
 )
-def test_mirror_one_direction_only(make_lab, direction, cloned, not_cloned):
+def test_mirror_one_direction_only(make_lab, engine, family, direction, cloned, not_cloned):
     lab = mirror_lab(make_lab)
-    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], direction=direction)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"],
+          direction=direction, engine=engine)
     with lab.count("collector", cloned) as clones, lab.count("collector", not_cloned) as others, \
             lab.count("web", cloned) as originals:
-        assert connect(lab, "sender", lab.addr("web"), 4) == ["web"] * 4
+        assert connect(lab, "sender", address(lab, "web", family), 4) == ["web"] * 4
     assert clones.count == originals.count > 0
     assert others.count == 0
 
 
-def test_mirror_on_the_server_with_service_local(make_lab):
+def test_mirror_on_the_server_with_service_local(make_lab, engine, family):
     lab = mirror_lab(make_lab)
-    apply(lab, "web", "tee_mirror", name="served-http", gateway=lab.addr("collector"), ports=["80"], service="local")
+    apply(lab, "web", "tee_mirror", name="served-http", gateway=address(lab, "collector", family), ports=["80"],
+          service="local", engine=engine)
     # Counted at the client: the web host also sends the clones, which would count twice there.
     with lab.count("collector", *PORT_80) as clones, lab.count("client", *PORT_80) as originals:
-        assert connect(lab, "client", lab.addr("web"), 4) == ["web"] * 4
+        assert connect(lab, "client", address(lab, "web", family), 4) == ["web"] * 4
     assert clones.count == originals.count > 0
     assert lab.http_requests("web") == 4
 
@@ -110,10 +134,10 @@ def collector_mac(lab):
     return lab.run("collector", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
 
 
-def test_a_collector_that_forwards_puts_clones_back_on_the_network(make_lab):
+def test_a_collector_that_forwards_puts_clones_back_on_the_network(make_lab, engine):
     """Why the collector role exists: with forwarding on, the web server receives every clone again."""
     lab = mirror_lab(make_lab, forwarding="1")
-    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"])
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], engine=engine)
     leaked = "tcp port 80 and ether src %s" % collector_mac(lab)
     with lab.capture("web", leaked) as duplicates:
         connect(lab, "sender", lab.addr("web"), 3)
@@ -138,31 +162,34 @@ def balancer_lab(make_lab, backends):
     return lab
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+def backend_addresses(lab, family):
+    return [address(lab, b, family) for b in lab.backend_hosts]
+
+
 @pytest.mark.parametrize("backends", [2, 3, 5])
-def test_round_robin_rotates_exactly(make_lab, engine, backends):
+def test_round_robin_rotates_exactly(make_lab, engine, family, backends):
     lab = balancer_lab(make_lab, backends)
-    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, engine=engine,
-          backends=[lab.addr(b) for b in lab.backend_hosts])
-    answers = connect(lab, "client", lab.vip, 30)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,
+          backends=backend_addresses(lab, family))
+    answers = connect(lab, "client", vip(lab, family), 30)
     assert_exact_rotation(answers, lab.backend_hosts)
     assert collections.Counter(answers) == {b: 30 // backends for b in lab.backend_hosts}
 
 
-def test_weights_three_to_one_split_exactly(make_lab):
+def test_weights_three_to_one_split_exactly(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
-    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80,
-          backends=[{"address": lab.addr("be1"), "weight": 3}, lab.addr("be2")])
-    answers = connect(lab, "client", lab.vip, 40)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,
+          backends=[{"address": address(lab, "be1", family), "weight": 3}, address(lab, "be2", family)])
+    answers = connect(lab, "client", vip(lab, family), 40)
     assert collections.Counter(answers) == {"be1": 30, "be2": 10}
     assert_exact_rotation(answers, ["be1", "be1", "be1", "be2"])
 
 
-def test_random_mode_spreads_evenly(make_lab):
+def test_random_mode_spreads_evenly(make_lab, engine, family):
     lab = balancer_lab(make_lab, 3)
-    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, mode="random",
-          backends=[lab.addr(b) for b in lab.backend_hosts])
-    answers = connect(lab, "client", lab.vip, 3000, max_seconds=120)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, mode="random", engine=engine,
+          backends=backend_addresses(lab, family))
+    answers = connect(lab, "client", vip(lab, family), 3000, max_seconds=120)
     assert len(answers) == 3000
     shares = {b: answers.count(b) / 3000 for b in lab.backend_hosts}
     assert all(abs(share - 1 / 3) < 0.05 for share in shares.values()), shares
@@ -170,43 +197,51 @@ def test_random_mode_spreads_evenly(make_lab):
 
 
 @pytest.mark.parametrize("local_clients", [True, False])
-def test_connections_opened_on_the_balancer_itself(make_lab, local_clients):
+def test_connections_opened_on_the_balancer_itself(make_lab, engine, family, local_clients):
     lab = balancer_lab(make_lab, 3)
-    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, local_clients=local_clients,
-          backends=[lab.addr(b) for b in lab.backend_hosts])
-    answers = connect(lab, "lb", lab.vip, 9, timeout=1)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, local_clients=local_clients,
+          engine=engine, backends=backend_addresses(lab, family))
+    answers = connect(lab, "lb", vip(lab, family), 9, timeout=1)
     if local_clients:
         assert_exact_rotation(answers, lab.backend_hosts)
     else:
         assert all(answer.startswith("ERROR") for answer in answers), answers
-    assert_exact_rotation(connect(lab, "client", lab.vip, 9), lab.backend_hosts)
+    assert_exact_rotation(connect(lab, "client", vip(lab, family), 9), lab.backend_hosts)
 
 
-def test_masquerade_covers_balanced_connections_only(make_lab):
+def test_masquerade_covers_balanced_connections_only(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
-    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80,
-          backends=[lab.addr(b) for b in lab.backend_hosts])
-    connect(lab, "client", lab.vip, 4)
-    assert lab.http_clients("be1") == [lab.addr("lb")] * 2
+    apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,
+          backends=backend_addresses(lab, family))
+    connect(lab, "client", vip(lab, family), 4)
+    lb, client, be2 = (address(lab, host, family) for host in ("lb", "client", "be2"))
+    # Masquerade takes a source address of the balancer's outgoing interface; the VIP is one too.
+    lb_addresses = {lb, vip(lab, family)}
+    assert len(lab.http_clients("be1")) == 2 and set(lab.http_clients("be1")) <= lb_addresses
 
-    # Other traffic routed through the balancer keeps its source address.
-    for key in ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.eth0.send_redirects"):
-        lab.set_sysctl("lb", key, "0")
-    lab.run("client", ["ip", "route", "add", lab.addr("be2") + "/32", "via", lab.addr("lb")], check=True)
-    forwarded_before = lab.forwarded("lb")
-    assert connect(lab, "client", lab.addr("be2"), 2) == ["be2", "be2"]
-    assert lab.forwarded("lb") > forwarded_before, "the test connection did not pass through the balancer"
-    assert lab.http_clients("be2") == [lab.addr("lb")] * 2 + [lab.addr("client")] * 2
+    # Other traffic routed through the balancer keeps its source address. The client ignores
+    # redirects, so its packets keep going through the balancer.
+    for key in ("net.ipv4.conf.all.accept_redirects", "net.ipv4.conf.eth0.accept_redirects",
+                "net.ipv6.conf.all.accept_redirects", "net.ipv6.conf.eth0.accept_redirects"):
+        lab.set_sysctl("client", key, "0")
+    lab.run("client", ["ip", "route", "add", be2, "via", lb], check=True)
+    forwarded_before = lab.run("lb", ["cat", "/proc/net/snmp6"], check=True).stdout + str(lab.forwarded("lb"))
+    assert connect(lab, "client", be2, 2) == ["be2", "be2"]
+    forwarded_after = lab.run("lb", ["cat", "/proc/net/snmp6"], check=True).stdout + str(lab.forwarded("lb"))
+    assert forwarded_after != forwarded_before, "the test connection did not pass through the balancer"
+    sources = lab.http_clients("be2")
+    assert set(sources[:2]) <= lb_addresses and sources[2:] == [client] * 2
 
 
-def test_changing_backends_under_load_fails_no_connection(make_lab):
+def test_changing_backends_under_load_fails_no_connection(make_lab, engine, family):
     lab = balancer_lab(make_lab, 4)
     first, second = ["be1", "be2", "be3"], ["be1", "be2", "be4"]
-    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, backends=[lab.addr(b) for b in first])
-    load = lab.popen("client", [sys.executable, CLIENT, lab.vip, "--count", "600", "--pause", "0.005", "--max-seconds", "30"],
+    service = {"name": "web", "vip": vip(lab, family), "port": 80, "engine": engine}
+    apply(lab, "lb", "dnat_balancer", backends=[address(lab, b, family) for b in first], **service)
+    load = lab.popen("client", [sys.executable, CLIENT, vip(lab, family), "--count", "600", "--pause", "0.005", "--max-seconds", "30"],
                      stdout=subprocess.PIPE, text=True)
     for backends in (second, first, second):
-        apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, backends=[lab.addr(b) for b in backends])
+        apply(lab, "lb", "dnat_balancer", backends=[address(lab, b, family) for b in backends], **service)
     stdout, _unused = load.communicate(timeout=60)
     answers = json.loads(stdout)["answers"]
     assert not [a for a in answers if a.startswith("ERROR")]
@@ -215,18 +250,18 @@ def test_changing_backends_under_load_fails_no_connection(make_lab):
     assert set(tail) <= set(first) | set(second)
 
 
-def test_check_mode_apply_again_and_removal_on_the_lab(make_lab):
+def test_check_mode_apply_again_and_removal_on_the_lab(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
     # A FORWARD policy of DROP would stop the balanced traffic itself, so this host accepts forwarding.
-    restore(lab.ns("lb"), "iptables-nft", FOREIGN_RULES.replace(":FORWARD DROP", ":FORWARD ACCEPT"))
-    before = without_counters(iptables_save(lab.ns("lb")))
-    service = {"name": "web", "vip": lab.vip, "port": 80, "backends": [lab.addr("be1"), lab.addr("be2")]}
+    before = without_counters(plant_foreign(lab.ns("lb"), engine, forward_policy="ACCEPT"))
+    service = {"name": "web", "vip": vip(lab, family), "port": 80, "engine": engine,
+               "backends": [address(lab, "be1", family), address(lab, "be2", family)]}
     assert run_module(lab.ns("lb"), "dnat_balancer", service, check=True)["changed"]
-    assert without_counters(iptables_save(lab.ns("lb"))) == before
-    assert all(a.startswith("ERROR") for a in connect(lab, "client", lab.vip, 2, timeout=1)), "check mode balanced"
+    assert without_counters(ruleset(lab.ns("lb"))) == before
+    assert all(a.startswith("ERROR") for a in connect(lab, "client", vip(lab, family), 2, timeout=1)), "check mode balanced"
     assert apply(lab, "lb", "dnat_balancer", **service)["changed"]
     assert not apply(lab, "lb", "dnat_balancer", **service)["changed"]
-    assert connect(lab, "client", lab.vip, 2, timeout=1) in (["be1", "be2"], ["be2", "be1"])
-    apply(lab, "lb", "dnat_balancer", name="web", state="absent")
-    assert without_counters(iptables_save(lab.ns("lb"))) == before
-    assert all(a.startswith("ERROR") for a in connect(lab, "client", lab.vip, 2, timeout=1))
+    assert connect(lab, "client", vip(lab, family), 2, timeout=1) in (["be1", "be2"], ["be2", "be1"])
+    apply(lab, "lb", "dnat_balancer", name="web", state="absent", engine=engine)
+    assert without_counters(ruleset(lab.ns("lb"))) == before
+    assert all(a.startswith("ERROR") for a in connect(lab, "client", vip(lab, family), 2, timeout=1))
