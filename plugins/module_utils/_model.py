@@ -293,19 +293,14 @@ def _reduced_weights(backends):
 def round_robin_slots(backends):
     """The rotation as a list of backends, each appearing weight/gcd times.
 
-    Smooth weighted round robin (as nginx orders it) spreads a heavy backend's
-    turns over the cycle instead of giving them back to back.
+    A backend of weight w takes its k-th turn at (k + 1/2) / w of the cycle, so a heavy
+    backend's turns are spread over the cycle instead of given back to back; ties go to
+    the earlier backend. Sorting keeps this O(T log T) for T turns.
     """
-    weights = _reduced_weights(backends)
-    total = sum(weights)
-    current = [0] * len(backends)
-    slots = []
-    for _turn in range(total):
-        current = [c + w for c, w in zip(current, weights)]
-        chosen = max(range(len(backends)), key=lambda i: (current[i], -i))
-        current[chosen] -= total
-        slots.append(backends[chosen])
-    return slots
+    turns = []
+    for index, weight in enumerate(_reduced_weights(backends)):
+        turns.extend(((2 * k + 1) / (2 * weight), index) for k in range(weight))
+    return [backends[index] for _moment, index in sorted(turns)]
 
 
 def random_probabilities(backends):

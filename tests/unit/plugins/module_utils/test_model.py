@@ -165,7 +165,8 @@ def _names(slots):
         ({"A": 1, "B": 1, "C": 1}, "ABC"),
         ({"A": 3, "B": 1}, "AABA"),
         ({"A": 2, "B": 2}, "AB"),
-        ({"A": 5, "B": 1, "C": 1}, "AABACAA"),
+        ({"A": 5, "B": 1, "C": 1}, "AAABCAA"),
+        ({"A": 2, "B": 3}, "BABAB"),
     ],
 )
 def test_round_robin_slots_interleave_weights(weights, rotation):
