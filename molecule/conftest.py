@@ -57,4 +57,3 @@ def edit_yaml():
         change(data)
         path.write_text(yaml.safe_dump(data))
     return edit
-
