@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the lab need; skips apt when all are present.
 set -euo pipefail
-packages=(iptables nftables iproute2 tcpdump python3 python3-venv curl make)
+# gcc and python3-dev build python-iptables (source-only on PyPI) into the venv.
+packages=(iptables nftables iproute2 tcpdump python3 python3-venv python3-dev gcc curl make)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

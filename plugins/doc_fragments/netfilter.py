@@ -29,17 +29,25 @@ options:
       - C(iptables-nft) and C(iptables-legacy) write through C(iptables-restore) of that
         backend; C(nftables) owns the tables C(ip netmagic) and C(ip6 netmagic) and writes
         them with one C(nft -j -f) transaction.
+      - C(python-iptables) writes the legacy x_tables backend through the python-iptables
+        library (iptc) 1.2.0, which must be installed for the Python that runs the module on
+        the managed host (C(pip install python-iptables==1.2.0); it builds from source with
+        gcc and the Python headers). Each table's changes are one commit, made under the
+        xtables lock (C(/run/xtables.lock)). It reads with C(iptables-legacy-save) and writes
+        the same rules as C(iptables-legacy), so each sees the other's rules as its own. A
+        host whose rules are in nf_tables (C(iptables-nft-save) lists any) is refused.
       - C(auto) uses C(nftables) where a netmagic table already exists (or where only C(nft) is
         installed), else the iptables backend the host already holds rules in, or the one its
         C(iptables) command reports. A host with rules in both iptables backends is refused.
       - Applying an object with one engine removes what the collection owned for it under the
         other backends, so a host never holds both.
     type: str
-    choices: [auto, iptables-nft, iptables-legacy, nftables]
+    choices: [auto, iptables-nft, iptables-legacy, nftables, python-iptables]
     default: auto
 notes:
   - Needs root on the managed host, and the C(iptables) package (1.8 or later) or, for
-    O(engine=nftables), the C(nftables) package (1.0 or later).
+    O(engine=nftables), the C(nftables) package (1.0 or later). O(engine=python-iptables) also
+    needs the Python library python-iptables 1.2.0 there.
   - Holds a lock file (C(/run/netmagic-netfilter.lock)) for the whole read-compare-apply cycle,
     and the xtables lock while applying.
   - Rules the collection does not own are never changed, reordered or flushed. The change is
@@ -49,7 +57,8 @@ attributes:
   check_mode:
     support: full
     description: Can run in check_mode and return changed status prediction without modifying the host.
-    details: Check mode reports the change and verifies it with C(iptables-restore --test) or C(nft -c).
+    details: Check mode reports the change and verifies it with C(iptables-restore --test) or C(nft -c);
+      with O(engine=python-iptables), by building it with the library and not committing it.
   diff_mode:
     support: full
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.

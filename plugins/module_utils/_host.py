@@ -7,15 +7,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import time
 
 # One read-compare-apply cycle at a time on a host, so two runs never both add a jump.
 LOCK_PATHS = ("/run/netmagic-netfilter.lock", "/tmp/netmagic-netfilter.lock")
 LOCK_TIMEOUT = 60
+# Where iptables-legacy takes its lock unless XTABLES_LOCKFILE names another file.
+XTABLES_LOCK = "/run/xtables.lock"
 
 
 class EngineError(Exception):
     """The host cannot do what was asked; the message says why and what to do."""
+
+
+class MissingLibraryError(EngineError):
+    """A Python library an engine needs is not importable on the managed host."""
+
+    def __init__(self, library, reason, traceback):
+        self.library = library
+        self.reason = reason
+        self.traceback = traceback
+        super().__init__("the Python library %s is missing: it is required %s" % (library, reason))
 
 
 class AnsibleHost:
@@ -40,19 +53,37 @@ def _open_lock_file():
     raise EngineError("cannot open a lock file in any of %s" % ", ".join(LOCK_PATHS))
 
 
+def _flock_within(handle, timeout, holder):
+    """Takes an exclusive flock on handle, waiting at most timeout seconds; holder says who else might hold it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise EngineError("%s for %d s" % (holder, timeout)) from None
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def host_lock(timeout=LOCK_TIMEOUT):
     with _open_lock_file() as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise EngineError("another netmagic.netfilter run held %s for %d s" % (handle.name, timeout)) from None
-                time.sleep(0.05)
+        _flock_within(handle, timeout, "another netmagic.netfilter run held %s" % handle.name)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def xtables_lock(timeout):
+    """The lock every iptables-legacy writer takes (as `iptables -w` waits for it); iptc does not take it."""
+    path = os.environ.get("XTABLES_LOCKFILE") or XTABLES_LOCK
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_RDONLY, 0o600)
+    except OSError as error:
+        raise EngineError("cannot open the xtables lock %s: %s" % (path, error)) from None
+    with os.fdopen(descriptor) as handle:
+        _flock_within(handle, timeout, "another iptables writer held %s" % path)
+        yield

@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, host_lock
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, MissingLibraryError, host_lock
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine, detect_variant
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import IptcEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._nftables_engine import NftablesEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, validate_name
 
-ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables")
+ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables", "python-iptables")
 
 
 def argument_spec(**specific):
@@ -27,6 +30,8 @@ def argument_spec(**specific):
 def _engine(host, name):
     if name == "nftables":
         return NftablesEngine(host)
+    if name == "python-iptables":
+        return IptcEngine(host)
     return IptablesEngine(host, name.split("-", 1)[1])
 
 
@@ -41,9 +46,17 @@ def select_engine(host, requested):
 
 
 def _other_backends(host, engine):
-    """Engines storing rules in another kernel backend than engine, that this host has."""
-    others = [_engine(host, name) for name in ENGINES[1:]]
-    return [other for other in others if other.backend != engine.backend and other.available()]
+    """One engine for each kernel backend other than engine's that this host has.
+
+    The first listed wins: iptables-legacy, not python-iptables, for legacy x_tables, as it
+    needs no library.
+    """
+    found = {}
+    for name in ENGINES[1:]:
+        other = _engine(host, name)
+        if other.backend != engine.backend and other.backend not in found and other.available():
+            found[other.backend] = other
+    return list(found.values())
 
 
 def _remove_elsewhere(host, engine, kind, name, check_only):
@@ -79,6 +92,8 @@ def reconcile(module, kind, build):
             removed_from = _remove_elsewhere(host, engine, kind, params["name"], module.check_mode)
     except ValidationError as error:
         module.fail_json(msg="%s: %s" % (module._name, error), parameter=error.parameter)
+    except MissingLibraryError as error:
+        module.fail_json(msg=missing_required_lib(error.library, reason=error.reason), exception=error.traceback)
     except EngineError as error:
         module.fail_json(msg="%s: %s" % (module._name, error))
     chains, rules = engine.describe(desired)
