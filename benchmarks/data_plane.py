@@ -1,0 +1,244 @@
+"""Data plane in the lab: what mirroring and balancing cost the traffic, and changes under load.
+
+Mirror: iperf3 TCP throughput and wrk HTTP latency from sender to web, with the mirror off and
+on (interleaved), and the share of the sender's packets whose clones the collector counted.
+Balancer: wrk connections per second from client through the VIP on lb, against straight to one
+backend, with the per-backend split; then connections that failed while the service was changed
+in the middle of a bounded load. Every load has a fixed duration and ends by itself.
+"""
+
+import re
+import subprocess
+import sys
+import time
+
+from benchmarks import collection, measure
+
+sys.path.insert(0, collection.REPO)
+from tests.integration.netfilter import run_module  # noqa: E402 - needs the repo on the path
+from tests.lab.netlab import Lab  # noqa: E402
+
+LAB_ID = "bdp"
+SUBNET = "198.18.1.0/24"
+BACKENDS = 4
+HTTP_PORT = 8080
+# The "whole service rewritten" step moves every backend to this second port.
+OTHER_HTTP_PORT = 8081
+IPERF_PORT = 5201
+VIP_PORT = 80
+FAST_HTTPD = __file__.replace("data_plane.py", "fast_httpd.py")
+WRK_CONNECTIONS = 16
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+# Fresh connections at full speed run out of ephemeral ports within seconds without these.
+CLIENT_SYSCTLS = {"net.ipv4.ip_local_port_range": "1024 65535", "net.ipv4.tcp_tw_reuse": "1"}
+
+
+# --- load generators -------------------------------------------------------------
+
+def _ms(text):
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * UNITS[unit]
+
+
+def parse_wrk(text):
+    """Requests, requests/s, latency percentiles (ms) and failed requests from wrk --latency output."""
+    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", text, re.M))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", text).group(1)),
+        "per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50_ms": _ms(percentiles["50"]), "p90_ms": _ms(percentiles["90"]), "p99_ms": _ms(percentiles["99"]),
+        "failed": (sum(int(n) for n in errors.groups()) if errors else 0) + (int(non_2xx.group(1)) if non_2xx else 0),
+    }
+
+
+def wrk(lab, host, url, duration):
+    argv = ["wrk", "-t1", "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration, "--timeout", "2s", "--latency", url]
+    completed = lab.run(host, argv, check=True, timeout=duration + 30)
+    return parse_wrk(completed.stdout)
+
+
+def iperf(lab, duration):
+    """Sender-to-web TCP throughput in Gbit/s, as the receiver counted it."""
+    completed = lab.run("sender", ["iperf3", "-c", lab.addr("web"), "-p", str(IPERF_PORT), "-t", str(duration), "-J"],
+                        check=True, timeout=duration + 30)
+    received = re.search(r'"sum_received":\s*{[^}]*"bits_per_second":\s*([\d.e+]+)', completed.stdout)
+    return float(received.group(1)) / 1e9
+
+
+# --- lab set-up ------------------------------------------------------------------
+
+def start_fast_httpd(lab, host, port):
+    ready = lab.state_dir / ("fast-%s-%d.ready" % (host, port))
+    ready.unlink(missing_ok=True)
+    lab.popen(host, [sys.executable, FAST_HTTPD, "--name", host, "--port", str(port), "--ready", str(ready)])
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("fast_httpd on %s:%d did not start" % (host, port))
+        time.sleep(0.05)
+
+
+def prepare(lab):
+    lab.set_sysctl("collector", "net.ipv4.ip_forward", "0")  # clones must stop at the collector
+    for host in ("client", "sender"):
+        for key, value in CLIENT_SYSCTLS.items():
+            lab.set_sysctl(host, key, value)
+    for host in ["web", *lab.backend_hosts]:
+        for port in (HTTP_PORT, OTHER_HTTP_PORT):
+            start_fast_httpd(lab, host, port)
+    lab.popen("web", ["iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # iperf3 -s has no ready signal
+
+
+def module(lab, host, name, args):
+    result = run_module(lab.ns(host), name, args)
+    if result.get("rc") or result.get("failed"):
+        raise RuntimeError("%s on %s failed: %s" % (name, host, result.get("msg")))
+    return result
+
+
+# --- mirror ----------------------------------------------------------------------
+
+def set_mirror(lab, on):
+    args = {"name": "bench", "state": "present" if on else "absent"}
+    if on:
+        args.update(gateway=lab.addr("collector"), ports=[str(IPERF_PORT), str(HTTP_PORT)])
+    return module(lab, "sender", "tee_mirror", args)
+
+
+def counted(lab, port, action):
+    """(action's result, sender's own packets of the port, clones the collector counted)."""
+    # The sender's clones leave through its OUTPUT hook too, as untracked packets: leave them out.
+    own = ("tcp dport %d ct state != untracked" % port, "tcp sport %d ct state != untracked" % port)
+    with lab.count("sender", *own) as sender, lab.count("collector", "tcp dport %d" % port, "tcp sport %d" % port) as collector:
+        value = action()
+    return value, sender.count, collector.count
+
+
+def mirror_trial(lab, on, duration):
+    set_mirror(lab, on)
+    gbps, sent, cloned = counted(lab, IPERF_PORT, lambda: iperf(lab, duration))
+    http, http_sent, http_cloned = counted(lab, HTTP_PORT, lambda: wrk(lab, "sender", "http://%s:%d/" % (lab.addr("web"), HTTP_PORT), duration))
+    return {"gbps": gbps, "packets": sent, "clones": cloned, "http": http, "http_packets": http_sent, "http_clones": http_cloned}
+
+
+def mirror_experiment(lab, repeats, duration, log):
+    rows = {"off": [], "on": []}
+    engine = set_mirror(lab, True)["engine"]
+    for repeat in range(repeats):
+        for state in ("off", "on"):
+            rows[state].append(mirror_trial(lab, state == "on", duration))
+            row = rows[state][-1]
+            log("  mirror %s repeat %d: %.2f Gbit/s, HTTP %.0f/s p50 %.2f ms, clones %d/%d"
+                % (state, repeat + 1, row["gbps"], row["http"]["per_second"], row["http"]["p50_ms"], row["clones"], row["packets"]))
+    set_mirror(lab, False)
+    return {"engine": engine, "off": _mirror_summary(rows["off"]), "on": _mirror_summary(rows["on"]),
+            "throughput_on_vs_off": measure.paired_ratios([r["gbps"] for r in rows["on"]], [r["gbps"] for r in rows["off"]]),
+            "latency_p50_on_vs_off": measure.paired_ratios([r["http"]["p50_ms"] for r in rows["on"]], [r["http"]["p50_ms"] for r in rows["off"]]),
+            "requests_on_vs_off": measure.paired_ratios([r["http"]["per_second"] for r in rows["on"]], [r["http"]["per_second"] for r in rows["off"]])}
+
+
+def _mirror_summary(rows):
+    out = {"gbps": measure.summary(r["gbps"] for r in rows)}
+    for key in ("per_second", "p50_ms", "p90_ms", "p99_ms", "failed"):
+        out["http_" + key] = measure.summary(r["http"][key] for r in rows)
+    out["clone_share_iperf"] = measure.summary(r["clones"] / r["packets"] for r in rows if r["packets"])
+    out["clone_share_http"] = measure.summary(r["http_clones"] / r["http_packets"] for r in rows if r["http_packets"])
+    out["packets_iperf"] = measure.summary(r["packets"] for r in rows)
+    return out
+
+
+# --- balancer --------------------------------------------------------------------
+
+def set_service(lab, backends, port=HTTP_PORT):
+    args = {"name": "bench", "vip": lab.vip, "port": VIP_PORT, "backends": ["%s:%d" % (lab.addr(b), port) for b in backends]}
+    return module(lab, "lb", "dnat_balancer", args)
+
+
+def new_connections(lab, hosts, action):
+    """(action's result, {host: SYNs it received}) from exact kernel counters."""
+    counts = {host: lab.count(host, "tcp flags & (syn | ack) == syn") for host in hosts}
+    for counter in counts.values():
+        counter.__enter__()
+    try:
+        value = action()
+    finally:
+        for counter in counts.values():
+            counter.__exit__(None, None, None)
+    return value, {host: counter.count for host, counter in counts.items()}
+
+
+def balancer_experiment(lab, repeats, duration, log):
+    backends = lab.backend_hosts[:3]
+    engine = set_service(lab, backends)["engine"]
+    vip, straight, splits = [], [], []
+    for repeat in range(repeats):
+        through_vip, split = new_connections(lab, backends, lambda: wrk(lab, "client", "http://%s:%d/" % (lab.vip, VIP_PORT), duration))
+        direct = wrk(lab, "client", "http://%s:%d/" % (lab.addr(backends[0]), HTTP_PORT), duration)
+        vip.append(through_vip)
+        straight.append(direct)
+        splits.append(split)
+        log("  balancer repeat %d: VIP %.0f conn/s (split %s), straight %.0f conn/s"
+            % (repeat + 1, through_vip["per_second"], "/".join(str(split[b]) for b in backends), direct["per_second"]))
+    return {"engine": engine, "backends": backends,
+            "vip_per_second": measure.summary(r["per_second"] for r in vip),
+            "straight_per_second": measure.summary(r["per_second"] for r in straight),
+            "vip_vs_straight": measure.paired_ratios([r["per_second"] for r in vip], [r["per_second"] for r in straight]),
+            "vip_p50_ms": measure.summary(r["p50_ms"] for r in vip), "straight_p50_ms": measure.summary(r["p50_ms"] for r in straight),
+            "failed": measure.summary(r["failed"] for r in vip + straight),
+            "split": {b: measure.summary(s[b] / max(sum(s.values()), 1) for s in splits) for b in backends}}
+
+
+# --- changes under load ------------------------------------------------------------
+
+def reconfiguration_events(lab):
+    """name -> (backends before, change to make mid-load)."""
+    three, four = lab.backend_hosts[:3], lab.backend_hosts[:4]
+    return {
+        "no change": (three, lambda: None),
+        "backend added": (three, lambda: set_service(lab, four)),
+        "backend removed": (three, lambda: set_service(lab, three[:2])),
+        "service rewritten": (three, lambda: set_service(lab, four[::-1], port=OTHER_HTTP_PORT)),
+    }
+
+
+def under_load(lab, change, duration):
+    """wrk through the VIP for duration seconds, with change() run halfway."""
+    load = lab.popen("client", ["wrk", "-t1", "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration, "--timeout", "2s", "--latency",
+                                "http://%s:%d/" % (lab.vip, VIP_PORT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(duration / 2)
+    change()
+    out, _err = load.communicate(timeout=duration + 30)
+    return parse_wrk(out)
+
+
+def reconfiguration_experiment(lab, repeats, duration, log):
+    events = reconfiguration_events(lab)
+    results = {name: [] for name in events}
+    for repeat in range(repeats):
+        for name, (before, change) in events.items():
+            set_service(lab, before)
+            outcome = under_load(lab, change, duration)
+            results[name].append(outcome)
+            log("  under load, %s, repeat %d: %d failed of %d" % (name, repeat + 1, outcome["failed"], outcome["requests"]))
+    return {name: {"failed": measure.summary(r["failed"] for r in rows), "requests": measure.summary(r["requests"] for r in rows)}
+            for name, rows in results.items()}
+
+
+def run(repeats, duration, log):
+    collection.use_installed_build()
+    lab = Lab(LAB_ID, backends=BACKENDS, subnet=SUBNET)
+    try:
+        lab.down()  # a lab left by an interrupted run
+        lab.up()
+        prepare(lab)
+        return {
+            "duration_seconds": duration, "repeats": repeats, "wrk_connections": WRK_CONNECTIONS,
+            "mirror": mirror_experiment(lab, repeats, duration, log),
+            "balancer": balancer_experiment(lab, repeats, duration, log),
+            "reconfiguration": reconfiguration_experiment(lab, repeats, max(duration * 2, 4), log),
+        }
+    finally:
+        lab.down()

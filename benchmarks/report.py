@@ -1,0 +1,338 @@
+"""docs/performance.md and its plots from a results JSON written by benchmarks.run.
+
+    .venv/bin/python -m benchmarks.report benchmarks/results/full.json
+"""
+
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
+
+from benchmarks import collection  # noqa: E402
+
+DOC = os.path.join(collection.REPO, "docs", "performance.md")
+PLOTS = os.path.join(collection.REPO, "docs", "performance")
+GOAL_FLOOR_FACTOR = 2
+GOAL_LOOP_FACTOR = 100
+GOAL_LARGE_ENDPOINTS = 10000
+GOAL_LOOP_ENDPOINTS = 1000
+
+
+# --- numbers as text -----------------------------------------------------------------
+
+def seconds(stats):
+    if not stats:
+        return "–"
+    return "%s (%s–%s)" % (_s(stats["median"]), _s(stats["min"]), _s(stats["max"]))
+
+
+def _s(value):
+    if value >= 100:
+        return "%.0f s" % value
+    if value >= 1:
+        return "%.1f s" % value
+    return "%.0f ms" % (value * 1000) if value >= 0.01 else "%.1f ms" % (value * 1000)
+
+
+def times(stats, digits=1):
+    if not stats:
+        return "–"
+    return "%s× (%s–%s)" % (_x(stats["median"], digits), _x(stats["min"], digits), _x(stats["max"], digits))
+
+
+def _x(value, digits):
+    return ("%.0f" % value) if value >= 100 else ("%%.%df" % digits) % value
+
+
+def plain(stats, fmt="%.2f"):
+    if not stats:
+        return "–"
+    return "%s (%s–%s)" % (fmt % stats["median"], fmt % stats["min"], fmt % stats["max"])
+
+
+def ratios(numerator, denominator):
+    """Per-repeat ratios of two summaries (paired by repeat; the shorter list decides)."""
+    if not numerator or not denominator:
+        return None
+    values = [a / b for a, b in zip(numerator["samples"], denominator["samples"]) if b]
+    if not values:
+        return None
+    values.sort()
+    middle = len(values) // 2
+    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+    return {"min": values[0], "median": median, "max": values[-1], "samples": values}
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- control plane -----------------------------------------------------------------------
+
+def _method_label(name, entry):
+    if entry.get("extrapolated"):
+        return "%s (extrapolated from %s)" % (name, entry.get("extrapolated_from", "?"))
+    return name
+
+
+def control_size_table(size, steps):
+    rows = []
+    for name, entry in size["methods"].items():
+        floor = size["methods"].get(entry["floor"])
+        cells = [_method_label(name, entry)]
+        for step in steps:
+            stats = entry["steps"].get(step)
+            cell = seconds(stats)
+            if entry["kind"] != "floor" and floor:
+                cell += "<br>" + times(ratios(stats, floor["steps"].get(step)), 0) + " floor"
+            cells.append(cell)
+        rows.append(cells)
+    return table(["method"] + ["%s" % step for step in steps], rows)
+
+
+def _module_calls(size, step):
+    return 1 if step == "change" else size["module_calls"]
+
+
+def floor_goal_rows(size, steps):
+    """Module time over (2 x floor + Python start-up of every module process), per engine and step."""
+    rows = []
+    startup = size["startup"]["module"]
+    for name, entry in size["methods"].items():
+        if entry["kind"] != "module":
+            continue
+        floor = size["methods"][entry["floor"]]["steps"]
+        for step in steps:
+            module, base = entry["steps"][step], floor[step]
+            calls = _module_calls(size, step)
+            budget = [GOAL_FLOOR_FACTOR * f + calls * s for f, s in zip(base["samples"], startup["samples"])]
+            versus_budget = ratios(module, {"samples": budget})
+            beyond = {"samples": [m - calls * s for m, s in zip(module["samples"], startup["samples"])]}
+            met = versus_budget["median"] <= 1
+            rows.append([name, step, calls, seconds(module), seconds(base), _s(startup["median"]) + " × %d" % calls,
+                         plain(versus_budget), times(ratios(beyond, base), 1), "met" if met else "missed by %.1f×" % versus_budget["median"]])
+    return rows
+
+
+def loop_goal_rows(size):
+    loop_name, loop = next((n, e) for n, e in size["methods"].items() if e["kind"] == "per-rule")
+    rows = []
+    for name, entry in size["methods"].items():
+        if entry["kind"] != "module":
+            continue
+        for step in ("apply", "noop"):
+            speedup = ratios(loop["steps"][step], entry["steps"][step])
+            if not speedup:
+                continue
+            met = speedup["median"] >= GOAL_LOOP_FACTOR
+            rows.append([name, step, seconds(loop["steps"][step]) + (" (extrapolated)" if loop.get("extrapolated") else ""),
+                         seconds(entry["steps"][step]), times(speedup, 0),
+                         "met" if met else "missed: %.0f× short of %d×" % (GOAL_LOOP_FACTOR / speedup["median"], GOAL_LOOP_FACTOR)])
+    return rows
+
+
+def _size_with(sizes, endpoints):
+    exact = [size for size in sizes if size["endpoints"] == endpoints]
+    return exact[0] if exact else None
+
+
+def plot_control(control, path):
+    steps = control["steps"]
+    figure, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 4.4), sharey=True)
+    names = list(control["sizes"][0]["methods"])
+    for axis, step in zip(axes, steps):
+        for name in names:
+            points = [(size["endpoints"], size["methods"][name]["steps"][step], size["methods"][name].get("extrapolated"))
+                      for size in control["sizes"] if size["methods"][name]["steps"].get(step)]
+            measured = [(x, s) for x, s, extra in points if not extra]
+            style = "--" if "floor" == control["sizes"][0]["methods"][name]["kind"] else "-"
+            line = None
+            if measured:
+                line, = axis.plot([x for x, _ in measured], [s["median"] for _, s in measured], style, marker="o", label=name)
+                axis.fill_between([x for x, _ in measured], [s["min"] for _, s in measured], [s["max"] for _, s in measured],
+                                  alpha=0.15, color=line.get_color())
+            extrapolated = [(x, s) for x, s, extra in points if extra]
+            if extrapolated:
+                joined = measured[-1:] + extrapolated
+                axis.plot([x for x, _ in joined], [s["median"] for _, s in joined], ":", marker="x",
+                          color=line.get_color() if line else None, label=None if line else name + " (extrapolated)")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_title(step)
+        axis.set_xlabel("endpoints (S×B)")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("seconds (median, band = min–max)")
+    axes[-1].legend(fontsize=7, loc="upper left")
+    figure.suptitle("Control plane: time per step vs size (dotted: per-rule loop extrapolated)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def control_section(control, plot_name):
+    steps = control["steps"]
+    parts = ["## 1. Apply at scale", "",
+             "Each method runs in a fresh network namespace of its own, one after the other in every repeat "
+             "(%d repeats; the per-rule loop %d), through four steps: first **apply**, a **noop** run that must change "
+             "nothing, a **change** of one backend of one service, and **remove** of everything. A module step runs the "
+             "module once per object (each mirror and each service), as a playbook loop does, with `run_module` (the module "
+             "file run by the venv's Python inside the namespace, as Ansible runs it, without Ansible's per-task overhead). "
+             "Cells: median (min–max) seconds, and below it the ratio to the floor of the same kernel tables, computed per "
+             "repeat (both ran side by side) and summarised the same way."
+             % (control["repeats"], control["loop_repeats"]), "",
+             "Engines measured (from `_reconcile.ENGINES`): %s." % ", ".join("`%s`" % e for e in control["engines"]), ""]
+    for size in control["sizes"]:
+        startup = size["startup"]
+        parts += ["### %s: %d services × %d backends + %d mirrors = %d endpoints, %d rules" % (
+            size["label"], size["services"], size["backends"], size["mirrors"], size["endpoints"], size["rules"]), "",
+            "%d module runs per apply or noop; %d `ansible.builtin.iptables` calls per run of the loop. Python start-up "
+            "inside the namespace: bare interpreter %s, module imports (interpreter + `ansible.module_utils.basic` + the "
+            "collection's module_utils) %s. Module and floor left identical rulesets: %s." % (
+                size["module_calls"], size["per_rule_calls"], seconds(startup["interpreter"]), seconds(startup["module"]),
+                ", ".join("%s %s" % (name, "yes" if same else "**no**") for name, same in size["same_rules_as_floor"].items()) or "not compared"),
+            "", control_size_table(size, steps), ""]
+    parts += ["![time per step vs size, log-log](performance/%s)" % plot_name, ""]
+    parts += goals_section(control, steps)
+    return parts
+
+
+def goals_section(control, steps):
+    parts = ["### Goals", ""]
+    large = _size_with(control["sizes"], GOAL_LARGE_ENDPOINTS)
+    if large:
+        parts += ["**Module within %d× the floor plus Python start-up at %d endpoints** (%s): module time ÷ "
+                  "(%d × floor + module processes × measured start-up of one module process), per repeat; ≤ 1 meets the goal. "
+                  "\"beyond start-up\" is (module − start-ups) ÷ floor." % (GOAL_FLOOR_FACTOR, GOAL_LARGE_ENDPOINTS, large["label"], GOAL_FLOOR_FACTOR), "",
+                  table(["engine", "step", "processes", "module", "floor", "start-up", "module ÷ budget", "beyond start-up ÷ floor", "goal"],
+                        floor_goal_rows(large, steps)), ""]
+    else:
+        parts += ["The %d-endpoint size was not part of this run (`--large`); the start-up goal is not evaluated." % GOAL_LARGE_ENDPOINTS, ""]
+    loop_size = _size_with(control["sizes"], GOAL_LOOP_ENDPOINTS)
+    if loop_size:
+        parts += ["**At least %d× faster than the per-rule loop** at %s (%d endpoints, %d rules, %d `ansible.builtin.iptables` "
+                  "calls): loop time ÷ module time, per repeat." % (GOAL_LOOP_FACTOR, loop_size["label"], loop_size["endpoints"],
+                                                                   loop_size["rules"], loop_size["per_rule_calls"]), "",
+                  table(["engine", "step", "per-rule loop", "module", "speed-up", "goal"], loop_goal_rows(loop_size)), ""]
+    return parts
+
+
+# --- fleet ----------------------------------------------------------------------------------
+
+def fleet_section(fleet):
+    rows = []
+    for forks, runs in fleet["forks"].items():
+        per_host = {name: {k: (v / fleet["hosts"] if k != "samples" else [x / fleet["hosts"] for x in v]) for k, v in stats.items()}
+                    for name, stats in runs.items()}
+        rows.append([forks, seconds(runs["first"]), seconds(per_host["first"]), seconds(runs["second"]), seconds(per_host["second"])])
+    groups = ", ".join("%d %s" % (count, group) for group, count in fleet["groups"].items())
+    return ["## 2. Fleet: playbooks/site.yml on %d lab hosts" % fleet["hosts"], "",
+            "`ansible-playbook -f FORKS playbooks/site.yml` through the `netmagic.netfilter.netns` connection (pipelining on) "
+            "against one lab of %d namespaces (%s; each balancer one service of three backends, each sender one HTTP mirror). "
+            "Every fork count starts from a fresh lab: the first run applies everything, the second must change nothing. "
+            "%d repeat(s); wall time, and wall time ÷ hosts." % (fleet["hosts"], groups, fleet["repeats"]), "",
+            table(["forks", "first run", "per host", "second run", "per host"], rows), ""]
+
+
+# --- data plane -------------------------------------------------------------------------------
+
+def plot_data(mirror, path):
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    panels = [("gbps", "iperf3 TCP throughput (Gbit/s)"), ("http_p50_ms", "HTTP latency p50 (ms)"), ("http_p99_ms", "HTTP latency p99 (ms)")]
+    for axis, (key, title) in zip(axes, panels):
+        stats = [mirror["off"][key], mirror["on"][key]]
+        medians = [s["median"] for s in stats]
+        errors = [[m - s["min"] for m, s in zip(medians, stats)], [s["max"] - m for m, s in zip(medians, stats)]]
+        axis.bar(["mirror off", "mirror on"], medians, yerr=errors, capsize=6, color=["#8da0cb", "#fc8d62"])
+        axis.set_title(title)
+        axis.grid(True, axis="y", alpha=0.3)
+    figure.suptitle("Data plane: sender to web, TEE mirror off vs on (bars: median, whiskers: min–max)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def data_section(data, plot_name):
+    mirror, balancer, reconfiguration = data["mirror"], data["balancer"], data["reconfiguration"]
+    off, on = mirror["off"], mirror["on"]
+    mirror_rows = [
+        ["iperf3 TCP throughput, Gbit/s", plain(off["gbps"]), plain(on["gbps"]), times(mirror["throughput_on_vs_off"], 2)],
+        ["HTTP requests/s (wrk, new connection each)", plain(off["http_per_second"], "%.0f"), plain(on["http_per_second"], "%.0f"), times(mirror["requests_on_vs_off"], 2)],
+        ["HTTP latency p50, ms", plain(off["http_p50_ms"]), plain(on["http_p50_ms"]), times(mirror["latency_p50_on_vs_off"], 2)],
+        ["HTTP latency p90, ms", plain(off["http_p90_ms"]), plain(on["http_p90_ms"]), times(ratios(on["http_p90_ms"], off["http_p90_ms"]), 2)],
+        ["HTTP latency p99, ms", plain(off["http_p99_ms"]), plain(on["http_p99_ms"]), times(ratios(on["http_p99_ms"], off["http_p99_ms"]), 2)],
+        ["failed HTTP requests", plain(off["http_failed"], "%.0f"), plain(on["http_failed"], "%.0f"), ""],
+        ["clones at collector ÷ sender's packets, iperf3", "", plain(on["clone_share_iperf"], "%.4f"), ""],
+        ["clones at collector ÷ sender's packets, HTTP", "", plain(on["clone_share_http"], "%.4f"), ""],
+    ]
+    split = ", ".join("%s %s" % (backend, plain(stats, "%.3f")) for backend, stats in balancer["split"].items())
+    balancer_rows = [
+        ["new connections/s", plain(balancer["vip_per_second"], "%.0f"), plain(balancer["straight_per_second"], "%.0f"), times(balancer["vip_vs_straight"], 2)],
+        ["latency p50, ms", plain(balancer["vip_p50_ms"]), plain(balancer["straight_p50_ms"]), times(ratios(balancer["vip_p50_ms"], balancer["straight_p50_ms"]), 2)],
+    ]
+    reconfiguration_rows = [[event, plain(values["failed"], "%.0f"), plain(values["requests"], "%.0f")] for event, values in reconfiguration.items()]
+    return ["## 3. Data plane in the lab", "",
+            "Loads run %d s each (changes under load: %d s), %d repeats, mirror off and on interleaved. wrk uses one thread and "
+            "%d connections against a small asyncio server (`benchmarks/fast_httpd.py`) that answers and closes, so every "
+            "request is a new connection. Packet counts are exact kernel counters (`lab.count`); the sender's count leaves out "
+            "its own clones (untracked packets), so the share is clones that arrived ÷ packets that were cloned."
+            % (data["duration_seconds"], max(data["duration_seconds"] * 2, 4), data["repeats"], data["wrk_connections"]), "",
+            "### Mirror (tee_mirror on sender, engine %s, ports 5201 and 8080)" % mirror["engine"], "",
+            table(["", "mirror off", "mirror on", "on ÷ off"], mirror_rows), "",
+            "![throughput and latency, mirror off vs on](performance/%s)" % plot_name, "",
+            "### Balancer (dnat_balancer on lb, engine %s, %d backends)" % (balancer["engine"], len(balancer["backends"])), "",
+            table(["", "through the VIP", "straight to %s" % balancer["backends"][0], "VIP ÷ straight"], balancer_rows), "",
+            "Per-backend share of the new connections through the VIP (SYNs counted at each backend): %s. Failed requests: %s."
+            % (split, plain(balancer["failed"], "%.0f")), "",
+            "### Reconfiguration under load", "",
+            "wrk through the VIP; halfway through, the service (3 backends) is changed with `dnat_balancer`: one backend "
+            "added, one removed, or every backend replaced (order and port) in one run.", "",
+            table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""]
+
+
+# --- the document ------------------------------------------------------------------------------
+
+def machine_section(results):
+    info = results["machine"]
+    rows = [[key, value if not isinstance(value, list) else ", ".join("%.2f" % v for v in value)] for key, value in info.items()]
+    minutes = results["total_seconds"] / 60
+    return ["## Machine and run", "", table(["", ""], rows), "",
+            "Command: `%s`, started %s, took %.0f min (%s)." % (
+                " ".join(results["command"]), results["started"], minutes,
+                ", ".join("%s %.0f min" % (name, value / 60) for name, value in results["section_seconds"].items())), "",
+            "The machine is shared: other work ran beside this run, which is why every figure is a ratio of methods "
+            "measured side by side in the same repeat, with its spread.", ""]
+
+
+def write(results_path):
+    with open(results_path, encoding="utf-8") as handle:
+        results = json.load(handle)
+    os.makedirs(PLOTS, exist_ok=True)
+    parts = ["# Performance", "",
+             "Written by `benchmarks/report.py` from `%s`; regenerate with `.venv/bin/python -m benchmarks.report %s`, "
+             "or measure again with `.venv/bin/python -m benchmarks.run --full` (as root)." % (
+                 os.path.relpath(results_path, collection.REPO), os.path.relpath(results_path, collection.REPO)), ""]
+    parts += machine_section(results)
+    if "control_plane" in results:
+        plot_control(results["control_plane"], os.path.join(PLOTS, "control-plane.png"))
+        parts += control_section(results["control_plane"], "control-plane.png")
+    if "fleet" in results:
+        parts += fleet_section(results["fleet"])
+    if "data_plane" in results:
+        plot_data(results["data_plane"]["mirror"], os.path.join(PLOTS, "mirror.png"))
+        parts += data_section(results["data_plane"], "mirror.png")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    with open(notes, encoding="utf-8") as handle:
+        parts += [handle.read()]
+    with open(DOC, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(parts).rstrip() + "\n")
+    return DOC
+
+
+if __name__ == "__main__":
+    print(write(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")))

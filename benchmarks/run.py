@@ -1,0 +1,152 @@
+"""Run the benchmarks and write benchmarks/results/<name>.json and docs/performance.md with plots.
+
+As root, from the repository root:
+
+    .venv/bin/python -m benchmarks.run            # small sizes, a few minutes
+    .venv/bin/python -m benchmarks.run --full     # 10000 endpoints, 50-host fleet, longer loads
+
+Installs what it needs first: iperf3 and wrk (apt), matplotlib (benchmarks/requirements.txt,
+into this venv) and the collection build (make collection). Namespaces and labs it creates are
+removed by name at the end, also after a failure.
+"""
+
+import argparse
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from benchmarks import collection, control_plane, data_plane, fleet, machine, report
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APT_TOOLS = {"iperf3": "iperf3", "wrk": "wrk"}
+SECTIONS = ("control", "fleet", "data")
+DEFAULT_SIZES = "2x5,10x10,25x40"
+LARGE_SIZE = "100x100"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true",
+                        help="the report's run: adds %s, loop cap 300 s, 50-host fleet, 10 s loads" % LARGE_SIZE)
+    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="SxB list: S services of B backends (default %(default)s)")
+    parser.add_argument("--large", action="store_true", help="add %s (10000 endpoints)" % LARGE_SIZE)
+    parser.add_argument("--mirrors", type=int, default=2, help="M mirrors applied with the services")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loop-max-seconds", type=float, default=40,
+                        help="run the per-rule loop at a size only if one step is predicted to take at most this long")
+    parser.add_argument("--loop-repeats", type=int, default=1, help="repeats of the per-rule loop (slow)")
+    parser.add_argument("--fleet-hosts", type=int, default=20, help="lab hosts for the fleet run (8..54)")
+    parser.add_argument("--forks", default="5,10,25")
+    parser.add_argument("--fleet-repeats", type=int, default=1)
+    parser.add_argument("--duration", type=int, default=3, help="seconds of each data-plane load")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run: %s" % ",".join(SECTIONS))
+    parser.add_argument("--name", default="latest", help="results file benchmarks/results/NAME.json")
+    parser.add_argument("--no-install", action="store_true", help="skip installing tools, matplotlib and the collection")
+    args = parser.parse_args(argv)
+    if args.full:
+        args.large, args.loop_max_seconds, args.fleet_hosts, args.duration = True, 300, 50, 10
+        args.loop_repeats = max(args.loop_repeats, 2)
+    if not 8 <= args.fleet_hosts <= 54:
+        parser.error("--fleet-hosts must be 8..54 (a lab has at most 49 backends plus 5 named hosts)")
+    args.sizes = args.sizes.split(",") + ([LARGE_SIZE] if args.large and LARGE_SIZE not in args.sizes else [])
+    args.forks = [int(forks) for forks in args.forks.split(",")]
+    args.only = [section for section in args.only.split(",") if section]
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        parser.error("unknown sections: %s" % ", ".join(sorted(unknown)))
+    return args
+
+
+# --- what the run needs ------------------------------------------------------------
+
+def install_tools():
+    missing = [package for tool, package in APT_TOOLS.items() if not shutil.which(tool)]
+    if not missing:
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, check=True)
+
+
+def _pinned(path):
+    with open(path, encoding="utf-8") as handle:
+        return dict(line.strip().split("==") for line in handle if "==" in line and not line.startswith("#"))
+
+
+def install_python_packages():
+    requirements = os.path.join(HERE, "requirements.txt")
+    try:
+        satisfied = all(importlib.metadata.version(name) == version for name, version in _pinned(requirements).items())
+    except importlib.metadata.PackageNotFoundError:
+        satisfied = False
+    if not satisfied:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", requirements], check=True)
+
+
+def install_collection():
+    subprocess.run(["make", "-s", "collection"], cwd=collection.REPO, check=True)
+
+
+def preflight():
+    if os.geteuid() != 0:
+        raise SystemExit("benchmarks: run as root (network namespaces, netfilter)")
+    for tool in ("ip", "iptables", "iptables-legacy", "nft", "iperf3", "wrk"):
+        if not shutil.which(tool):
+            raise SystemExit("benchmarks: %s is missing" % tool)
+
+
+# --- the run -------------------------------------------------------------------------
+
+def log(message):
+    print(message, flush=True)
+
+
+def run_sections(args):
+    sections = {}
+    timings = {}
+    if "control" in args.only:
+        started = time.monotonic()
+        sections["control_plane"] = control_plane.run(args.sizes, args.mirrors, args.repeats, args.loop_max_seconds,
+                                                      args.loop_repeats, log)
+        timings["control_plane"] = time.monotonic() - started
+    if "fleet" in args.only:
+        started = time.monotonic()
+        sections["fleet"] = fleet.run(args.fleet_hosts, args.forks, args.fleet_repeats, 1800, log)
+        timings["fleet"] = time.monotonic() - started
+    if "data" in args.only:
+        started = time.monotonic()
+        sections["data_plane"] = data_plane.run(args.repeats, args.duration, log)
+        timings["data_plane"] = time.monotonic() - started
+    return sections, timings
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.no_install:
+        install_tools()
+        install_python_packages()
+        install_collection()
+    preflight()
+    started = time.monotonic()
+    results = {"machine": machine.describe(), "command": ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])],
+               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    sections, timings = run_sections(args)
+    results.update(sections)
+    results["section_seconds"] = timings
+    results["total_seconds"] = time.monotonic() - started
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    path = os.path.join(HERE, "results", args.name + ".json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    log("results: %s (%.0f s)" % (path, results["total_seconds"]))
+    log("report: %s" % report.write(path))
+
+
+if __name__ == "__main__":
+    main()
