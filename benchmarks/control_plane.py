@@ -151,6 +151,7 @@ def _same_rules(table, rules):
 
 
 def run(sizes, mirrors, repeats, loop_cap, loop_repeats, log):
+    """repeats: {size label: repeats}."""
     collection.use_installed_build()
     netns.remove_leftovers()
     table = methods(loop_timeout=max(loop_cap * 3, 600))
@@ -160,12 +161,12 @@ def run(sizes, mirrors, repeats, loop_cap, loop_repeats, log):
         workload = Workload.parse(label, mirrors)
         log("control plane %s: %d endpoints, %d rules, %d module runs per apply"
             % (workload.label, workload.endpoints, workload.rule_count(), len(workload.module_calls())))
-        by_method, startup, same = measure_size(workload, table, repeats, loop_state, log)
+        by_method, startup, same = measure_size(workload, table, repeats[label], loop_state, log)
         results.append({
             "label": workload.label, "services": workload.services, "backends": workload.backends,
             "mirrors": workload.mirrors, "endpoints": workload.endpoints, "rules": workload.rule_count(),
-            "module_calls": len(workload.module_calls()), "per_rule_calls": per_rule.calls(workload),
+            "module_calls": len(workload.module_calls()), "per_rule_calls": per_rule.calls(workload), "repeats": repeats[label],
             "methods": by_method, "startup": startup, "same_rules_as_floor": same,
         })
-    return {"engines": collection.engines(), "steps": list(STEPS), "repeats": repeats,
+    return {"engines": collection.engines(), "steps": list(STEPS), "repeats": max(repeats.values()),
             "loop_cap_seconds": loop_cap, "loop_repeats": loop_repeats, "sizes": results}

@@ -3,7 +3,7 @@
 As root, from the repository root:
 
     .venv/bin/python -m benchmarks.run            # small sizes, a few minutes
-    .venv/bin/python -m benchmarks.run --full     # 10000 endpoints, 50-host fleet, longer loads
+    .venv/bin/python -m benchmarks.run --full     # 10000 endpoints, 50-host fleet, longer loads (about an hour)
 
 Installs what it needs first: iperf3 and wrk (apt), matplotlib (benchmarks/requirements.txt,
 into this venv) and the collection build (make collection). Namespaces and labs it creates are
@@ -32,11 +32,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true",
-                        help="the report's run: adds %s, loop cap 300 s, 50-host fleet, 10 s loads" % LARGE_SIZE)
+                        help="the report's run: adds %s, loop cap 300 s, 50-host fleet, 5 s loads" % LARGE_SIZE)
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="SxB list: S services of B backends (default %(default)s)")
     parser.add_argument("--large", action="store_true", help="add %s (10000 endpoints)" % LARGE_SIZE)
     parser.add_argument("--mirrors", type=int, default=2, help="M mirrors applied with the services")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--large-repeats", type=int, default=2, help="repeats at %s, where one repeat takes minutes" % LARGE_SIZE)
     parser.add_argument("--loop-max-seconds", type=float, default=40,
                         help="run the per-rule loop at a size only if one step is predicted to take at most this long")
     parser.add_argument("--loop-repeats", type=int, default=1, help="repeats of the per-rule loop (slow)")
@@ -49,8 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-install", action="store_true", help="skip installing tools, matplotlib and the collection")
     args = parser.parse_args(argv)
     if args.full:
-        args.large, args.loop_max_seconds, args.fleet_hosts, args.duration = True, 300, 50, 10
-        args.loop_repeats = max(args.loop_repeats, 2)
+        args.large, args.loop_max_seconds, args.fleet_hosts, args.duration = True, 300, 50, 5
     if not 8 <= args.fleet_hosts <= 54:
         parser.error("--fleet-hosts must be 8..54 (a lab has at most 49 backends plus 5 named hosts)")
     args.sizes = args.sizes.split(",") + ([LARGE_SIZE] if args.large and LARGE_SIZE not in args.sizes else [])
@@ -107,23 +107,21 @@ def log(message):
     print(message, flush=True)
 
 
-def run_sections(args):
-    sections = {}
-    timings = {}
-    if "control" in args.only:
-        started = time.monotonic()
-        sections["control_plane"] = control_plane.run(args.sizes, args.mirrors, args.repeats, args.loop_max_seconds,
-                                                      args.loop_repeats, log)
-        timings["control_plane"] = time.monotonic() - started
-    if "fleet" in args.only:
-        started = time.monotonic()
-        sections["fleet"] = fleet.run(args.fleet_hosts, args.forks, args.fleet_repeats, 1800, log)
-        timings["fleet"] = time.monotonic() - started
-    if "data" in args.only:
-        started = time.monotonic()
-        sections["data_plane"] = data_plane.run(args.repeats, args.duration, log)
-        timings["data_plane"] = time.monotonic() - started
-    return sections, timings
+def sections(args):
+    """(results key, what to run) for every section asked for, in order."""
+    repeats = {label: (args.large_repeats if label == LARGE_SIZE else args.repeats) for label in args.sizes}
+    table = {
+        "control": ("control_plane", lambda: control_plane.run(args.sizes, args.mirrors, repeats, args.loop_max_seconds,
+                                                               args.loop_repeats, log)),
+        "fleet": ("fleet", lambda: fleet.run(args.fleet_hosts, args.forks, args.fleet_repeats, 1800, log)),
+        "data": ("data_plane", lambda: data_plane.run(args.repeats, args.duration, log)),
+    }
+    return [table[name] for name in SECTIONS if name in args.only]
+
+
+def save(results, path):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
 
 
 def main(argv=None):
@@ -134,16 +132,16 @@ def main(argv=None):
         install_collection()
     preflight()
     started = time.monotonic()
-    results = {"machine": machine.describe(), "command": ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])],
-               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    sections, timings = run_sections(args)
-    results.update(sections)
-    results["section_seconds"] = timings
-    results["total_seconds"] = time.monotonic() - started
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", args.name + ".json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
+    results = {"machine": machine.describe(), "command": ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])],
+               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "section_seconds": {}}
+    for key, action in sections(args):
+        section_started = time.monotonic()
+        results[key] = action()
+        results["section_seconds"][key] = time.monotonic() - section_started
+        results["total_seconds"] = time.monotonic() - started
+        save(results, path)  # a later section's failure keeps what was measured
     log("results: %s (%.0f s)" % (path, results["total_seconds"]))
     log("report: %s" % report.write(path))
 
