@@ -10,7 +10,7 @@ import tempfile
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENGINES = ("iptables-nft", "iptables-legacy", "nftables")
+ENGINES = ("iptables-nft", "iptables-legacy", "nftables", "python-iptables")
 LEGACY_ENGINES = ("iptables-legacy", "python-iptables")
 
 

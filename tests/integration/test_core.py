@@ -5,6 +5,7 @@ import pytest
 from tests.integration.netfilter import (
     ENGINES,
     FOREIGN_RULES,
+    LEGACY_ENGINES,
     in_netns,
     iptables_save,
     plant_foreign,
@@ -175,6 +176,8 @@ def test_moving_between_engines_leaves_rules_in_one_backend_only(netns, family):
     balancer = DEFINITIONS[family]["dnat_balancer"]
     previous = None
     for engine in ENGINES + ENGINES[:1]:
+        # python-iptables writes where iptables-legacy does, and iptables-legacy removes from there.
+        holder = "iptables-legacy" if engine in LEGACY_ENGINES else engine
         result = run_module(netns, "dnat_balancer", dict(balancer, engine=engine))
         assert result["rc"] == 0 and result["changed"], result
         assert result["removed_from"] == ([previous] if previous else [])
@@ -184,5 +187,5 @@ def test_moving_between_engines_leaves_rules_in_one_backend_only(netns, family):
             "iptables-legacy": "NM-SVC" in in_netns(netns, ["ip6tables-legacy-save" if family == 6 else "iptables-legacy-save"]).stdout,
             "nftables": "table %s netmagic" % ("ip" if family == 4 else "ip6") in everything,
         }
-        assert [name for name, holds in holders.items() if holds] == [engine]
-        previous = engine
+        assert [name for name, holds in holders.items() if holds] == [holder]
+        previous = holder
