@@ -76,7 +76,7 @@ def trial(number, steps, workload, want_rules=None):
     seconds, rules = {}, None
     with netns.scratch("m%d" % number) as namespace:
         for step in STEPS:
-            seconds[step], _ = measure.timed(lambda: steps[step](namespace, workload))
+            seconds[step] = measure.timed(lambda: steps[step](namespace, workload))[0]
             if step == "apply" and want_rules:
                 rules = normalized_rules(namespace, want_rules)
     return seconds, rules
@@ -89,7 +89,7 @@ def startup_trial():
     with netns.scratch("startup") as namespace:
         def launch(code):
             return statistics.median(measure.timed(lambda: in_netns(namespace, [sys.executable, "-c", code], env=env, check=True))[0]
-                                     for _ in range(STARTUP_LAUNCHES))
+                                     for _launch in range(STARTUP_LAUNCHES))
         return {"interpreter": launch("pass"), "module": launch(imports)}
 
 

@@ -62,8 +62,8 @@ def run_playbook(inventory_path, forks, timeout):
     """Wall seconds of one ansible-playbook run, and changed tasks per host from the recap."""
     argv = [os.path.join(collection.REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory_path, "-f", str(forks), PLAYBOOK]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1")
-    seconds, completed = measure.timed(lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                                                check=False, env=env))
+    seconds, completed = measure.timed(
+        lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env))
     recap = {host: (int(changed), int(unreachable) + int(failed)) for host, changed, unreachable, failed in RECAP.findall(completed.stdout)}
     if completed.returncode != 0 or any(bad for _changed, bad in recap.values()):
         errors = [line for line in completed.stdout.splitlines() if line.startswith(("fatal:", "failed:"))]

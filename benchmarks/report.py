@@ -7,12 +7,7 @@ import json
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
-
-from benchmarks import collection  # noqa: E402
+from benchmarks import collection
 
 DOC = os.path.join(collection.REPO, "docs", "performance.md")
 PLOTS = os.path.join(collection.REPO, "docs", "performance")
@@ -142,7 +137,16 @@ def _size_with(sizes, endpoints):
     return exact[0] if exact else None
 
 
+def _pyplot():
+    """matplotlib, imported when a plot is drawn: benchmarks.run installs it first."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot  # pylint: disable=import-outside-toplevel
+    return matplotlib.pyplot
+
+
 def plot_control(control, path):
+    plt = _pyplot()
     steps = control["steps"]
     figure, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 4.4), sharey=True)
     names = list(control["sizes"][0]["methods"])
@@ -154,13 +158,14 @@ def plot_control(control, path):
             style = "--" if "floor" == control["sizes"][0]["methods"][name]["kind"] else "-"
             line = None
             if measured:
-                line, = axis.plot([x for x, _ in measured], [s["median"] for _, s in measured], style, marker="o", label=name)
-                axis.fill_between([x for x, _ in measured], [s["min"] for _, s in measured], [s["max"] for _, s in measured],
+                sizes = [x for x, _stats in measured]
+                line = axis.plot(sizes, [s["median"] for _x, s in measured], style, marker="o", label=name)[0]
+                axis.fill_between(sizes, [s["min"] for _x, s in measured], [s["max"] for _x, s in measured],
                                   alpha=0.15, color=line.get_color())
             extrapolated = [(x, s) for x, s, extra in points if extra]
             if extrapolated:
                 joined = measured[-1:] + extrapolated
-                axis.plot([x for x, _ in joined], [s["median"] for _, s in joined], ":", marker="x",
+                axis.plot([x for x, _stats in joined], [s["median"] for _x, s in joined], ":", marker="x",
                           color=line.get_color() if line else None, label=None if line else name + " (extrapolated)")
         axis.set_xscale("log")
         axis.set_yscale("log")
@@ -179,18 +184,18 @@ def control_section(control, plot_name):
     steps = control["steps"]
     parts = ["## 1. Apply at scale", "",
              "Each method runs in a fresh network namespace of its own, one after the other in every repeat "
-             "(%d repeats; the per-rule loop %d), through four steps: first **apply**, a **noop** run that must change "
+             "(repeats per size in its heading; the per-rule loop %d), through four steps: first **apply**, a **noop** run that must change "
              "nothing, a **change** of one backend of one service, and **remove** of everything. A module step runs the "
              "module once per object (each mirror and each service), as a playbook loop does, with `run_module` (the module "
              "file run by the venv's Python inside the namespace, as Ansible runs it, without Ansible's per-task overhead). "
              "Cells: median (min–max) seconds, and below it the ratio to the floor of the same kernel tables, computed per "
              "repeat (both ran side by side) and summarised the same way."
-             % (control["repeats"], control["loop_repeats"]), "",
+             % control["loop_repeats"], "",
              "Engines measured (from `_reconcile.ENGINES`): %s." % ", ".join("`%s`" % e for e in control["engines"]), ""]
     for size in control["sizes"]:
         startup = size["startup"]
-        parts += ["### %s: %d services × %d backends + %d mirrors = %d endpoints, %d rules" % (
-            size["label"], size["services"], size["backends"], size["mirrors"], size["endpoints"], size["rules"]), "",
+        parts += ["### %s: %d services × %d backends + %d mirrors = %d endpoints, %d rules (%d repeats)" % (
+            size["label"], size["services"], size["backends"], size["mirrors"], size["endpoints"], size["rules"], size.get("repeats", control["repeats"])), "",
             "%d module runs per apply or noop; %d `ansible.builtin.iptables` calls per run of the loop. Python start-up "
             "inside the namespace: bare interpreter %s, module imports (interpreter + `ansible.module_utils.basic` + the "
             "collection's module_utils) %s. Module and floor left identical rulesets: %s." % (
@@ -215,9 +220,10 @@ def goals_section(control, steps):
         parts += ["The %d-endpoint size was not part of this run (`--large`); the start-up goal is not evaluated." % GOAL_LARGE_ENDPOINTS, ""]
     loop_size = _size_with(control["sizes"], GOAL_LOOP_ENDPOINTS)
     if loop_size:
-        parts += ["**At least %d× faster than the per-rule loop** at %s (%d endpoints, %d rules, %d `ansible.builtin.iptables` "
-                  "calls): loop time ÷ module time, per repeat." % (GOAL_LOOP_FACTOR, loop_size["label"], loop_size["endpoints"],
-                                                                   loop_size["rules"], loop_size["per_rule_calls"]), "",
+        facts = (GOAL_LOOP_FACTOR, loop_size["label"], loop_size["endpoints"], loop_size["rules"], loop_size["per_rule_calls"])
+        intro = ("**At least %d× faster than the per-rule loop** at %s (%d endpoints, %d rules, %d `ansible.builtin.iptables` "
+                 "calls): loop time ÷ module time, per repeat." % facts)
+        parts += [intro, "",
                   table(["engine", "step", "per-rule loop", "module", "speed-up", "goal"], loop_goal_rows(loop_size)), ""]
     return parts
 
@@ -242,6 +248,7 @@ def fleet_section(fleet):
 # --- data plane -------------------------------------------------------------------------------
 
 def plot_data(mirror, path):
+    plt = _pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     panels = [("gbps", "iperf3 TCP throughput (Gbit/s)"), ("http_p50_ms", "HTTP latency p50 (ms)"), ("http_p99_ms", "HTTP latency p99 (ms)")]
     for axis, (key, title) in zip(axes, panels):
@@ -257,25 +264,32 @@ def plot_data(mirror, path):
     plt.close(figure)
 
 
+def _compare_row(label, first, second, fmt="%.2f", flip=False):
+    """label, both values, and second ÷ first (first ÷ second with flip), paired by repeat."""
+    ratio = ratios(first, second) if flip else ratios(second, first)
+    return [label, plain(first, fmt), plain(second, fmt), times(ratio, 2)]
+
+
 def data_section(data, plot_name):
     mirror, balancer, reconfiguration = data["mirror"], data["balancer"], data["reconfiguration"]
     off, on = mirror["off"], mirror["on"]
     mirror_rows = [
-        ["iperf3 TCP throughput, Gbit/s", plain(off["gbps"]), plain(on["gbps"]), times(mirror["throughput_on_vs_off"], 2)],
-        ["HTTP requests/s (wrk, new connection each)", plain(off["http_per_second"], "%.0f"), plain(on["http_per_second"], "%.0f"), times(mirror["requests_on_vs_off"], 2)],
-        ["HTTP latency p50, ms", plain(off["http_p50_ms"]), plain(on["http_p50_ms"]), times(mirror["latency_p50_on_vs_off"], 2)],
-        ["HTTP latency p90, ms", plain(off["http_p90_ms"]), plain(on["http_p90_ms"]), times(ratios(on["http_p90_ms"], off["http_p90_ms"]), 2)],
-        ["HTTP latency p99, ms", plain(off["http_p99_ms"]), plain(on["http_p99_ms"]), times(ratios(on["http_p99_ms"], off["http_p99_ms"]), 2)],
+        _compare_row("iperf3 TCP throughput, Gbit/s", off["gbps"], on["gbps"]),
+        _compare_row("HTTP requests/s (wrk, new connection each)", off["http_per_second"], on["http_per_second"], "%.0f"),
+        _compare_row("HTTP latency p50, ms", off["http_p50_ms"], on["http_p50_ms"]),
+        _compare_row("HTTP latency p90, ms", off["http_p90_ms"], on["http_p90_ms"]),
+        _compare_row("HTTP latency p99, ms", off["http_p99_ms"], on["http_p99_ms"]),
         ["failed HTTP requests", plain(off["http_failed"], "%.0f"), plain(on["http_failed"], "%.0f"), ""],
         ["clones at collector ÷ sender's packets, iperf3", "", plain(on["clone_share_iperf"], "%.4f"), ""],
         ["clones at collector ÷ sender's packets, HTTP", "", plain(on["clone_share_http"], "%.4f"), ""],
     ]
     split = ", ".join("%s %s" % (backend, plain(stats, "%.3f")) for backend, stats in balancer["split"].items())
     balancer_rows = [
-        ["new connections/s", plain(balancer["vip_per_second"], "%.0f"), plain(balancer["straight_per_second"], "%.0f"), times(balancer["vip_vs_straight"], 2)],
-        ["latency p50, ms", plain(balancer["vip_p50_ms"]), plain(balancer["straight_p50_ms"]), times(ratios(balancer["vip_p50_ms"], balancer["straight_p50_ms"]), 2)],
+        _compare_row("new connections/s", balancer["vip_per_second"], balancer["straight_per_second"], "%.0f", flip=True),
+        _compare_row("latency p50, ms", balancer["vip_p50_ms"], balancer["straight_p50_ms"], flip=True),
     ]
-    reconfiguration_rows = [[event, plain(values["failed"], "%.0f"), plain(values["requests"], "%.0f")] for event, values in reconfiguration.items()]
+    reconfiguration_rows = [[event, plain(values["failed"], "%.0f"), plain(values["requests"], "%.0f")]
+                            for event, values in reconfiguration.items()]
     return ["## 3. Data plane in the lab", "",
             "Loads run %d s each (changes under load: %d s), %d repeats, mirror off and on interleaved. wrk uses one thread and "
             "%d connections against a small asyncio server (`benchmarks/fast_httpd.py`) that answers and closes, so every "
@@ -297,6 +311,58 @@ def data_section(data, plot_name):
 
 # --- the document ------------------------------------------------------------------------------
 
+def _median(stats):
+    return stats["median"] if stats else float("nan")
+
+
+def control_headline(control):
+    largest = control["sizes"][-1]
+    parts = []
+    for name, entry in largest["methods"].items():
+        if entry["kind"] != "module":
+            continue
+        floor = largest["methods"][entry["floor"]]["steps"]
+        parts.append("%s %s× (%s)" % (name.replace("module ", ""), _x(_median(ratios(entry["steps"]["apply"], floor["apply"])), 0), entry["floor"]))
+    lines = ["- First apply at %s (%d endpoints, %d module runs) takes the module, per engine, this many times its floor: %s."
+             % (largest["label"], largest["endpoints"], largest["module_calls"], "; ".join(parts))]
+    loop_size = _size_with(control["sizes"], GOAL_LOOP_ENDPOINTS)
+    if loop_size:
+        loop = next(e for e in loop_size["methods"].values() if e["kind"] == "per-rule")
+        module = loop_size["methods"].get("module iptables-nft")
+        if module and loop["steps"]["apply"]:
+            lines.append("- At %d endpoints the `ansible.builtin.iptables` loop takes %s× as long as module iptables-nft to apply%s."
+                         % (loop_size["endpoints"], _x(_median(ratios(loop["steps"]["apply"], module["steps"]["apply"])), 0),
+                            " (loop time extrapolated from %s)" % loop.get("extrapolated_from") if loop.get("extrapolated") else ""))
+    return lines
+
+
+def data_headline(data):
+    mirror, balancer = data["mirror"], data["balancer"]
+    failures = sum(values["failed"]["max"] for values in data["reconfiguration"].values())
+    return [
+        "- Mirror on ÷ off: TCP throughput %s×, HTTP p50 latency %s×; clones that reached the collector: %s of the sender's packets."
+        % (_x(_median(mirror["throughput_on_vs_off"]), 2), _x(_median(mirror["latency_p50_on_vs_off"]), 2),
+           "%.4f" % _median(mirror["on"]["clone_share_iperf"])),
+        "- New connections per second through the VIP ÷ straight to one backend: %s×; split over the backends: %s."
+        % (_x(_median(balancer["vip_vs_straight"]), 2), " / ".join("%.3f" % _median(stats) for stats in balancer["split"].values())),
+        "- Requests failed while backends were added, removed or all replaced under load: %d at most in any run." % failures,
+    ]
+
+
+def headline(results):
+    lines = []
+    if "control_plane" in results:
+        lines += control_headline(results["control_plane"])
+    if "fleet" in results:
+        fleet = results["fleet"]
+        best = min(fleet["forks"].items(), key=lambda item: _median(item[1]["first"]))
+        lines.append("- %d hosts with site.yml: fastest with %s forks, %s per host on the first run."
+                     % (fleet["hosts"], best[0], _s(_median(best[1]["first"]) / fleet["hosts"])))
+    if "data_plane" in results:
+        lines += data_headline(results["data_plane"])
+    return ["## Headline (medians; details and spreads below)", ""] + lines + [""]
+
+
 def machine_section(results):
     info = results["machine"]
     rows = [[key, value if not isinstance(value, list) else ", ".join("%.2f" % v for v in value)] for key, value in info.items()]
@@ -317,6 +383,7 @@ def write(results_path):
              "Written by `benchmarks/report.py` from `%s`; regenerate with `.venv/bin/python -m benchmarks.report %s`, "
              "or measure again with `.venv/bin/python -m benchmarks.run --full` (as root)." % (
                  os.path.relpath(results_path, collection.REPO), os.path.relpath(results_path, collection.REPO)), ""]
+    parts += headline(results)
     parts += machine_section(results)
     if "control_plane" in results:
         plot_control(results["control_plane"], os.path.join(PLOTS, "control-plane.png"))
