@@ -22,7 +22,8 @@ ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbo
 CHANGING_ACTIONS = {"netmagic.netfilter.tee_mirror", "netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}
 # The namespace's own link: the collector is on-link there, and not this host itself.
 SUBNET_HOST, COLLECTOR = "198.18.99.1", "198.18.99.2"
-VIP = "198.18.99.100"
+SUBNET_HOST_V6, COLLECTOR_V6 = "2001:2:0:99::1", "2001:2:0:99::2"
+VIP, VIP_V6 = "198.18.99.100", "2001:2:0:99::100"
 BACKENDS = {"backend%d" % i: "198.18.99.%d" % (10 + i) for i in (1, 2, 3)}
 
 GOOD_MIRROR = {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]}
@@ -40,12 +41,12 @@ BAD = [
     ("mirror.yml", dict(GOOD_MIRROR, netmagic_collectors_group="no_such_group"),
      'mirror_sender_collector_group: the inventory has no host in group "no_such_group"', ["sender"]),
     ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "gateway": "not-an-address"}]},
-     'mirror_sender_mirrors[0] (http).gateway: "not-an-address" is not an IPv4 address', ["sender"]),
+     'mirror_sender_mirrors[0] (http).gateway: "not-an-address" is not an IP address', ["sender"]),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_sender_collector_address_var="inventory_hostname"),
-     'mirror_sender_collector_address_var: inventory_hostname of collector collector is "collector", not an IPv4 address',
+     'mirror_sender_collector_address_var: inventory_hostname of collector collector is "collector", not an IP address',
      ["sender"]),
     ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"], "peer": "198.18.99.0/99"}]},
-     'mirror_sender_mirrors[0] (http).peer: "198.18.99.0/99" is not an IPv4 address or CIDR network', ["sender"]),
+     'mirror_sender_mirrors[0] (http).peer: "198.18.99.0/99" is not an IP address or CIDR network', ["sender"]),
     ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "protocol": "sctp"}]},
      "found in mirror_sender_mirrors", ["sender"]),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_collector_capture_enabled=True, mirror_collector_capture_file_count=0),
@@ -56,24 +57,36 @@ BAD = [
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80, "backends": []}]},
      "load_balancer_services[0] (web).backends: the list is empty", ["balancer"]),
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80, "backends": ["198.18.99.11", "backend-two"]}]},
-     'load_balancer_services[0] (web).backends[1]: address "backend-two" is not an IPv4 address', ["balancer"]),
+     'load_balancer_services[0] (web).backends[1]: address "backend-two" is not an IP address', ["balancer"]),
     ("balance.yml", services(vip="vip-address"),
-     'load_balancer_services[0] (web).vip: "vip-address" is not an IPv4 address', ["balancer"]),
+     'load_balancer_services[0] (web).vip: "vip-address" is not an IP address', ["balancer"]),
     ("balance.yml", services(backends_from={"group": "no_such_group"}),
      'load_balancer_services[0] (web).backends_from.group: the inventory has no host in group "no_such_group"',
      ["balancer"]),
     ("balance.yml", services(backends_from={"address_var": "no_such_var"}),
-     "load_balancer_services[0] (web).backends_from[0] (host backend1, address_var no_such_var): address null is not an IPv4 address",
+     "load_balancer_services[0] (web).backends_from[0] (host backend1, address_var no_such_var): address null is not an IP address",
      ["balancer"]),
     ("balance.yml", dict(services(), load_balancer_health_timeout="soon"),
      "load_balancer_health_timeout", ["balancer"]),
+    ("balance.yml", services(vip=VIP_V6),
+     "load_balancer_services[0] (web).backends_from[0] (host backend1, address_var ansible_host, port_var backend_port): "
+     "address 198.18.99.11 is IPv4 but the VIP is IPv6", ["balancer"]),
+    ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP_V6, "port": 80, "backends": ["[2001:2:0:99::11]8080"]}]},
+     'load_balancer_services[0] (web).backends[0]: "[2001:2:0:99::11]8080" is not [ADDRESS]:PORT', ["balancer"]),
 ]
 
 GOOD = [
     # (playbook, extra vars, host, changing actions that must run on it)
     ("mirror.yml", GOOD_MIRROR, "collector", {"ansible.posix.sysctl"}),
     ("mirror.yml", GOOD_MIRROR, "sender", {"netmagic.netfilter.tee_mirror"}),
+    ("mirror.yml", dict(GOOD_MIRROR, mirror_sender_collector_address_var="address_v6"),
+     "sender", {"netmagic.netfilter.tee_mirror"}),
     ("balance.yml", services(), "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
+    ("balance.yml", services(vip=VIP_V6, backends_from={"address_var": "address_v6", "port_var": "backend_port"}),
+     "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
+    ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP_V6, "port": 80,
+                                                 "backends": ["[2001:2:0:99::11]:8080", "2001:2:0:99::12"]}]},
+     "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
 ]
 
 
@@ -83,17 +96,19 @@ def lab(netns, tmp_path):
     inventory whose hosts all run in that namespace through the local connection."""
     for argv in (["ip", "link", "add", "nm-args0", "type", "veth", "peer", "name", "nm-args1"],
                  ["ip", "addr", "add", SUBNET_HOST + "/24", "dev", "nm-args0"],
+                 ["ip", "addr", "add", SUBNET_HOST_V6 + "/64", "dev", "nm-args0", "nodad"],
                  ["ip", "link", "set", "nm-args0", "up"],
                  ["ip", "link", "set", "nm-args1", "up"]):
         subprocess.run(["ip", "netns", "exec", netns] + argv, check=True)
     inventory = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
         "children": {
-            "collectors": {"hosts": {"collector": {"ansible_host": COLLECTOR}}},
+            "collectors": {"hosts": {"collector": {"ansible_host": COLLECTOR, "address_v6": COLLECTOR_V6}}},
             "senders": {"hosts": {"sender": {"ansible_host": SUBNET_HOST}}},
             "balancers": {"hosts": {"balancer": {"ansible_host": SUBNET_HOST}}},
-            "backends": {"hosts": {name: {"ansible_host": address, "backend_port": 8080}
-                                   for name, address in BACKENDS.items()}},
+            "backends": {"hosts": {name: {"ansible_host": address, "address_v6": "2001:2:0:99::%d" % (10 + index),
+                                          "backend_port": 8080}
+                                   for index, (name, address) in enumerate(BACKENDS.items(), 1)}},
         },
     }}
     path = tmp_path / "hosts.yml"
@@ -137,7 +152,10 @@ def test_bad_variable_stops_the_play_before_any_change(lab, playbook, extra_vars
         assert not ran[host] & CHANGING_ACTIONS, host
 
 
-@pytest.mark.parametrize("playbook, extra_vars, host, changing", GOOD, ids=["%s-%s" % case[:3:2] for case in GOOD])
+GOOD_IDS = ["%s-%s-%d" % (case[0], case[2], index) for index, case in enumerate(GOOD)]
+
+
+@pytest.mark.parametrize("playbook, extra_vars, host, changing", GOOD, ids=GOOD_IDS)
 def test_good_variables_reach_the_changing_tasks(lab, playbook, extra_vars, host, changing):
     returncode, failures, ran = run_playbook(lab, playbook, extra_vars)
     assert returncode == 0, failures

@@ -89,7 +89,7 @@ def test_sender_refuses_a_collector_that_forwards(container, molecule_inventory,
     finally:
         collector.check_output("sysctl -qw net.ipv4.ip_forward=0")
     assert result.returncode != 0
-    assert f"collector {COLLECTOR} forwards IPv4" in result.output
+    assert f"collector {COLLECTOR} (net.ipv4.ip_forward=1) forwards" in result.output
     assert sender.check_output(MANGLE_RULES) == rules_before
 
 
