@@ -70,11 +70,12 @@ def _remove_elsewhere(host, engine, kind, name, check_only):
     return removed
 
 
-def reconcile(module, kind, build):
+def reconcile(module, kind, build, preflight=None):
     """Bring one object to its desired state; returns (module result, model object or None).
 
-    build(params) returns the validated model object; it runs before anything is
-    read or written, so bad input leaves the host untouched.
+    build(params) returns the validated model object and preflight(host, obj), when
+    given, checks the host for it; both run before anything is read or written, so bad
+    input leaves the host untouched.
     """
     params = module.params
     present = params["state"] == "present"
@@ -82,6 +83,8 @@ def reconcile(module, kind, build):
         validate_name(params["name"])
         obj = build(params) if present else None
         host = AnsibleHost(module)
+        if present and preflight:
+            preflight(host, obj)
         with host_lock():
             engine = select_engine(host, params["engine"])
             current = engine.read(kind, params["name"])

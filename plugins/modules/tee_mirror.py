@@ -30,7 +30,9 @@ extends_documentation_fragment:
 options:
   gateway:
     description:
-      - IPv4 or IPv6 address of the collector. It must be on-link from this host.
+      - IPv4 or IPv6 address of the collector. It must be on-link from this host and not one of
+        its own addresses; the module checks both (C(ip route get)) before changing anything,
+        unless O(force=true).
       - Required when O(state=present).
     type: str
   protocol:
@@ -69,6 +71,14 @@ options:
         O(gateway). Egress matches it as destination, ingress as source. Unset matches every
         peer.
     type: str
+  force:
+    description:
+      - Apply even when O(gateway) is one of this host's own addresses, has no route, or is
+        reached through a router. TEE then sends the clones somewhere they are of no use, so
+        this is for set-ups the check cannot judge (a collector reached through a tunnel
+        interface, say).
+    type: bool
+    default: false
   interface:
     description:
       - Interface the traffic leaves (egress) or arrives on (ingress). A trailing C(+)
@@ -150,6 +160,7 @@ rules:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import MIRROR, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import check_gateway
 from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import argument_spec, reconcile
 
 
@@ -163,11 +174,13 @@ def main():
             direction=dict(type="str", choices=["both", "ingress", "egress"], default="both"),
             peer=dict(type="str"),
             interface=dict(type="str"),
+            force=dict(type="bool", default=False),
         ),
         required_if=[("state", "present", ("gateway",))],
         supports_check_mode=True,
     )
-    result = reconcile(module, MIRROR, build_mirror)[0]
+    preflight = None if module.params["force"] else check_gateway
+    result = reconcile(module, MIRROR, build_mirror, preflight)[0]
     module.exit_json(**result)
 
 

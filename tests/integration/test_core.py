@@ -12,6 +12,7 @@ from tests.integration.netfilter import (
     restore,
     ruleset,
     run_module,
+    without_counters,
 )
 
 DEFINITIONS = {
@@ -29,6 +30,11 @@ DEFINITIONS = {
 NEW_BACKEND = {4: ("198.18.0.24", "198.18.0.22:8080"), 6: ("2001:2::24", "[2001:2::22]:8080")}
 
 
+def rules_of(netns):
+    """The whole ruleset, less the packet counters the namespace's own link traffic moves."""
+    return without_counters(ruleset(netns))
+
+
 @pytest.fixture(params=ENGINES)
 def engine(request):
     return request.param
@@ -42,7 +48,8 @@ def family(request):
 @pytest.fixture
 def planted(netns, engine):
     """Foreign rules in every table the engine's backend has; returns the whole ruleset."""
-    return plant_foreign(netns, engine)
+    plant_foreign(netns, engine)
+    return rules_of(netns)
 
 
 def apply_all(netns, engine, family, check=False, diff=False, state="present"):
@@ -71,7 +78,7 @@ def assert_rules_are_live(netns, engine, family, result):
 def test_full_lifecycle_keeps_foreign_rules_and_ends_byte_for_byte(netns, engine, family, planted):
     checked = apply_all(netns, engine, family, check=True)
     assert [r["changed"] for r in checked] == [True, True]
-    assert ruleset(netns) == planted, "check mode changed the ruleset"
+    assert rules_of(netns) == planted, "check mode changed the ruleset"
 
     applied = apply_all(netns, engine, family, diff=True)
     assert [r["changed"] for r in applied] == [True, True]
@@ -80,15 +87,15 @@ def test_full_lifecycle_keeps_foreign_rules_and_ends_byte_for_byte(netns, engine
         assert_rules_are_live(netns, engine, family, result)
         assert result["diff"]["before"] == ""
         assert result["chains"][0] in result["diff"]["after"]
-    live = ruleset(netns)
+    live = rules_of(netns)
 
     assert [r["changed"] for r in apply_all(netns, engine, family, check=True)] == [False, False]
     assert [r["changed"] for r in apply_all(netns, engine, family)] == [False, False]
-    assert ruleset(netns) == live
+    assert rules_of(netns) == live
 
     removed = apply_all(netns, engine, family, state="absent")
     assert [r["changed"] for r in removed] == [True, True]
-    assert ruleset(netns) == planted
+    assert rules_of(netns) == planted
     assert [r["changed"] for r in apply_all(netns, engine, family, state="absent")] == [False, False]
 
 
@@ -98,7 +105,7 @@ def test_changing_backends_rewrites_only_the_service(netns, engine, family, plan
     balancer = DEFINITIONS[family]["dnat_balancer"]
     changed = run_module(netns, "dnat_balancer", dict(balancer, backends=[balancer["backends"][0], added], engine=engine), diff=True)
     assert changed["changed"] and changed["rc"] == 0
-    after = ruleset(netns)
+    after = rules_of(netns)
     assert added in after and dropped not in after
     assert dropped in changed["diff"]["before"] and added in changed["diff"]["after"]
     mirror = run_module(netns, "tee_mirror", dict(DEFINITIONS[family]["tee_mirror"], engine=engine), check=True)
@@ -120,12 +127,12 @@ def tamper(netns, engine, chain):
 
 def test_hand_made_changes_are_repaired(netns, engine, planted):
     result = apply_all(netns, engine, 4)[1]
-    clean = ruleset(netns)
+    clean = rules_of(netns)
     tamper(netns, engine, [c for c in result["chains"] if c.startswith("NM-SVC-")][0])
-    assert ruleset(netns) != clean
+    assert rules_of(netns) != clean
     repaired = run_module(netns, "dnat_balancer", dict(DEFINITIONS[4]["dnat_balancer"], engine=engine))
     assert repaired["changed"] and repaired["rc"] == 0
-    assert sorted(ruleset(netns).splitlines()) == sorted(clean.splitlines())
+    assert sorted(rules_of(netns).splitlines()) == sorted(clean.splitlines())
 
 
 @pytest.mark.parametrize("engine", [e for e in ENGINES if e != "nftables"])
@@ -137,10 +144,10 @@ def test_a_refused_change_leaves_the_ruleset_as_it_was(netns, engine, planted):
     result = apply_all(netns, engine, 4)[1]
     svc = [c for c in result["chains"] if c.startswith("NM-SVC-")][0]
     restore(netns, "iptables-legacy" if engine != "iptables-nft" else engine, "*nat\n-A DOCKER -p tcp -j %s\nCOMMIT\n" % svc)
-    before = ruleset(netns)
+    before = rules_of(netns)
     refused = run_module(netns, "dnat_balancer", {"name": "web", "state": "absent", "engine": engine})
     assert refused.get("failed") and "refused the change, nothing was applied" in refused["msg"]
-    assert ruleset(netns) == before
+    assert rules_of(netns) == before
 
 
 def test_auto_uses_the_backend_holding_rules(netns):
@@ -166,10 +173,10 @@ def test_auto_keeps_using_nftables_once_it_holds_a_netmagic_table(netns):
 def test_auto_refuses_a_host_with_rules_in_both_backends(netns):
     restore(netns, "iptables-legacy", FOREIGN_RULES)
     restore(netns, "iptables-nft", FOREIGN_RULES)
-    before = ruleset(netns)
+    before = rules_of(netns)
     result = run_module(netns, "dnat_balancer", DEFINITIONS[4]["dnat_balancer"])
     assert result.get("failed") and "both iptables backends" in result["msg"]
-    assert ruleset(netns) == before
+    assert rules_of(netns) == before
 
 
 def test_moving_between_engines_leaves_rules_in_one_backend_only(netns, family):
@@ -181,7 +188,7 @@ def test_moving_between_engines_leaves_rules_in_one_backend_only(netns, family):
         result = run_module(netns, "dnat_balancer", dict(balancer, engine=engine))
         assert result["rc"] == 0 and result["changed"], result
         assert result["removed_from"] == ([previous] if previous else [])
-        everything = ruleset(netns)
+        everything = rules_of(netns)
         holders = {
             "iptables-nft": "NM-SVC" in in_netns(netns, ["ip6tables-nft-save" if family == 6 else "iptables-nft-save"]).stdout,
             "iptables-legacy": "NM-SVC" in in_netns(netns, ["ip6tables-legacy-save" if family == 6 else "iptables-legacy-save"]).stdout,
@@ -189,3 +196,24 @@ def test_moving_between_engines_leaves_rules_in_one_backend_only(netns, family):
         }
         assert [name for name, holds in holders.items() if holds] == [holder]
         previous = holder
+
+
+@pytest.mark.parametrize(
+    "gateway, route, reason",
+    [
+        ("198.18.0.1", None, "is an address of this host"),
+        ("2001:2::1", None, "is an address of this host"),
+        ("198.18.99.9", None, "has no route from this host"),
+        ("198.18.50.9", ["198.18.50.0/24", "via", "198.18.0.254"], "is not on-link: its route goes via 198.18.0.254"),
+        ("2001:2:50::9", ["2001:2:50::/64", "via", "2001:2::fe"], "is not on-link: its route goes via 2001:2::fe"),
+    ],
+)
+def test_a_gateway_that_cannot_collect_is_refused_unless_forced(netns, gateway, route, reason):
+    if route:
+        in_netns(netns, ["ip", "route", "add"] + route, check=True)
+    before = rules_of(netns)
+    refused = run_module(netns, "tee_mirror", {"name": "m", "gateway": gateway, "engine": "iptables-nft"})
+    assert refused.get("failed") and reason in refused["msg"] and "'gateway'" in refused["msg"], refused
+    assert rules_of(netns) == before
+    forced = run_module(netns, "tee_mirror", {"name": "m", "gateway": gateway, "engine": "iptables-nft", "force": True})
+    assert forced["rc"] == 0 and forced["changed"], forced

@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checks of the host before any rule changes: set-ups that would apply but not work."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
+
+FORCE_HINT = "; set force: true to apply anyway"
+
+
+def _ip(host):
+    path = host.which("ip")
+    if not path:
+        raise EngineError("the gateway check needs the 'ip' command (iproute2)" + FORCE_HINT)
+    return path
+
+
+def own_addresses(ip_addr_output):
+    """Addresses from `ip -o addr show` lines ('2: eth0    inet 198.18.0.11/24 ...')."""
+    return {match.group(1) for match in re.finditer(r"\binet6? ([0-9a-fA-F.:]+)/\d+", ip_addr_output)}
+
+
+def next_hop(ip_route_get_output):
+    """The gateway of a route from `ip route get`, or None when the address is on-link."""
+    match = re.search(r"\bvia (?:inet6 )?([0-9a-fA-F.:]+)", ip_route_get_output)
+    return match.group(1) if match else None
+
+
+def check_gateway(host, mirror):
+    """TEE needs a collector that is another host on this host's L2 segment."""
+    ip = _ip(host)
+    _rc, out, _err = host.run([ip, "-o", "addr", "show"])
+    if mirror.gateway in own_addresses(out):
+        raise ValidationError("gateway", mirror.gateway, "is an address of this host: the clones would never leave it" + FORCE_HINT)
+    rc, out, err = host.run([ip, "route", "get", mirror.gateway])
+    if rc != 0:
+        raise ValidationError("gateway", mirror.gateway, "has no route from this host (%s)%s" % (err.strip(), FORCE_HINT))
+    via = next_hop(out)
+    if via:
+        raise ValidationError("gateway", mirror.gateway, "is not on-link: its route goes via %s, and TEE needs the collector "
+                                                         "on this host's L2 segment%s" % (via, FORCE_HINT))
