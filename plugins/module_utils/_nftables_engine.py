@@ -12,6 +12,7 @@ A change is one `nft -j -f` transaction; check mode runs the same input with `nf
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
@@ -369,9 +370,13 @@ class NftablesEngine:
         for family in FAMILIES:
             if (current.get(family, empty).canonical() != desired.get(family, empty).canonical()):
                 commands += _family_commands(family, current.get(family, empty), desired.get(family, empty), self._other_chains.get(family, []))
-        argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", "-"]
         batch = json.dumps({"nftables": commands})
-        rc, _out, err = self.host.run(argv, data=batch)
+        # From a file, not stdin: nft 1.0.6 answers 0 to JSON on stdin that it cannot parse.
+        with tempfile.NamedTemporaryFile("w", prefix="netmagic-", suffix=".json") as handle:
+            handle.write(batch)
+            handle.flush()
+            argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", handle.name]
+            rc, _out, err = self.host.run(argv)
         if rc != 0:
             raise EngineError("nft refused the change, nothing was applied (rc=%d): %s\n%s" % (rc, err.strip(), batch))
 

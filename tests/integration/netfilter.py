@@ -42,8 +42,11 @@ def in_netns(netns, argv, **kwargs):
     return subprocess.run(["ip", "netns", "exec", netns] + list(argv), check=check, **kwargs)
 
 
-def run_module(netns, module, args, check=False, diff=False):
-    """Runs plugins/modules/MODULE.py in the namespace, as Ansible would, and returns its JSON result."""
+def run_module(netns, module, args, check=False, diff=False, path_prefix=None):
+    """Runs plugins/modules/MODULE.py in the namespace, as Ansible would, and returns its JSON result.
+
+    path_prefix: a directory put first on PATH, to stand in for a tool the module runs.
+    """
     root = collections_path()
     path = os.path.join(root, "ansible_collections", "netmagic", "netfilter", "plugins", "modules", module + ".py")
     payload = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
@@ -51,6 +54,8 @@ def run_module(netns, module, args, check=False, diff=False):
         json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
         handle.flush()
         env = dict(os.environ, PYTHONPATH=root)
+        if path_prefix:
+            env["PATH"] = "%s:%s" % (path_prefix, env.get("PATH", ""))
         completed = in_netns(netns, [sys.executable, path, handle.name], env=env)
     try:
         result = json.loads(completed.stdout)
