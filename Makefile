@@ -44,6 +44,7 @@ sanity: venv
 
 test: collection sanity
 	$(BIN)/pytest tests/unit tests/integration
+	./scripts/molecule.sh
 
 demo: collection
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
