@@ -43,6 +43,15 @@ class AnsibleHost:
     def which(self, name):
         return self.module.get_bin_path(name)
 
+    @staticmethod
+    def read_text(path):
+        """A small kernel or configuration file, or None where it does not exist."""
+        try:
+            with open(path) as handle:
+                return handle.read()
+        except OSError:
+            return None
+
 
 def _open_lock_file():
     for path in LOCK_PATHS:

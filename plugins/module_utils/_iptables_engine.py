@@ -17,6 +17,26 @@ VARIANTS = ("nft", "legacy")
 XTABLES_WAIT = "10"
 
 
+# Extensions a buffer may use, as the kernel lists them in /proc/net/ip{,6}_tables_{targets,matches}.
+TARGETS = ("TEE", "DNAT", "MASQUERADE")
+MATCHES = ("statistic", "comment", "conntrack")
+UNKNOWN_EXTENSION = ("No chain/target/match by that name", "Couldn't load", "does not exist", "not supported")
+
+
+def missing_extensions_hint(host, family, buffer, error):
+    """Names the extensions the buffer needs that the kernel lacks, when that is why it failed."""
+    if not any(text in error for text in UNKNOWN_EXTENSION):
+        return ""
+    prefix = "/proc/net/ip_tables_" if family == 4 else "/proc/net/ip6_tables_"
+    missing = []
+    for kind, names, flag in (("targets", TARGETS, "-j "), ("matches", MATCHES, "-m ")):
+        listed = (host.read_text(prefix + kind) or "").split()
+        missing += ["%s %s" % (kind[:-1], name) for name in names if flag + name + " " in buffer and name not in listed]
+    if not missing:
+        return ""
+    return "; the kernel lacks the %s (kernel module xt_<name> or the matching CONFIG_NETFILTER_XT_ option)" % ", ".join(missing)
+
+
 def count_rule_lines(save_output):
     return sum(1 for line in save_output.splitlines() if line.startswith("-"))
 
@@ -105,6 +125,19 @@ class IptablesEngine:
             owned.update(rules.owned_rules(rules.parse_save(out), kind, name, family))
         return owned
 
+    def snapshot(self, counters=False):
+        """{family: iptables-save text} of every table, with [packets:bytes] before each rule when counters."""
+        saves = {}
+        for family in FAMILY_COMMANDS:
+            save = self._binary(family, "save", required=family == 4)
+            if not save:
+                continue
+            rc, out, err = self.host.run([save] + (["-c"] if counters else []))
+            if rc != 0:
+                raise EngineError("%s failed (rc=%d): %s" % (save, rc, err.strip()))
+            saves[family] = out
+        return saves
+
     render = staticmethod(rules.render)
     same = staticmethod(rules.same_rules)
     as_text = staticmethod(rules.as_text)
@@ -121,7 +154,8 @@ class IptablesEngine:
         argv = [restore, "--noflush", "--wait=%s" % XTABLES_WAIT] + (["--test"] if check_only else [])
         rc, _out, err = self.host.run(argv, data=buffer)
         if rc != 0:
-            raise EngineError("%s refused the change, nothing was applied (rc=%d): %s\n%s" % (restore.rsplit("/", 1)[-1], rc, err.strip(), buffer))
+            raise EngineError("%s refused the change, nothing was applied (rc=%d): %s%s\n%s" % (
+                restore.rsplit("/", 1)[-1], rc, err.strip(), missing_extensions_hint(self.host, family, buffer, err), buffer))
 
     @staticmethod
     def describe(owned):

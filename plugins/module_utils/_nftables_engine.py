@@ -316,6 +316,14 @@ def _chain_removals(family, stale):
     return flushes + [{"delete": {"chain": _ref(family, name=chain)}} for chain in stale]
 
 
+def _kernel_hint(error):
+    """nft cannot say which expression the kernel lacks; name the ones this engine uses."""
+    if "Could not process rule" not in error or not ("No such file or directory" in error or "not supported" in error):
+        return ""
+    return ("; the kernel may lack an nftables expression this change uses: dup (CONFIG_NFT_DUP_IPV4/IPV6), "
+            "numgen (CONFIG_NFT_NUMGEN), nat and masquerade (CONFIG_NFT_NAT, CONFIG_NFT_MASQ), ct (CONFIG_NFT_CT)")
+
+
 class NftablesEngine:
     """Owns tables `ip netmagic` and `ip6 netmagic`; one `nft -j -f` per change."""
 
@@ -348,6 +356,18 @@ class NftablesEngine:
             raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
         return parse_table(out)
 
+    def snapshot(self):
+        """{family: `nft -j list table` output} of each netmagic table that exists; rules carry
+        counters only if someone added counter statements (this engine writes none)."""
+        saves = {}
+        for family in FAMILIES:
+            rc, out, err = self.host.run([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])
+            if rc == 0:
+                saves[family] = out
+            elif "No such file or directory" not in err:
+                raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
+        return saves
+
     def read(self, kind, name):
         owned = {}
         self._other_chains = {}
@@ -378,7 +398,7 @@ class NftablesEngine:
             argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", handle.name]
             rc, _out, err = self.host.run(argv)
         if rc != 0:
-            raise EngineError("nft refused the change, nothing was applied (rc=%d): %s\n%s" % (rc, err.strip(), batch))
+            raise EngineError("nft refused the change, nothing was applied (rc=%d): %s%s\n%s" % (rc, err.strip(), _kernel_hint(err), batch))
 
     @staticmethod
     def describe(owned):

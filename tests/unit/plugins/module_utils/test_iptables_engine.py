@@ -21,6 +21,9 @@ class ScriptedHost:
     def which(self, name):
         return None if name in self.missing else "/usr/sbin/" + name
 
+    def read_text(self, path):
+        return self.outputs.get(path)
+
     def run(self, argv, data=None):
         self.calls.append((argv, data))
         return self.outputs.get(argv[0].rsplit("/", 1)[1], (0, "", ""))
@@ -73,3 +76,25 @@ def test_refused_restore_reports_iptables_error():
     host = ScriptedHost({"iptables-nft-restore": (2, "", "iptables-restore: line 3 failed")})
     with pytest.raises(EngineError, match="line 3 failed"):
         IptablesEngine(host, "nft").apply({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))
+
+
+@pytest.mark.parametrize(
+    "listed_targets, listed_matches, named",
+    [
+        ("DNAT\nMASQUERADE\n", "statistic\ncomment\nconntrack\n", ["target TEE"]),
+        ("TEE\nDNAT\nMASQUERADE\n", "comment\nconntrack\n", []),
+    ],
+)
+def test_a_refusal_for_a_missing_extension_names_it(listed_targets, listed_matches, named):
+    host = ScriptedHost({
+        "iptables-nft-restore": (1, "", "iptables-restore: line 4 failed: No chain/target/match by that name."),
+        "/proc/net/ip_tables_targets": listed_targets,
+        "/proc/net/ip_tables_matches": listed_matches,
+    })
+    with pytest.raises(EngineError) as raised:
+        IptablesEngine(host, "nft").apply({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))
+    message = str(raised.value)
+    for name in named:
+        assert "the kernel lacks the %s" % name in message
+    if not named:
+        assert "the kernel lacks" not in message
