@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -238,10 +239,14 @@ def test_changing_backends_under_load_fails_no_connection(make_lab, engine, fami
     first, second = ["be1", "be2", "be3"], ["be1", "be2", "be4"]
     service = {"name": "web", "vip": vip(lab, family), "port": 80, "engine": engine}
     apply(lab, "lb", "dnat_balancer", backends=[address(lab, b, family) for b in first], **service)
-    load = lab.popen("client", [sys.executable, CLIENT, vip(lab, family), "--count", "600", "--pause", "0.005", "--max-seconds", "30"],
-                     stdout=subprocess.PIPE, text=True)
+    stop = lab.state_dir / "stop-load"
+    # The load runs until every change is applied and a little after, however slow the applies are.
+    load = lab.popen("client", [sys.executable, CLIENT, vip(lab, family), "--count", "20000", "--pause", "0.005",
+                                "--max-seconds", "60", "--until-file", str(stop)], stdout=subprocess.PIPE, text=True)
     for backends in (second, first, second):
         apply(lab, "lb", "dnat_balancer", backends=[address(lab, b, family) for b in backends], **service)
+    time.sleep(0.5)
+    stop.touch()
     stdout, _unused = load.communicate(timeout=60)
     answers = json.loads(stdout)["answers"]
     assert not [a for a in answers if a.startswith("ERROR")]

@@ -7,6 +7,7 @@ Stdlib only, so it runs with any Python 3 inside a lab namespace.
 import argparse
 import http.client
 import json
+import os
 import time
 
 
@@ -30,11 +31,14 @@ def main():
     parser.add_argument("--max-seconds", type=float, default=60, help="stop early after this long")
     parser.add_argument("--timeout", type=float, default=2, help="per connection")
     parser.add_argument("--pause", type=float, default=0, help="seconds between connections")
+    parser.add_argument("--until-file", help="stop early once this file exists")
     args = parser.parse_args()
 
     started = time.monotonic()
     answers = []
     while len(answers) < args.count and time.monotonic() - started < args.max_seconds:
+        if args.until_file and os.path.exists(args.until_file):
+            break
         answers.append(get_once(args.host, args.port, args.timeout))
         if args.pause:
             time.sleep(args.pause)
