@@ -150,8 +150,8 @@ def _same_rules(table, rules):
             if kind == "module" and name in rules and floor in rules}
 
 
-def run(sizes, mirrors, repeats, loop_cap, loop_repeats, log):
-    """repeats: {size label: repeats}."""
+def run(sizes, mirrors, repeats, loop_cap, loop_repeats, log, checkpoint):
+    """repeats: {size label: repeats}; checkpoint(partial result) after each size."""
     collection.use_installed_build()
     netns.remove_leftovers()
     table = methods(loop_timeout=max(loop_cap * 3, 600))
@@ -168,5 +168,10 @@ def run(sizes, mirrors, repeats, loop_cap, loop_repeats, log):
             "module_calls": len(workload.module_calls()), "per_rule_calls": per_rule.calls(workload), "repeats": repeats[label],
             "methods": by_method, "startup": startup, "same_rules_as_floor": same,
         })
+        checkpoint(_section(results, repeats, loop_cap, loop_repeats))
+    return _section(results, repeats, loop_cap, loop_repeats)
+
+
+def _section(results, repeats, loop_cap, loop_repeats):
     return {"engines": collection.engines(), "steps": list(STEPS), "repeats": max(repeats.values()),
             "loop_cap_seconds": loop_cap, "loop_repeats": loop_repeats, "sizes": results}

@@ -5,6 +5,9 @@ import json
 import subprocess
 
 PREFIX = "nm-bcp-"
+# The mirrors' collector must be on-link (tee_mirror checks the route): a veth pair inside the
+# namespace holds its network (this kernel has no dummy links). Nothing is ever sent there.
+COLLECTOR_NETWORK_ADDRESS = "198.18.253.1/24"
 
 
 def _ip(*args, check=True):
@@ -13,12 +16,17 @@ def _ip(*args, check=True):
 
 @contextlib.contextmanager
 def scratch(suffix):
-    """A fresh namespace nm-bcp-SUFFIX with lo up; deleted on leaving, also after a failure."""
+    """A fresh namespace nm-bcp-SUFFIX with lo up and the collector's network on a link;
+    deleted on leaving, also after a failure."""
     name = PREFIX + suffix
     _ip("netns", "del", name, check=False)
     _ip("netns", "add", name)
     try:
         _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", name, "link", "add", "nmc0", "type", "veth", "peer", "name", "nmc1")
+        _ip("-n", name, "addr", "add", COLLECTOR_NETWORK_ADDRESS, "dev", "nmc0")
+        for link in ("nmc0", "nmc1"):
+            _ip("-n", name, "link", "set", link, "up")
         yield name
     finally:
         _ip("netns", "del", name, check=False)

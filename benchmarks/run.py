@@ -23,7 +23,8 @@ from benchmarks import collection, control_plane, data_plane, fleet, machine, re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 APT_TOOLS = {"iperf3": "iperf3", "wrk": "wrk"}
-SECTIONS = ("control", "fleet", "data")
+# Shortest first: a failure late in the long control-plane section keeps the others.
+SECTIONS = ("data", "fleet", "control")
 DEFAULT_SIZES = "2x5,10x10,25x40"
 LARGE_SIZE = "100x100"
 
@@ -107,12 +108,12 @@ def log(message):
     print(message, flush=True)
 
 
-def sections(args):
+def sections(args, checkpoint):
     """(results key, what to run) for every section asked for, in order."""
     repeats = {label: (args.large_repeats if label == LARGE_SIZE else args.repeats) for label in args.sizes}
     table = {
         "control": ("control_plane", lambda: control_plane.run(args.sizes, args.mirrors, repeats, args.loop_max_seconds,
-                                                               args.loop_repeats, log)),
+                                                               args.loop_repeats, log, lambda part: checkpoint("control_plane", part))),
         "fleet": ("fleet", lambda: fleet.run(args.fleet_hosts, args.forks, args.fleet_repeats, 1800, log)),
         "data": ("data_plane", lambda: data_plane.run(args.repeats, args.duration, log)),
     }
@@ -131,12 +132,17 @@ def main(argv=None):
         install_python_packages()
         install_collection()
     preflight()
+    collection.snapshot_installed_build()
     started = time.monotonic()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", args.name + ".json")
     results = {"machine": machine.describe(), "command": ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])],
                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "section_seconds": {}}
-    for key, action in sections(args):
+
+    def checkpoint(key, partial):
+        save(dict(results, **{key: partial}), path)
+
+    for key, action in sections(args, checkpoint):
         section_started = time.monotonic()
         results[key] = action()
         results["section_seconds"][key] = time.monotonic() - section_started
