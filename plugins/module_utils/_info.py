@@ -1,0 +1,383 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the collection owns on a host: every mirror and balancer, their rules and counters, and drift.
+
+Objects are found from the tagged jumps (`netmagic:<kind>:<name>`) and from the object token of
+the NM- chains. Reading is the engine's own: `iptables-save -c` per family for the iptables
+engines (python-iptables reads as iptables-legacy), `nft -j list table` for nftables, whose rules
+hold no counters unless someone added counter statements. Nothing here changes the host.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+from dataclasses import dataclass, field
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    BALANCER,
+    MIRROR,
+    ValidationError,
+    build_balancer,
+    build_mirror,
+    object_token,
+    validate_name,
+)
+
+TAG = re.compile(r"^netmagic:(%s|%s):([A-Za-z0-9_.-]{1,64})$" % (MIRROR, BALANCER))
+IPTABLES_TAG = re.compile(r'--comment "?(netmagic:[^"\s]+)"?(?:\s|$)')
+COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A .*)$")
+IPTABLES_TARGETS = re.compile(r"-[jg] (%s\S+)" % iprules.CHAIN_PREFIX)
+
+
+@dataclass(frozen=True)
+class LiveRule:
+    """One rule in an owned chain, or one tagged jump; scope is (family, table)."""
+
+    scope: tuple
+    chain: str
+    text: str
+    packets: int = None
+    bytes: int = None
+    owner: tuple = None  # (kind, name) of a tagged jump
+    targets: tuple = ()  # owned chains it jumps to
+
+
+@dataclass
+class Live:
+    """The owned part of a host's ruleset: owned chain names per scope, their rules and the tagged jumps."""
+
+    chains: dict = field(default_factory=dict)
+    rules: list = field(default_factory=list)
+
+
+def _owner(comment):
+    match = TAG.match(comment or "")
+    return (match.group(1), match.group(2)) if match else None
+
+
+def token_of(chain):
+    parts = chain.split("-")
+    return parts[2] if chain.startswith(iprules.CHAIN_PREFIX) and len(parts) > 2 else None
+
+
+# --- iptables ---------------------------------------------------------------
+
+def _iptables_rule(scope, line):
+    """LiveRule of a save line ('[P:B] -A CHAIN ...' or '-A CHAIN ...'), or None when not owned."""
+    counted = COUNTED.match(line)
+    packets, octets, text = (int(counted.group(1)), int(counted.group(2)), counted.group(3)) if counted else (None, None, line)
+    chain = text.split(" ", 2)[1]
+    tag = IPTABLES_TAG.search(text)
+    owner = None if chain.startswith(iprules.CHAIN_PREFIX) else _owner(tag.group(1) if tag else None)
+    if not owner and not chain.startswith(iprules.CHAIN_PREFIX):
+        return None
+    return LiveRule(scope, chain, text, packets, octets, owner, tuple(IPTABLES_TARGETS.findall(text)))
+
+
+def iptables_live(saves):
+    """Live from {family: `iptables-save [-c]` text}."""
+    live = Live()
+    for family, text in sorted(saves.items()):
+        scope = None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("*"):
+                scope = (family, line[1:])
+                live.chains.setdefault(scope, set())
+            elif line.startswith(":" + iprules.CHAIN_PREFIX):
+                live.chains[scope].add(line[1:].split(" ", 1)[0])
+            elif line.startswith("-A ") or COUNTED.match(line):
+                rule = _iptables_rule(scope, line)
+                if rule:
+                    live.rules.append(rule)
+    return live
+
+
+def iptables_owned(saves, kind, name):
+    """The object's owned rules as the engine reads them, from the same snapshot."""
+    owned = {}
+    for family, text in saves.items():
+        plain = "\n".join(match.group(3) if match else line for line, match in ((line, COUNTED.match(line.strip())) for line in text.splitlines()))
+        owned.update(iprules.owned_rules(iprules.parse_save(plain), kind, name, family))
+    return owned
+
+
+# --- nftables ---------------------------------------------------------------
+
+def _nft_targets(value):
+    """Every jump or goto target inside a rule's expression (vmap verdicts included)."""
+    if isinstance(value, dict):
+        found = [value[verb]["target"] for verb in ("jump", "goto") if isinstance(value.get(verb), dict)]
+        return found + [t for item in value.values() for t in _nft_targets(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in _nft_targets(item)]
+    return []
+
+
+def _nft_rule(scope, rule):
+    expr = rule["expr"]
+    counters = [statement["counter"] for statement in expr if "counter" in statement]
+    packets = sum(c["packets"] for c in counters) if counters else None
+    octets = sum(c["bytes"] for c in counters) if counters else None
+    bare = nft.canonical([statement for statement in expr if "counter" not in statement])
+    owner = _owner(rule.get("comment")) if rule["chain"] in nft.BASE_CHAINS else None
+    if not owner and not rule["chain"].startswith(iprules.CHAIN_PREFIX):
+        return None
+    targets = tuple(t for t in _nft_targets(expr) if t.startswith(iprules.CHAIN_PREFIX))
+    return LiveRule(scope, rule["chain"], "%s: %s" % (rule["chain"], nft.rule_text(bare)), packets, octets, owner, targets)
+
+
+def nftables_live(listings):
+    """Live from {family: `nft -j list table FAMILY netmagic` output}."""
+    live = Live()
+    for family, listing in sorted(listings.items()):
+        scope = (family, nft.TABLE)
+        live.chains[scope] = set()
+        for item in json.loads(listing).get("nftables", []):
+            if "chain" in item and item["chain"]["name"].startswith(iprules.CHAIN_PREFIX):
+                live.chains[scope].add(item["chain"]["name"])
+            elif "rule" in item:
+                rule = _nft_rule(scope, item["rule"])
+                if rule:
+                    live.rules.append(rule)
+    return live
+
+
+def nftables_owned(listings, kind, name):
+    owned = {}
+    for family, listing in listings.items():
+        mine = nft.owned_rules(*nft.parse_table(listing), kind, name)
+        if mine.chains or mine.jumps:
+            owned[family] = mine
+    return owned
+
+
+# --- objects and drift ------------------------------------------------------
+
+def finding(issue, owner=None, **details):
+    """One drift finding; owner is (kind, name) or None for chains no object claims."""
+    return dict(issue=issue, object="%s:%s" % owner if owner else None, **details)
+
+
+def objects_of(live):
+    """{(kind, name): [LiveRule, ...]} of tagged jumps and owned-chain rules, plus chains no tagged jump claims."""
+    objects = collections.OrderedDict()
+    for rule in live.rules:
+        if rule.owner:
+            objects.setdefault(rule.owner, [])
+    by_token = {object_token(*owner): owner for owner in objects}
+    for rule in live.rules:
+        owner = rule.owner or by_token.get(token_of(rule.chain))
+        if owner:
+            objects[owner].append(rule)
+    orphans = sorted((scope, chain) for scope, chains in live.chains.items() for chain in chains if token_of(chain) not in by_token)
+    return objects, orphans
+
+
+def _reached(jumps, rules):
+    """(scope, chain) pairs reachable from the tagged jumps through the object's owned chains."""
+    edges = collections.defaultdict(set)
+    for rule in rules:
+        edges[(rule.scope, rule.chain)].update((rule.scope, target) for target in rule.targets)
+    pending = [(jump.scope, target) for jump in jumps for target in jump.targets]
+    reached = set()
+    while pending:
+        node = pending.pop()
+        if node not in reached:
+            reached.add(node)
+            pending.extend(edges[node])
+    return reached
+
+
+def structural_drift(owner, rules, live):
+    """Duplicate jumps, jumps to chains that are gone, and owned chains no tagged jump reaches."""
+    jumps = [rule for rule in rules if rule.owner]
+    findings = []
+    counts = collections.Counter((jump.scope, jump.text) for jump in jumps)
+    findings += [finding("jump_duplicated", owner, rule=text, copies=count) for (_scope, text), count in sorted(counts.items()) if count > 1]
+    token = object_token(*owner)
+    own_chains = {(scope, chain) for scope, chains in live.chains.items() for chain in chains if token_of(chain) == token}
+    for jump in jumps:
+        findings += [finding("chain_missing", owner, chain=target, rule=jump.text) for target in jump.targets if (jump.scope, target) not in own_chains]
+    reached = _reached(jumps, rules)
+    findings += [finding("jump_missing", owner, chain=chain) for scope, chain in sorted(own_chains - reached)]
+    return findings
+
+
+def _chain_of(line):
+    """The chain of a described rule: '-A CHAIN ...' (iptables) or 'CHAIN: ...' (nftables)."""
+    return line.split(" ", 2)[1] if line.startswith("-A ") else line.split(":", 1)[0]
+
+
+def _grouped(lines):
+    groups = collections.OrderedDict()
+    for line in lines:
+        groups.setdefault(_chain_of(line), []).append(line)
+    return groups
+
+
+def _surplus(lines, other):
+    """Lines of lines not matched one for one in other, in order."""
+    left = collections.Counter(other)
+    out = []
+    for line in lines:
+        if left[line]:
+            left[line] -= 1
+        else:
+            out.append(line)
+    return out
+
+
+def _chain_drift(owner, chain, found, expected):
+    missing, added = _surplus(expected, found), _surplus(found, expected)
+    if not missing and not added:
+        return [finding("rules_reordered", owner, chain=chain)]
+    paired = [finding("rule_changed", owner, chain=chain, rule=new, expected=old) for old, new in zip(missing, added)]
+    rest = [finding("rule_missing", owner, chain=chain, rule=line) for line in missing[len(added):]]
+    rest += [finding("rule_added", owner, chain=chain, rule=line) for line in added[len(missing):]]
+    return paired + rest
+
+
+def definition_drift(engine, owner, current, desired):
+    """How the object's owned rules differ from the rendering of its definition."""
+    current_chains, current_lines = engine.describe(current)
+    desired_chains, desired_lines = engine.describe(desired)
+    findings = [finding("chain_missing", owner, chain=c) for c in desired_chains if c not in current_chains]
+    findings += [finding("chain_added", owner, chain=c) for c in current_chains if c not in desired_chains]
+    found, expected = _grouped(current_lines), _grouped(desired_lines)
+    for chain in list(expected) + [c for c in found if c not in expected]:
+        whole_chain = chain in current_chains and chain not in desired_chains or chain in desired_chains and chain not in current_chains
+        if whole_chain or found.get(chain, []) == expected.get(chain, []):
+            continue
+        if chain.startswith(iprules.CHAIN_PREFIX):
+            findings += _chain_drift(owner, chain, found.get(chain, []), expected.get(chain, []))
+        else:  # built-in chains: the jumps' positions are not ours to keep
+            unordered = _chain_drift(owner, chain, sorted(found.get(chain, [])), sorted(expected.get(chain, [])))
+            findings += [f for f in unordered if f["issue"] != "rules_reordered"]
+    return findings
+
+
+def rule_report(rule):
+    family, table = rule.scope
+    return {"family": family, "table": table, "chain": rule.chain, "rule": rule.text, "packets": rule.packets, "bytes": rule.bytes}
+
+
+def mirrored_packets(rules):
+    """Clones sent, from the TEE rule counters; None without counters.
+
+    A clone of an egress packet leaves through mangle OUTPUT and matches the egress (MIRO)
+    rule again (TEE then declines to clone a clone), so those rules count every packet twice.
+    """
+    counted = [rule for rule in rules if not rule.owner]
+    if not counted or any(rule.packets is None for rule in counted):
+        return None
+    return sum(rule.packets // 2 if rule.chain.split("-")[1] == "MIRO" else rule.packets for rule in counted)
+
+
+def object_report(owner, rules, findings):
+    kind, name = owner
+    extra = {"mirrored_packets": mirrored_packets(rules)} if kind == MIRROR else {}
+    return dict(extra, **{
+        "name": name,
+        "families": sorted({rule.scope[0] for rule in rules}),
+        "chains": sorted({rule.chain for rule in rules if not rule.owner}),
+        "rules": [rule_report(rule) for rule in rules],
+        "drift": [f for f in findings if f["object"] == "%s:%s" % (kind, name)],
+    })
+
+
+@dataclass
+class Expected:
+    """The definitions the user passed, validated: {(kind, name): model object or None for absent}.
+
+    kinds: the kinds whose list was given; owned objects of those kinds not listed are drift.
+    """
+
+    objects: dict = field(default_factory=dict)
+    kinds: tuple = ()
+
+
+def _snapshot(engine):
+    if engine.backend == "nftables":
+        listings = engine.snapshot()
+        return nftables_live(listings), lambda kind, name: nftables_owned(listings, kind, name)
+    saves = engine.snapshot(counters=True)
+    return iptables_live(saves), lambda kind, name: iptables_owned(saves, kind, name)
+
+
+def expected_drift(engine, expected, objects, owned_of):
+    findings = []
+    for owner, obj in expected.objects.items():
+        if obj is None:
+            if owner in objects:
+                findings.append(finding("object_unexpected", owner))
+        elif owner not in objects and not owned_of(*owner):
+            findings.append(finding("object_missing", owner))
+        else:
+            findings += definition_drift(engine, owner, owned_of(*owner), engine.render(obj))
+    findings += [finding("object_unexpected", owner) for owner in objects if owner[0] in expected.kinds and owner not in expected.objects]
+    return findings
+
+
+def host_info(engine, expected):
+    """The module result: engine, every owned mirror and balancer with rules and counters, and drift."""
+    live, owned_of = _snapshot(engine)
+    objects, orphans = objects_of(live)
+    findings = [f for owner, rules in objects.items() for f in structural_drift(owner, rules, live)]
+    findings += [finding("chain_orphaned", chain=chain, family=scope[0], table=scope[1]) for scope, chain in orphans]
+    findings += expected_drift(engine, expected, objects, owned_of)
+    reports = {kind: [object_report(owner, rules, findings) for owner, rules in objects.items() if owner[0] == kind] for kind in (MIRROR, BALANCER)}
+    return {
+        "changed": False,
+        "engine": engine.name,
+        "counters": any(rule.packets is not None for rule in live.rules) or engine.backend != "nftables",
+        "mirrors": reports[MIRROR],
+        "balancers": reports[BALANCER],
+        "drift": findings,
+        "drifted": bool(findings),
+    }
+
+
+# Keys a definition may hold: the options of tee_mirror and dnat_balancer. Those that do not
+# shape the rules (engine, force, persistence) are accepted so a task's parameters can be reused.
+COMMON_KEYS = {"name", "state", "engine", "persist", "persist_path", "persist_service"}
+DEFINITION_KEYS = {
+    MIRROR: COMMON_KEYS | {"gateway", "protocol", "ports", "service", "direction", "peer", "interface", "force"},
+    BALANCER: COMMON_KEYS | {"vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients"},
+}
+
+
+def _definition(kind, build, parameter, params):
+    if not isinstance(params, dict):
+        raise ValidationError(parameter, params, "must be a dict of the %s module's parameters" % kind)
+    unknown = sorted(set(params) - DEFINITION_KEYS[kind])
+    if unknown:
+        raise ValidationError(parameter, params, "has unknown keys: %s" % ", ".join(unknown))
+    try:
+        name = validate_name(params.get("name"))
+        obj = None if params.get("state", "present") == "absent" else build(params)
+    except ValidationError as error:
+        error.parameter = "%s.%s" % (parameter, error.parameter)
+        error.args = ("%s: %s" % (parameter, error.args[0]),)
+        raise
+    return (kind, name), obj
+
+
+def build_expected(mirrors, balancers):
+    """Expected from the options mirrors and balancers (None: that kind is not compared)."""
+    expected = Expected()
+    for kind, option, build, items in ((MIRROR, "mirrors", build_mirror, mirrors), (BALANCER, "balancers", build_balancer, balancers)):
+        if items is None:
+            continue
+        expected.kinds += (kind,)
+        for index, params in enumerate(items):
+            owner, obj = _definition(kind, build, "%s[%d]" % (option, index), params)
+            if owner in expected.objects:
+                raise ValidationError("%s[%d].name" % (option, index), owner[1], "is defined twice")
+            expected.objects[owner] = obj
+    return expected

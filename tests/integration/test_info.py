@@ -1,0 +1,133 @@
+"""netfilter_info on real hosts: counters that match the traffic sent, and drift."""
+
+import pytest
+
+from tests.integration.netfilter import in_netns, restore, run_module
+from tests.integration import test_packets
+from tests.integration.test_packets import PORT_80, apply, balancer_lab, connect, mirror_lab
+
+make_lab = test_packets.make_lab  # the lab fixture, shared
+
+COUNTING_ENGINES = ("iptables-nft", "iptables-legacy")
+BALANCER = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22", "198.18.0.23"]}
+MIRROR = {"name": "http", "gateway": "198.18.0.3", "ports": ["80"]}
+
+
+def info(netns, **params):
+    result = run_module(netns, "netfilter_info", params)
+    assert result["rc"] == 0 and not result.get("failed"), result
+    return result
+
+
+def only(objects, name):
+    [found] = [o for o in objects if o["name"] == name]
+    return found
+
+
+def packets_by_chain(report, prefix):
+    counts = {}
+    for rule in report["rules"]:
+        if rule["chain"].startswith(prefix):
+            counts[rule["chain"]] = counts.get(rule["chain"], 0) + rule["packets"]
+    return counts
+
+
+@pytest.mark.parametrize("engine", COUNTING_ENGINES + ("nftables",))
+def test_balancer_counters_show_the_split(make_lab, engine):
+    lab = balancer_lab(make_lab, 3)
+    apply(lab, "lb", "dnat_balancer", name="web", vip=lab.vip, port=80, engine=engine, backends=[lab.addr(b) for b in lab.backend_hosts])
+    connect(lab, "client", lab.vip, 30)
+    result = info(lab.ns("lb"), engine=engine)
+    balancer = only(result["balancers"], "web")
+    if engine == "nftables":
+        assert result["counters"] is False
+        assert all(rule["packets"] is None and rule["bytes"] is None for rule in balancer["rules"])
+        return
+    assert result["counters"] is True
+    split = packets_by_chain(balancer, "NM-SEP-")
+    assert sorted(split.values()) == [10, 10, 10], split
+
+
+@pytest.mark.parametrize("engine", COUNTING_ENGINES)
+def test_mirror_counters_equal_the_clones_the_collector_got(make_lab, engine):
+    lab = mirror_lab(make_lab)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], engine=engine)
+    with lab.count("collector", *PORT_80) as clones:
+        connect(lab, "sender", lab.addr("web"), 5)
+    mirror = only(info(lab.ns("sender"), engine=engine)["mirrors"], "http")
+    tee = {rule["chain"][:8]: rule["packets"] for rule in mirror["rules"] if "TEE" in rule["rule"]}
+    assert clones.count > 0
+    # Egress clones pass mangle OUTPUT themselves and match the egress rule a second time.
+    assert tee["NM-MIRI-"] + tee["NM-MIRO-"] // 2 == clones.count, tee
+    assert mirror["mirrored_packets"] == clones.count
+
+
+ENGINES_READ = COUNTING_ENGINES + ("nftables", "python-iptables")
+
+
+@pytest.fixture(params=ENGINES_READ)
+def engine(request):
+    return request.param
+
+
+def apply_both(netns, engine):
+    for module, params in (("tee_mirror", dict(MIRROR, force=True)), ("dnat_balancer", BALANCER)):
+        result = run_module(netns, module, dict(params, engine=engine))
+        assert result["rc"] == 0 and not result.get("failed"), result
+
+
+def test_a_clean_host_reports_no_drift(netns, engine):
+    apply_both(netns, engine)
+    result = info(netns, engine=engine, mirrors=[MIRROR], balancers=[BALANCER])
+    assert result["engine"] == engine
+    assert [m["name"] for m in result["mirrors"]] == ["http"] and [b["name"] for b in result["balancers"]] == ["web"]
+    assert result["drift"] == [] and result["drifted"] is False
+
+
+def delete_rule(netns, engine, chain_prefix, table):
+    """Deletes by hand the first rule of the first chain starting with chain_prefix."""
+    if engine == "nftables":
+        listing = in_netns(netns, ["nft", "-a", "list", "table", "ip", "netmagic"], check=True).stdout
+        chain, handle = _nft_rule_handle(listing, chain_prefix)
+        in_netns(netns, ["nft", "delete", "rule", "ip", "netmagic", chain, "handle", handle], check=True)
+        return chain
+    variant = "nft" if engine == "iptables-nft" else "legacy"
+    save = in_netns(netns, ["iptables-%s-save" % variant, "-t", table], check=True).stdout
+    line = [l for l in save.splitlines() if l.startswith("-A " + chain_prefix)][0]
+    restore(netns, "iptables-" + variant, "*%s\n%s\nCOMMIT\n" % (table, line.replace("-A ", "-D ", 1)))
+    return line.split()[1]
+
+
+def _nft_rule_handle(listing, chain_prefix):
+    chain = None
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:1] == ["chain"]:
+            chain = words[1]
+        elif chain and chain.startswith(chain_prefix) and "# handle" in line:
+            return chain, words[-1]
+    raise AssertionError("no rule in a chain %s in %s" % (chain_prefix, listing))
+
+
+def test_a_rule_deleted_by_hand_is_drift(netns, engine):
+    apply_both(netns, engine)
+    sep = delete_rule(netns, engine, "NM-SEP-", "nat")
+    result = info(netns, engine=engine, balancers=[BALANCER])
+    assert result["drifted"]
+    assert [(f["issue"], f["object"], f["chain"]) for f in result["drift"]] == [("rule_missing", "balancer:web", sep)]
+    assert only(result["balancers"], "web")["drift"] == result["drift"]
+
+
+def test_a_jump_deleted_by_hand_is_drift_without_definitions(netns, engine):
+    apply_both(netns, engine)
+    builtin = "mangle-output" if engine == "nftables" else "OUTPUT"
+    delete_rule(netns, engine, builtin, "mangle")
+    issues = [(f["issue"], f["object"], f["chain"][:8]) for f in info(netns, engine=engine)["drift"]]
+    assert issues == [("jump_missing", "mirror:http", "NM-MIRO-")]
+
+
+def test_an_unknown_definition_key_is_refused(netns):
+    result = run_module(netns, "netfilter_info", {"mirrors": [dict(MIRROR, colour="red")]})
+    assert result.get("failed") and result["parameter"] == "mirrors[0]"
+    result = run_module(netns, "netfilter_info", {"balancers": [dict(BALANCER, port="http")]})
+    assert result.get("failed") and result["parameter"] == "balancers[0].port"
