@@ -7,8 +7,9 @@
 set -euo pipefail
 
 suite=bookworm
-# python3 runs the Ansible modules; the rest are the tools the scenarios and tests use.
-packages=python3,iptables,iproute2,procps,tcpdump,curl,netcat-openbsd,iputils-ping,ca-certificates
+# python3 runs the Ansible modules; the rest are the tools the scenarios and tests use
+# (nftables for the scenario that runs the roles with engine nftables).
+packages=python3,iptables,nftables,iproute2,procps,tcpdump,curl,netcat-openbsd,iputils-ping,ca-certificates
 
 # The mirror is read at run time so that no host name is written into the repository.
 sources=/etc/apt/sources.list.d/debian.sources
