@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
+    mirror_hooks,
     object_token,
     random_probabilities,
     round_robin_slots,
@@ -94,12 +95,8 @@ def _protocol_name(protocol, family):
 
 def render_mirror(mirror):
     rules = TableRules()
-    hooks = []
-    if mirror.direction in ("both", "egress"):
-        hooks.append(("MIRO", "OUTPUT", True))
-    if mirror.direction in ("both", "ingress"):
-        hooks.append(("MIRI", "PREROUTING", False))
-    for role, builtin, egress in hooks:
+    for role, egress in mirror_hooks(mirror):
+        builtin = "OUTPUT" if egress else "PREROUTING"
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = _mirror_hook_rules(mirror, chain, egress)
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))

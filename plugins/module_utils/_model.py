@@ -202,6 +202,12 @@ def build_mirror(params):
     )
 
 
+def mirror_hooks(mirror):
+    """(chain role, egress?) for each direction the mirror clones: MIRO for egress, MIRI for ingress."""
+    return [(role, egress) for role, egress, directions in (("MIRO", True, ("both", "egress")), ("MIRI", False, ("both", "ingress")))
+            if mirror.direction in directions]
+
+
 def _weight(parameter, value):
     if isinstance(value, bool) or not str(value).strip().isdigit() or int(str(value).strip()) < 1:
         raise ValidationError(parameter, value, "is not a whole number of at least 1")

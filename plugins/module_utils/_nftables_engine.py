@@ -21,6 +21,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
     _reduced_weights,
+    mirror_hooks,
     round_robin_slots,
 )
 
@@ -105,12 +106,8 @@ def _mirror_rules(mirror, egress):
 
 def render_mirror(mirror):
     rules = NftRules(tag=tag(MIRROR, mirror.name))
-    hooks = []
-    if mirror.direction in ("both", "egress"):
-        hooks.append(("MIRO", "mangle-output", True))
-    if mirror.direction in ("both", "ingress"):
-        hooks.append(("MIRI", "mangle-prerouting", False))
-    for role, base_chain, egress in hooks:
+    for role, egress in mirror_hooks(mirror):
+        base_chain = "mangle-output" if egress else "mangle-prerouting"
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, egress)]
         rules.jumps.append((base_chain, canonical([{"jump": {"target": chain}}])))

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import namespaces_available
+from tests.integration.netfilter import ENGINES, namespaces_available
 
 UNAVAILABLE = namespaces_available()
 
@@ -30,3 +30,15 @@ def netns():
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """Each engine in turn."""
+    return request.param
+
+
+@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
+def family(request):
+    """IPv4, then IPv6."""
+    return request.param

@@ -35,16 +35,6 @@ def rules_of(netns):
     return without_counters(ruleset(netns))
 
 
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
-
-
-@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
-def family(request):
-    return request.param
-
-
 @pytest.fixture
 def planted(netns, engine):
     """Foreign rules in every table the engine's backend has; returns the whole ruleset."""

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import ENGINES, plant_foreign, ruleset, run_module, without_counters
+from tests.integration.netfilter import plant_foreign, ruleset, run_module, without_counters
 from tests.lab.netlab import Lab
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
@@ -43,16 +43,6 @@ def apply(lab, host, module, **params):
     result = run_module(lab.ns(host), module, params)
     assert result["rc"] == 0 and not result.get("failed"), result
     return result
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
-
-
-@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
-def family(request):
-    return request.param
 
 
 def address(lab, host, family):
