@@ -44,6 +44,30 @@ options:
     type: str
     choices: [auto, iptables-nft, iptables-legacy, nftables, python-iptables]
     default: auto
+  persist:
+    description:
+      - Save the rules the collection owns after each run, so they come back at boot without a play.
+      - Writes, under O(persist_path), one C(iptables-restore --noflush) file per family holding only the owned chains and the
+        tagged jumps (C(xtables-nft-4.rules), C(xtables-legacy-6.rules), ...), or for O(engine=nftables) one C(nft -j -f)
+        batch that replaces the netmagic tables (C(nftables.json)); and the unit C(netmagic-netfilter-restore.service),
+        whose C(ExecStart) lines run those tools on those files, so the host needs nothing of the collection at boot.
+      - Every object the engine's backend holds is saved, not only this one. A run that changes nothing rewrites nothing.
+      - Running the unit again on a host that already holds the iptables rules adds their jumps a second time; the next
+        run of the module removes the copies.
+    type: bool
+    default: false
+  persist_path:
+    description:
+      - The directory of the saved files and the unit, with O(persist=true).
+    type: path
+    default: /etc/netmagic/netfilter
+  persist_service:
+    description:
+      - With O(persist=true), install the unit into C(/etc/systemd/system) and enable it (C(systemctl daemon-reload),
+        C(systemctl enable)). Skipped on hosts where systemd does not run.
+      - C(false) only writes the files and the unit under O(persist_path), for hosts that restore them another way.
+    type: bool
+    default: true
 notes:
   - Needs root on the managed host, and the C(iptables) package (1.8 or later) or, for
     O(engine=nftables), the C(nftables) package (1.0 or later). O(engine=python-iptables) also

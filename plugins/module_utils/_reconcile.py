@@ -12,6 +12,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engin
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import IptcEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._nftables_engine import NftablesEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, validate_name
+from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist
 
 ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables", "python-iptables")
 
@@ -22,6 +23,9 @@ def argument_spec(**specific):
         name=dict(type="str", required=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
         engine=dict(type="str", choices=list(ENGINES), default="auto"),
+        persist=dict(type="bool", default=False),
+        persist_path=dict(type="path", default=DEFAULT_PATH),
+        persist_service=dict(type="bool", default=True),
     )
     spec.update(specific)
     return spec
@@ -66,7 +70,7 @@ def _remove_elsewhere(host, engine, kind, name, check_only):
         owned = other.read(kind, name)
         if owned:
             other.apply(owned, {}, check_only=check_only)
-            removed.append(other.name)
+            removed.append(other)
     return removed
 
 
@@ -93,15 +97,22 @@ def reconcile(module, kind, build, preflight=None):
             if changed:
                 engine.apply(current, desired, check_only=module.check_mode)
             removed_from = _remove_elsewhere(host, engine, kind, params["name"], module.check_mode)
+            persisted = {}
+            if params["persist"]:
+                # Every backend this run changed is saved again, so no file brings back what was removed.
+                saved, persisted = persist(host, [engine] + removed_from, params["persist_path"], params["persist_service"], module.check_mode)
+                changed |= saved
     except ValidationError as error:
         module.fail_json(msg="%s: %s" % (module._name, error), parameter=error.parameter)
     except MissingLibraryError as error:
         module.fail_json(msg=missing_required_lib(error.library, reason=error.reason), exception=error.traceback)
     except EngineError as error:
         module.fail_json(msg="%s: %s" % (module._name, error))
+    except OSError as error:
+        module.fail_json(msg="%s: persist: %s" % (module._name, error))
     chains, rules = engine.describe(desired)
     result = {"changed": changed or bool(removed_from), "engine": engine.name, "chains": chains, "rules": rules,
-              "removed_from": removed_from}
+              "removed_from": [other.name for other in removed_from], "persisted": persisted}
     if module._diff:
         result["diff"] = {
             "before": engine.as_text(current),

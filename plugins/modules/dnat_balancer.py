@@ -139,6 +139,18 @@ removed_from:
   type: list
   elements: str
   sample: [iptables-legacy]
+persisted:
+  description: With O(persist=true), where the owned rules were saved; empty otherwise.
+  returned: success
+  type: dict
+  contains:
+    path:
+      description: The directory of the saved files (O(persist_path)).
+      type: str
+    unit:
+      description: The unit file written there, whose C(ExecStart) lines restore the files.
+      type: str
+  sample: {path: /etc/netmagic/netfilter, unit: /etc/netmagic/netfilter/netmagic-netfilter-restore.service}
 chains:
   description: The chains the service owns when in the desired state; empty after removal.
   returned: success
