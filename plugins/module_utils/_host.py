@@ -21,6 +21,14 @@ class EngineError(Exception):
     """The host cannot do what was asked; the message says why and what to do."""
 
 
+def writer_failure(tool, rc, error):
+    """How a failed writer is reported: a killed one may have committed, a refusing one did not."""
+    if rc < 0 or rc >= 128:
+        return ("%s was killed (rc=%d) before it reported: the kernel took the change whole or not at all; "
+                "run again to converge" % (tool, rc))
+    return "%s refused the change, nothing was applied (rc=%d): %s" % (tool, rc, error)
+
+
 class MissingLibraryError(EngineError):
     """A Python library an engine needs is not importable on the managed host."""
 

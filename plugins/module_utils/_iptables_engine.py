@@ -10,7 +10,7 @@ host uses is detected the way kube-proxy's iptables-wrapper does it.
 from __future__ import annotations
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as rules
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, writer_failure
 
 VARIANTS = ("nft", "legacy")
 # Seconds iptables-restore waits for the xtables lock held by another writer.
@@ -154,8 +154,8 @@ class IptablesEngine:
         argv = [restore, "--noflush", "--wait=%s" % XTABLES_WAIT] + (["--test"] if check_only else [])
         rc, _out, err = self.host.run(argv, data=buffer)
         if rc != 0:
-            raise EngineError("%s refused the change, nothing was applied (rc=%d): %s%s\n%s" % (
-                restore.rsplit("/", 1)[-1], rc, err.strip(), missing_extensions_hint(self.host, family, buffer, err), buffer))
+            tool = restore.rsplit("/", 1)[-1]
+            raise EngineError("%s%s\n%s" % (writer_failure(tool, rc, err.strip()), missing_extensions_hint(self.host, family, buffer, err), buffer))
 
     @staticmethod
     def describe(owned):

@@ -15,7 +15,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, writer_failure
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, chain_name, owns_chain, tag
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
@@ -395,7 +395,7 @@ class NftablesEngine:
             argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", handle.name]
             rc, _out, err = self.host.run(argv)
         if rc != 0:
-            raise EngineError("nft refused the change, nothing was applied (rc=%d): %s%s\n%s" % (rc, err.strip(), _kernel_hint(err), batch))
+            raise EngineError("%s%s\n%s" % (writer_failure("nft", rc, err.strip()), _kernel_hint(err), batch))
 
     @staticmethod
     def describe(owned):
