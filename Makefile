@@ -7,12 +7,14 @@ BUILD := .build
 COLLECTIONS := $(BUILD)/collections
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(BUILD)/dist/netmagic-netfilter-$(VERSION).tar.gz
-SOURCES := $(shell git ls-files plugins roles playbooks meta galaxy.yml README.md 2>/dev/null)
+SOURCES := $(shell git ls-files plugins roles playbooks meta docs galaxy.yml README.md CHANGELOG.rst changelogs 2>/dev/null)
+# Docs and changelog tools live in their own venv (their pins differ from the playbooks' venv).
+DOCS_BIN := $(BUILD)/venv-docs/bin
 
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: deps venv collection test unit sanity integration demo clean
+.PHONY: deps venv collection test unit sanity matrix lint changelog docs docs-test release release-test integration demo clean
 
 deps:
 	./scripts/install-deps.sh
@@ -33,8 +35,23 @@ $(COLLECTIONS)/ansible_collections/netmagic/netfilter/MANIFEST.json: $(TARBALL)
 
 collection: venv $(COLLECTIONS)/ansible_collections/netmagic/netfilter/MANIFEST.json
 
-unit: collection
-	$(BIN)/pytest tests/unit
+$(BIN)/.lint-installed: requirements-lint.txt $(BIN)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-lint.txt
+	touch $@
+
+$(DOCS_BIN)/.installed: requirements-docs.txt
+	$(PYTHON) -m venv $(BUILD)/venv-docs
+	$(DOCS_BIN)/pip install -q --disable-pip-version-check -r requirements-docs.txt
+	touch $@
+
+# Headless Chromium renders the docs site for tests/docs.
+/usr/bin/chromium:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+# ansible-test units on the pinned ansible-core (no root needed).
+unit: venv
+	./scripts/units.sh
 
 integration: collection
 	$(BIN)/pytest tests/integration
@@ -42,8 +59,31 @@ integration: collection
 sanity: venv
 	./scripts/sanity.sh
 
-test: collection sanity
-	$(BIN)/pytest tests/unit tests/integration
+# Sanity and unit tests on each supported ansible-core release and its Python.
+matrix: venv
+	./scripts/matrix.sh
+
+changelog: $(DOCS_BIN)/.installed
+	PATH=$(CURDIR)/$(DOCS_BIN):$$PATH ./scripts/changelog.sh
+
+lint: collection $(BIN)/.lint-installed changelog
+	PATH=$(CURDIR)/$(BIN):$$PATH NO_COLOR=1 ansible-lint
+
+docs: collection $(DOCS_BIN)/.installed
+	./scripts/docs.sh
+
+docs-test: docs /usr/bin/chromium
+	$(DOCS_BIN)/pytest -p no:cacheprovider tests/docs
+
+release: $(TARBALL)
+	@echo $(TARBALL)
+
+# The tarball installed into an empty collections path, its playbook run on lab hosts (root).
+release-test: venv
+	$(BIN)/pytest tests/release
+
+test: collection matrix lint docs-test
+	$(BIN)/pytest tests/integration tests/release
 	./scripts/molecule.sh
 
 demo: collection

@@ -1,0 +1,108 @@
+"""The release tarball as a user gets it: built with ansible-galaxy, installed into an empty
+collections path, and the collection's own playbook run from there against lab hosts over the
+collection's netns connection, with real connections through the balanced VIP afterwards."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.netfilter import namespaces_available
+from tests.lab.netlab import Lab
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CLIENT = REPO / "tests" / "lab" / "client.py"
+VERSION = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+# Build and test output that must never ship.
+LEFT_OUT = (".venv/", ".build/", ".git/", "build/", "docs/build/", "tests/output/", ".pytest_cache/", ".ruff_cache/",
+            ".ansible/", "changelogs/.plugin-cache.yaml")
+SHIPPED = ("MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "changelogs/changelog.yaml", "meta/runtime.yml",
+           "plugins/modules/tee_mirror.py", "plugins/modules/dnat_balancer.py", "plugins/connection/netns.py",
+           "playbooks/balance.yml", "roles/load_balancer/meta/argument_specs.yml", "docs/quickstart.md")
+
+pytestmark = pytest.mark.skipif(bool(namespaces_available()), reason=str(namespaces_available()))
+
+
+def _run(argv, **kwargs):
+    completed = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True, check=False, **kwargs)
+    assert completed.returncode == 0, "%s failed:\n%s\n%s" % (argv[0], completed.stdout[-4000:], completed.stderr[-4000:])
+    return completed
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory):
+    output = tmp_path_factory.mktemp("dist")
+    _run([BIN / "ansible-galaxy", "collection", "build", "--output-path", output, REPO])
+    path = output / ("netmagic-netfilter-%s.tar.gz" % VERSION)
+    assert path.is_file()
+    return path
+
+
+def _only(collections):
+    """An environment whose Ansible sees no collections path but this one (make exports .build's)."""
+    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1")
+
+
+@pytest.fixture(scope="module")
+def collections(tarball, tmp_path_factory):
+    """An empty collections path with only the tarball installed (Galaxy is not asked: --no-deps)."""
+    path = tmp_path_factory.mktemp("collections")
+    # With another install of the collection in sight, ansible-galaxy would skip this one.
+    _run([BIN / "ansible-galaxy", "collection", "install", "--no-deps", "-p", path, tarball], env=_only(path))
+    return path
+
+
+def test_tarball_ships_the_collection_and_leaves_out_build_output(tarball):
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
+    for name in SHIPPED:
+        assert name in names, "%s missing from the tarball" % name
+    for name in names:
+        assert not name.startswith(LEFT_OUT) and "__pycache__" not in name, "%s shipped in the tarball" % name
+    manifest = json.loads(tarfile.open(tarball).extractfile("MANIFEST.json").read())
+    assert manifest["collection_info"]["version"] == VERSION
+
+
+@pytest.fixture
+def lab():
+    with Lab("rel%d" % (os.getpid() % 1000), backends=2, subnet="198.18.240.0/24") as running:
+        for backend in running.backend_hosts:
+            running.start_http(backend)
+        yield running
+
+
+def test_installed_balance_playbook_rotates_connections_over_the_backends(collections, lab, tmp_path):
+    env = _only(collections)
+    installed = _run([BIN / "ansible-galaxy", "collection", "list", "netmagic.netfilter"], env=env).stdout
+    assert str(collections) in installed and VERSION in installed, installed
+
+    inventory = lab.write_inventory(tmp_path / "hosts.yml")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "balancers.yml").write_text(json.dumps({
+        # Lab hosts share the machine's /etc: the persisted sysctl stays in the lab's folder.
+        "load_balancer_sysctl_file": str(lab.state_dir / "balancer-sysctl.conf"),
+        "load_balancer_services": [{"name": "web", "vip": lab.vip, "port": 80,
+                                    "backends_from": {"group": "backends", "port_var": "backend_port"}}],
+    }))
+    # The playbook by its collection name: it is read from the installed tarball, not the checkout.
+    playbook = collections / "ansible_collections" / "netmagic" / "netfilter" / "playbooks" / "balance.yml"
+    tasks = _run([BIN / "ansible-playbook", "-i", inventory, "netmagic.netfilter.balance", "--list-tasks"], env=env).stdout
+    assert "playbook: %s" % playbook in tasks, tasks
+    played = _run([BIN / "ansible-playbook", "-i", inventory, "netmagic.netfilter.balance"], env=env, timeout=300).stdout
+    recap = re.search(r"^lb\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", played, re.M)
+    assert recap and int(recap.group(1)) > 0, played[-3000:]
+
+    rules = lab.run("lb", ["iptables-save", "-t", "nat"], check=True).stdout
+    assert '"netmagic:balancer:web"' in rules, rules
+
+    answers = json.loads(lab.run("client", [sys.executable, str(CLIENT), lab.vip, "--count", "10", "--max-seconds", "30"],
+                                 check=True, timeout=60).stdout)["answers"]
+    assert sorted(answers) == ["be1"] * 5 + ["be2"] * 5, answers
+    assert all(first != second for first, second in zip(answers, answers[1:])), "not in rotation: %s" % answers
