@@ -148,7 +148,7 @@ def _pyplot():
 def plot_control(control, path):
     plt = _pyplot()
     steps = control["steps"]
-    figure, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 4.4), sharey=True)
+    figure, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 5.2), sharey=True)
     names = list(control["sizes"][0]["methods"])
     for axis, step in zip(axes, steps):
         for name in names:
@@ -173,9 +173,10 @@ def plot_control(control, path):
         axis.set_xlabel("endpoints (S×B)")
         axis.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds (median, band = min–max)")
-    axes[-1].legend(fontsize=7, loc="upper left")
-    figure.suptitle("Control plane: time per step vs size (dotted: per-rule loop extrapolated)")
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    figure.suptitle("Control plane: time per step vs size (dashed: floors; dotted: per-rule loop extrapolated)")
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
