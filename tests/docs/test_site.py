@@ -66,6 +66,10 @@ def _type_line(spec):
     return " / ".join(parts)
 
 
+# Elements without an end tag: they must not count as nesting.
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
 class _OptionRows(HTMLParser):
     """Per option anchor (`parameter-...`): its type line and the default it shows."""
 
@@ -77,7 +81,8 @@ class _OptionRows(HTMLParser):
         self._depth = 0
 
     def handle_starttag(self, tag, attrs):
-        self._depth += 1
+        if tag not in _VOID:
+            self._depth += 1
         attrs = dict(attrs)
         classes = (attrs.get("class") or "").split()
         if "ansibleOptionAnchor" in classes:
@@ -105,6 +110,7 @@ class _OptionRows(HTMLParser):
 
 class _Links(HTMLParser):
     """Every link target of a page."""
+
     def __init__(self):
         super().__init__()
         self.links = set()
@@ -116,7 +122,7 @@ class _Links(HTMLParser):
 
 def _chromium(*arguments):
     browser = shutil.which("chromium")
-    assert browser, "chromium is not installed (make docs installs it)"
+    assert browser, "chromium is not installed (make docs-test installs it)"
     with tempfile.TemporaryDirectory() as home:
         # Chromium writes to ~/.config even with its own profile folder.
         return subprocess.run(
