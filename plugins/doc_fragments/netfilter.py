@@ -56,11 +56,13 @@ options:
         run of the module removes the copies.
     type: bool
     default: false
+    version_added: 0.2.0
   persist_path:
     description:
       - The directory of the saved files and the unit, with O(persist=true).
     type: path
     default: /etc/netmagic/netfilter
+    version_added: 0.2.0
   persist_service:
     description:
       - With O(persist=true), install the unit into C(/etc/systemd/system) and enable it (C(systemctl daemon-reload),
@@ -68,6 +70,7 @@ options:
       - C(false) only writes the files and the unit under O(persist_path), for hosts that restore them another way.
     type: bool
     default: true
+    version_added: 0.2.0
 notes:
   - Needs root on the managed host, and the C(iptables) package (1.8 or later) or, for
     O(engine=nftables), the C(nftables) package (1.0 or later). O(engine=python-iptables) also

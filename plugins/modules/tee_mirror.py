@@ -79,6 +79,7 @@ options:
         interface, say).
     type: bool
     default: false
+    version_added: 0.2.0
   interface:
     description:
       - Interface the traffic leaves (egress) or arrives on (ingress). A trailing C(+)
