@@ -15,6 +15,8 @@ GOAL_FLOOR_FACTOR = 2
 GOAL_LOOP_FACTOR = 100
 GOAL_LARGE_ENDPOINTS = 10000
 GOAL_LOOP_ENDPOINTS = 1000
+# The goal names 1000 rules: 10x10 has about 250 (loop measured), 25x40 about 2100 (loop extrapolated).
+GOAL_LOOP_SIZES = (100, GOAL_LOOP_ENDPOINTS)
 
 
 # --- numbers as text -----------------------------------------------------------------
@@ -115,6 +117,15 @@ def floor_goal_rows(size, steps):
     return rows
 
 
+def _loop_speedup(loop, module):
+    """Loop ÷ module per repeat; a loop that ran fewer times than the module is set against every module repeat."""
+    if not loop or not module:
+        return None
+    if len(loop["samples"]) >= len(module["samples"]):
+        return ratios(loop, module)
+    return ratios({"samples": [loop["median"]] * len(module["samples"])}, module)
+
+
 def loop_goal_rows(size):
     loop_name, loop = next((n, e) for n, e in size["methods"].items() if e["kind"] == "per-rule")
     rows = []
@@ -122,13 +133,13 @@ def loop_goal_rows(size):
         if entry["kind"] != "module":
             continue
         for step in ("apply", "noop"):
-            speedup = ratios(loop["steps"][step], entry["steps"][step])
+            speedup = _loop_speedup(loop["steps"][step], entry["steps"][step])
             if not speedup:
                 continue
             met = speedup["median"] >= GOAL_LOOP_FACTOR
             rows.append([name, step, seconds(loop["steps"][step]) + (" (extrapolated)" if loop.get("extrapolated") else ""),
                          seconds(entry["steps"][step]), times(speedup, 0),
-                         "met" if met else "missed: %.0f× short of %d×" % (GOAL_LOOP_FACTOR / speedup["median"], GOAL_LOOP_FACTOR)])
+                         "met" if met else "missed by %.2f×" % (GOAL_LOOP_FACTOR / speedup["median"])])
     return rows
 
 
@@ -219,11 +230,14 @@ def goals_section(control, steps):
                         floor_goal_rows(large, steps)), ""]
     else:
         parts += ["The %d-endpoint size was not part of this run (`--large`); the start-up goal is not evaluated." % GOAL_LARGE_ENDPOINTS, ""]
-    loop_size = _size_with(control["sizes"], GOAL_LOOP_ENDPOINTS)
-    if loop_size:
+    for endpoints in GOAL_LOOP_SIZES:
+        loop_size = _size_with(control["sizes"], endpoints)
+        if not loop_size:
+            continue
         facts = (GOAL_LOOP_FACTOR, loop_size["label"], loop_size["endpoints"], loop_size["rules"], loop_size["per_rule_calls"])
         intro = ("**At least %d× faster than the per-rule loop** at %s (%d endpoints, %d rules, %d `ansible.builtin.iptables` "
-                 "calls): loop time ÷ module time, per repeat." % facts)
+                 "calls): loop time ÷ module time; the loop ran once per size, so its time is set against each of the "
+                 "module's repeats." % facts)
         parts += [intro, "",
                   table(["engine", "step", "per-rule loop", "module", "speed-up", "goal"], loop_goal_rows(loop_size)), ""]
     return parts
@@ -332,7 +346,7 @@ def control_headline(control):
         module = loop_size["methods"].get("module iptables-nft")
         if module and loop["steps"]["apply"]:
             lines.append("- At %d endpoints the `ansible.builtin.iptables` loop takes %s× as long as module iptables-nft to apply%s."
-                         % (loop_size["endpoints"], _x(_median(ratios(loop["steps"]["apply"], module["steps"]["apply"])), 0),
+                         % (loop_size["endpoints"], _x(_median(_loop_speedup(loop["steps"]["apply"], module["steps"]["apply"])), 0),
                             " (loop time extrapolated from %s)" % loop.get("extrapolated_from") if loop.get("extrapolated") else ""))
     return lines
 
