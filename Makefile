@@ -14,7 +14,7 @@ DOCS_BIN := $(BUILD)/venv-docs/bin
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: deps venv collection test unit sanity matrix lint changelog docs docs-test release release-test integration demo clean
+.PHONY: deps venv collection test unit sanity matrix lint changelog docs docs-test release release-test integration demo bench clean
 
 deps:
 	./scripts/install-deps.sh
@@ -88,6 +88,9 @@ test: collection matrix lint docs-test
 
 demo: collection
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+bench: collection
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)
