@@ -2,7 +2,7 @@
 
 As root, from the repository root:
 
-    .venv/bin/python -m benchmarks.run            # small sizes, a few minutes
+    .venv/bin/python -m benchmarks.run            # up to 1000 endpoints, 20-host fleet: about 13 minutes
     .venv/bin/python -m benchmarks.run --full     # 10000 endpoints, 50-host fleet, longer loads (about an hour)
 
 Installs what it needs first: iperf3 and wrk (apt), matplotlib (benchmarks/requirements.txt,
