@@ -10,19 +10,6 @@ class ModuleDocFragment:
 
     DOCUMENTATION = r"""
 options:
-  name:
-    description:
-      - The object's identity; its chain names and rule tag derive from it.
-      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
-    type: str
-    required: true
-  state:
-    description:
-      - C(present) makes the object's rules exactly as described.
-      - C(absent) removes every rule and chain of the object.
-    type: str
-    choices: [present, absent]
-    default: present
   engine:
     description:
       - The netfilter engine that stores the rules.
@@ -90,4 +77,22 @@ attributes:
     support: full
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details: The diff shows the owned rules before and after, as iptables-save text or nft JSON rules.
+"""
+
+    # The options of one object, for the modules that manage one.
+    OBJECT = r"""
+options:
+  name:
+    description:
+      - The object's identity; its chain names and rule tag derive from it.
+      - 1 to 64 characters of letters, digits, C(-), C(_) and C(.).
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) makes the object's rules exactly as described.
+      - C(absent) removes every rule and chain of the object.
+    type: str
+    choices: [present, absent]
+    default: present
 """

@@ -112,17 +112,13 @@ class IptablesEngine:
     def available(self):
         return bool(self._binary(4, "save", required=False))
 
-    def read(self, kind, name):
-        """The object's owned rules in both families; a family whose tools are missing holds none."""
-        owned = {}
-        for family in FAMILY_COMMANDS:
-            save = self._binary(family, "save", required=family == 4)
-            if not save:
-                continue
-            rc, out, err = self.host.run([save])
-            if rc != 0:
-                raise EngineError("%s failed (rc=%d): %s" % (save, rc, err.strip()))
-            owned.update(rules.owned_rules(rules.parse_save(out), kind, name, family))
+    def read(self, keys):
+        """{(kind, name): owned rules in both families} for each key, from one save per family;
+        a family whose tools are missing holds none."""
+        owned = {key: {} for key in keys}
+        for family, text in self.snapshot().items():
+            for key, tables in rules.owned_rules_of(rules.parse_save(text), keys, family).items():
+                owned[key].update(tables)
         return owned
 
     def snapshot(self, counters=False):
@@ -142,8 +138,10 @@ class IptablesEngine:
     same = staticmethod(rules.same_rules)
     as_text = staticmethod(rules.as_text)
 
-    def apply(self, current, desired, check_only=False):
-        """One restore per family with changes; --test in check mode verifies without committing."""
+    def apply(self, changes, check_only=False):
+        """changes: (current, desired) of each object. One restore per family with changes;
+        --test in check mode verifies without committing."""
+        current, desired = rules.merged(c for c, _d in changes), rules.merged(d for _c, d in changes)
         for family in FAMILY_COMMANDS:
             buffer = rules.restore_buffer(current, desired, family)
             if buffer:

@@ -56,9 +56,10 @@ def chain_name(role, kind, name, index=None):
     return ("%s-%s" % (head, name))[:MAX_CHAIN_LENGTH].rstrip("-")
 
 
-def owns_chain(chain, kind, name):
+def chain_token(chain):
+    """The object token of an owned chain's name, or None for any other chain."""
     parts = chain.split("-")
-    return chain.startswith(CHAIN_PREFIX) and len(parts) > 2 and parts[2] == object_token(kind, name)
+    return parts[2] if chain.startswith(CHAIN_PREFIX) and len(parts) > 2 else None
 
 
 def _comment(kind, name):
@@ -179,21 +180,38 @@ def parse_save(text):
     return tables
 
 
+TAG_IN_RULE = re.compile(r'--comment "?netmagic:([a-z]+):([A-Za-z0-9_.-]+)"?(?:\s|$)')
+
+
+def owned_rules_of(tables, keys, family=4):
+    """The parts of a parsed ruleset of one family that belong to each (kind, name) key:
+    {key: {(family, table): TableRules}}, one pass over the ruleset for all keys."""
+    by_token = {object_token(*key): key for key in keys}
+    owned = {key: {} for key in by_token.values()}
+    for table, chains in tables.items():
+        for chain, lines in chains.items():
+            if chain.startswith(CHAIN_PREFIX):
+                key = by_token.get(chain_token(chain))
+                if key:
+                    _table_rules(owned[key], family, table).chains[chain] = list(lines)
+                continue
+            for line in lines:
+                match = TAG_IN_RULE.search(line)
+                if match and match.groups() in owned:
+                    _table_rules(owned[match.groups()], family, table).jumps.append(line)
+    for tables_of_key in owned.values():
+        for rules in tables_of_key.values():
+            rules.jumps.sort()
+    return owned
+
+
+def _table_rules(owned, family, table):
+    return owned.setdefault((family, table), TableRules())
+
+
 def owned_rules(tables, kind, name, family=4):
     """The part of a parsed ruleset of one family that belongs to one object, per (family, table)."""
-    tag_pattern = re.compile(r'--comment "?%s"?(\s|$)' % re.escape(tag(kind, name)))
-    owned = {}
-    for table, chains in tables.items():
-        rules = TableRules()
-        for chain, lines in chains.items():
-            if owns_chain(chain, kind, name):
-                rules.chains[chain] = list(lines)
-            elif not chain.startswith(CHAIN_PREFIX):
-                rules.jumps.extend(line for line in lines if tag_pattern.search(line))
-        rules.jumps.sort()
-        if not rules.is_empty():
-            owned[(family, table)] = rules
-    return owned
+    return owned_rules_of(tables, [(kind, name)], family)[(kind, name)]
 
 
 def same_rules(current, desired):
@@ -237,6 +255,19 @@ def _table_restore_lines(current, desired):
             lines.append("-I %s 1 %s" % _rule_spec(jump))
     lines.extend("-X %s" % chain for chain in stale_chains)
     return lines
+
+
+def merged(owned_list):
+    """The owned rules of several objects as one: their chains and jumps never overlap."""
+    out = {}
+    for owned in owned_list:
+        for key, rules in owned.items():
+            table = out.setdefault(key, TableRules())
+            table.chains.update(rules.chains)
+            table.jumps.extend(rules.jumps)
+    for rules in out.values():
+        rules.jumps.sort()
+    return out
 
 
 def restore_buffer(current, desired, family=4):

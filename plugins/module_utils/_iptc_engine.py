@@ -13,6 +13,7 @@ match order, and creates every table it opens.
 
 from __future__ import annotations
 
+import re
 import shlex
 import traceback
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engin
     _save_output,
     count_rule_lines,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, restore_buffer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, merged, restore_buffer
 
 LIBRARY = "python-iptables"
 INSTALL_HINT = (
@@ -36,6 +37,8 @@ TABLE_NAMES = {4: "/proc/net/ip_tables_names", 6: "/proc/net/ip6_tables_names"}
 RULE_FIELDS = {"-s": "src", "-d": "dst", "-i": "in_interface", "-o": "out_interface", "-p": "protocol"}
 # iptc knows ICMPv6 by number only; the other protocol names the renderer writes it knows.
 PROTOCOL_NUMBERS = {"ipv6-icmp": "58"}
+# Rules that load a target extension (see IptcEngine.apply).
+TARGET_RULE = re.compile(r"^-[AI] .* -j (TEE|DNAT|MASQUERADE)( |$)", re.MULTILINE)
 RESTORE_ACTIONS = {"-A": "append", "-D": "delete", "-I": "insert", "-X": "remove"}
 
 
@@ -232,6 +235,15 @@ def commit_tables(iptc, tables):
         committed.append("IPv%d %s" % (family, name))
 
 
+def _refuse_a_target_in_two_families(buffers):
+    ipv4, ipv6 = ({match.group(1) for match in TARGET_RULE.finditer(buffers[family])} for family in FAMILY_COMMANDS)
+    both = sorted(ipv4 & ipv6)
+    if both:
+        raise EngineError("engine python-iptables cannot write %s rules of IPv4 and of IPv6 in one run (iptc loads a target "
+                          "extension for one family per process): apply the IPv4 and the IPv6 objects in separate runs"
+                          % " and ".join(both))
+
+
 class IptcEngine(IptablesEngine):
     """Writes legacy x_tables through python-iptables; reads, renders and compares as engine iptables-legacy."""
 
@@ -254,11 +266,11 @@ class IptcEngine(IptablesEngine):
             return False
         return True
 
-    def read(self, kind, name):
+    def read(self, keys):
         """Refuses before reading when iptc is missing or the host's rules are in nf_tables."""
         self._iptc()
         self._refuse_nf_tables()
-        return super().read(kind, name)
+        return super().read(keys)
 
     def _refuse_nf_tables(self):
         count = sum(count_rule_lines(_save_output(self.host, "%s-nft-save" % command)) for command in FAMILY_COMMANDS.values())
@@ -269,16 +281,18 @@ class IptcEngine(IptablesEngine):
                 "precedence; use engine iptables-nft (or auto) on this host" % count
             )
 
-    def apply(self, current, desired, check_only=False):
+    def apply(self, changes, check_only=False):
         """Every table with changes prepared on its own handle, then each committed once; none in check mode.
 
-        Only desired rules carry target extensions (TEE, DNAT, MASQUERADE), and they are of one
-        family: iptc loads such an extension for one family per process, and a second family
-        exits the process. The other family's steps only empty, unhook and delete chains.
+        Only desired rules carry target extensions (TEE, DNAT, MASQUERADE): iptc loads each for
+        one family per process, and loading it for a second family exits the process, so a change
+        writing one target in both families is refused before anything is built.
         """
         iptc = self._iptc()
-        work = [(family, table, steps) for family in FAMILY_COMMANDS
-                for table, steps in table_operations(restore_buffer(current, desired, family))]
+        current, desired = merged(c for c, _d in changes), merged(d for _c, d in changes)
+        buffers = {family: restore_buffer(current, desired, family) for family in FAMILY_COMMANDS}
+        _refuse_a_target_in_two_families(buffers)
+        work = [(family, table, steps) for family in FAMILY_COMMANDS for table, steps in table_operations(buffers[family])]
         with xtables_lock(int(XTABLES_WAIT)):
             existing = {family: live_tables(family) for family in FAMILY_COMMANDS}
             hide_missing_tables(iptc, existing)

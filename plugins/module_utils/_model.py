@@ -38,6 +38,7 @@ class ValidationError(ValueError):
     def __init__(self, parameter, value, reason):
         self.parameter = parameter
         self.value = value
+        self.reason = reason
         super().__init__("parameter '%s': %r %s" % (parameter, value, reason))
 
 

@@ -16,12 +16,13 @@ import tempfile
 from dataclasses import dataclass, field
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, writer_failure
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, chain_name, owns_chain, tag
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, chain_name, chain_token, tag
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
     _reduced_weights,
     mirror_hooks,
+    object_token,
     round_robin_slots,
 )
 
@@ -189,20 +190,32 @@ def parse_table(listing):
     return chains, rules
 
 
-def owned_rules(chains, rules, kind, name):
-    owned = NftRules(tag=tag(kind, name))
+def owned_rules_of(chains, rules, keys):
+    """{(kind, name): NftRules} of each key in one family's table, from one pass over its rules."""
+    by_token = {object_token(*key): key for key in keys}
+    by_tag = {tag(*key): key for key in keys}
+    owned = {key: NftRules(tag=tag(*key)) for key in keys}
+    chain_owner = {}
     for chain in chains:
-        if owns_chain(chain, kind, name):
-            owned.chains[chain] = []
+        key = by_token.get(chain_token(chain))
+        if key:
+            chain_owner[chain] = key
+            owned[key].chains[chain] = []
     for chain, handle, comment, expr in rules:
-        if chain in owned.chains:
-            owned.chains[chain].append(canonical(expr))
-        elif chain in BASE_CHAINS and comment == tag(kind, name):
+        if chain in chain_owner:
+            owned[chain_owner[chain]].chains[chain].append(canonical(expr))
+        elif chain in BASE_CHAINS and comment in by_tag:
+            mine = owned[by_tag[comment]]
             jump = (chain, canonical(expr))
-            owned.jumps.append(jump)
-            owned.handles.setdefault(jump, []).append(handle)
-    owned.jumps.sort()
+            mine.jumps.append(jump)
+            mine.handles.setdefault(jump, []).append(handle)
+    for mine in owned.values():
+        mine.jumps.sort()
     return owned
+
+
+def owned_rules(chains, rules, kind, name):
+    return owned_rules_of(chains, rules, [(kind, name)])[(kind, name)]
 
 
 def same_rules(current, desired):
@@ -280,15 +293,24 @@ def _table(family):
     return {"family": FAMILIES[family], "name": TABLE}
 
 
-def _family_commands(family, current, desired, other_chains):
-    """nft JSON commands for one family; other_chains: owned chains of other objects in the table."""
-    if not desired.chains and not other_chains:
-        return [{"delete": {"table": _table(family)}}] if current.chains or current.jumps else []
+def _family_commands(family, changes, other_chains):
+    """nft JSON commands for one family; changes: (current, desired) NftRules of each object read,
+    other_chains: owned chains of objects not read, which keep the table."""
+    if not any(desired.chains for _current, desired in changes) and not other_chains:
+        held = any(current.chains or current.jumps for current, _desired in changes)
+        return [{"delete": {"table": _table(family)}}] if held else []
     commands = [{"add": {"table": _table(family)}}]
-    for base_chain in sorted({chain for chain, _expr in desired.jumps}):
+    for base_chain in sorted({chain for _current, desired in changes for chain, _expr in desired.jumps}):
         commands.append({"add": {"chain": _ref(family, name=base_chain, policy="accept", **BASE_CHAINS[base_chain])}})
+    for current, desired in changes:
+        commands += _object_commands(family, current, desired)
+    return commands
+
+
+def _object_commands(family, current, desired):
     rewritten = sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
     stale = sorted(set(current.chains) - set(desired.chains))
+    commands = []
     for chain in rewritten:
         commands.append({"add": {"chain": _ref(family, name=chain)}})
         commands.append({"flush": {"chain": _ref(family, name=chain)}})
@@ -365,28 +387,32 @@ class NftablesEngine:
                 raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
         return saves
 
-    def read(self, kind, name):
-        owned = {}
+    def read(self, keys):
+        """{(kind, name): {family: NftRules}} for each key, from one listing per family."""
+        owned = {key: {} for key in keys}
         self._other_chains = {}
         for family in FAMILIES:
             chains, rules = self._list(family)
-            mine = owned_rules(chains, rules, kind, name)
-            self._other_chains[family] = [c for c in chains if c.startswith(CHAIN_PREFIX) and c not in mine.chains]
-            if mine.chains or mine.jumps:
-                owned[family] = mine
+            for key, mine in owned_rules_of(chains, rules, keys).items():
+                if mine.chains or mine.jumps:
+                    owned[key][family] = mine
+            read_chains = {chain for tables in owned.values() if family in tables for chain in tables[family].chains}
+            self._other_chains[family] = [c for c in chains if c.startswith(CHAIN_PREFIX) and c not in read_chains]
         return owned
 
     render = staticmethod(render)
     same = staticmethod(same_rules)
     as_text = staticmethod(as_text)
 
-    def apply(self, current, desired, check_only=False):
-        """Every family's change in one transaction; nft -c in check mode."""
+    def apply(self, changes, check_only=False):
+        """changes: (current, desired) of each object read. Every family's change in one
+        transaction; nft -c in check mode."""
         empty = NftRules()
         commands = []
         for family in FAMILIES:
-            if (current.get(family, empty).canonical() != desired.get(family, empty).canonical()):
-                commands += _family_commands(family, current.get(family, empty), desired.get(family, empty), self._other_chains.get(family, []))
+            pairs = [(current.get(family, empty), desired.get(family, empty)) for current, desired in changes]
+            if any(c.canonical() != d.canonical() for c, d in pairs):
+                commands += _family_commands(family, pairs, self._other_chains.get(family, []))
         batch = json.dumps({"nftables": commands})
         # From a file, not stdin: nft 1.0.6 answers 0 to JSON on stdin that it cannot parse.
         with tempfile.NamedTemporaryFile("w", prefix="netmagic-", suffix=".json") as handle:

@@ -5,30 +5,78 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, MissingLibraryError, host_lock
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine, detect_variant
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import IptcEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._nftables_engine import NftablesEngine
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, validate_name
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    BALANCER,
+    MIRROR,
+    ValidationError,
+    build_balancer,
+    build_mirror,
+    validate_name,
+)
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist
+from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import check_gateway
 
 ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables", "python-iptables")
 
 
+# Options of every rule-managing module (doc fragment netmagic.netfilter.netfilter).
+SHARED_OPTIONS = dict(
+    engine=dict(type="str", choices=list(ENGINES), default="auto"),
+    persist=dict(type="bool", default=False),
+    persist_path=dict(type="path", default=DEFAULT_PATH),
+    persist_service=dict(type="bool", default=True),
+)
+# Options of one object (doc fragment netmagic.netfilter.netfilter.object).
+OBJECT_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+)
+MIRROR_OPTIONS = dict(
+    gateway=dict(type="str"),
+    protocol=dict(type="str", choices=["tcp", "udp", "icmp", "all"], default="tcp"),
+    ports=dict(type="list", elements="str", default=[]),
+    service=dict(type="str", choices=["remote", "local"], default="remote"),
+    direction=dict(type="str", choices=["both", "ingress", "egress"], default="both"),
+    peer=dict(type="str"),
+    interface=dict(type="str"),
+    force=dict(type="bool", default=False),
+)
+MIRROR_REQUIRED_IF = [("state", "present", ("gateway",))]
+BALANCER_OPTIONS = dict(
+    vip=dict(type="str"),
+    port=dict(type="int"),
+    protocol=dict(type="str", choices=["tcp", "udp"], default="tcp"),
+    backends=dict(type="list", elements="raw"),
+    mode=dict(type="str", choices=["round_robin", "random"], default="round_robin"),
+    masquerade=dict(type="bool", default=True),
+    local_clients=dict(type="bool", default=True),
+)
+BALANCER_REQUIRED_IF = [("state", "present", ("vip", "port", "backends"))]
+
+
 def argument_spec(**specific):
-    """The options every rule-managing module takes (doc fragment netmagic.netfilter.netfilter), plus its own."""
-    spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        engine=dict(type="str", choices=list(ENGINES), default="auto"),
-        persist=dict(type="bool", default=False),
-        persist_path=dict(type="path", default=DEFAULT_PATH),
-        persist_service=dict(type="bool", default=True),
+    """The options of a module managing one object: its own, plus the object's and the shared ones."""
+    return dict(OBJECT_OPTIONS, **SHARED_OPTIONS, **specific)
+
+
+def objects_argument_spec():
+    """netfilter_apply: lists of mirrors and balancers, each item as the one-object module takes it."""
+    return dict(
+        SHARED_OPTIONS,
+        mirrors=dict(type="list", elements="dict", default=[], options=dict(OBJECT_OPTIONS, **MIRROR_OPTIONS),
+                     required_if=MIRROR_REQUIRED_IF),
+        balancers=dict(type="list", elements="dict", default=[], options=dict(OBJECT_OPTIONS, **BALANCER_OPTIONS),
+                       required_if=BALANCER_REQUIRED_IF),
     )
-    spec.update(specific)
-    return spec
 
 
 def _engine(host, name):
@@ -63,45 +111,77 @@ def _other_backends(host, engine):
     return list(found.values())
 
 
-def _remove_elsewhere(host, engine, kind, name, check_only):
-    """What the object owned under another engine goes, so a host never holds both."""
-    removed = []
+def _remove_elsewhere(host, engine, keys, check_only):
+    """What the objects owned under another engine goes, so a host never holds both.
+
+    Returns (the engines that held any, the keys they held)."""
+    engines, removed_keys = [], set()
     for other in _other_backends(host, engine):
-        owned = other.read(kind, name)
-        if owned:
-            other.apply(owned, {}, check_only=check_only)
-            removed.append(other)
-    return removed
+        owned = other.read(keys)
+        held = [key for key in keys if owned[key]]
+        if held:
+            other.apply([(owned[key], {}) for key in held], check_only=check_only)
+            engines.append(other)
+            removed_keys.update(held)
+    return engines, removed_keys
 
 
-def reconcile(module, kind, build, preflight=None):
-    """Bring one object to its desired state; returns (module result, model object or None).
+@dataclass
+class Outcome:
+    """What one converge did: the engine, each object's rules before and after, what changed."""
 
-    build(params) returns the validated model object and preflight(host, obj), when
-    given, checks the host for it; both run before anything is read or written, so bad
-    input leaves the host untouched.
+    engine: object
+    current: dict
+    desired: dict
+    changed_keys: list
+    removed_from: list = field(default_factory=list)
+    removed_keys: set = field(default_factory=set)
+    persisted: dict = field(default_factory=dict)
+    persist_changed: bool = False
+
+    @property
+    def changed(self):
+        return bool(self.changed_keys or self.removed_from or self.persist_changed)
+
+    def object_result(self, key):
+        chains, rules = self.engine.describe(self.desired[key])
+        return {"changed": key in self.changed_keys or key in self.removed_keys, "chains": chains, "rules": rules}
+
+    def diff(self, keys, header):
+        return {
+            "before": "".join(self.engine.as_text(self.current[key]) for key in keys),
+            "after": "".join(self.engine.as_text(self.desired[key]) for key in keys),
+            "before_header": "%s (%s, owned rules)" % (header, self.engine.name),
+            "after_header": "%s (%s, owned rules)" % (header, self.engine.name),
+        }
+
+
+def converge(host, params, objects, check_only):
+    """Bring objects to their desired state in one read and one atomic apply.
+
+    objects: {(kind, name): validated model object, or None for absent}. params holds the
+    shared options (engine, persist, persist_path, persist_service).
     """
-    params = module.params
-    present = params["state"] == "present"
+    keys = list(objects)
+    with host_lock():
+        engine = select_engine(host, params["engine"])
+        current = engine.read(keys)
+        desired = {key: engine.render(obj) if obj else {} for key, obj in objects.items()}
+        changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
+        if changed_keys:
+            engine.apply([(current[key], desired[key]) for key in changed_keys], check_only=check_only)
+        outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
+        if params["persist"]:
+            # Every backend this run changed is saved again, so no file brings back what was removed.
+            outcome.persist_changed, outcome.persisted = persist(host, [engine] + outcome.removed_from, params["persist_path"],
+                                                                 params["persist_service"], check_only)
+    return outcome
+
+
+def fail_on_errors(module, action):
+    """Runs action(); an error becomes fail_json with a message naming what failed. Returns its result."""
     try:
-        validate_name(params["name"])
-        obj = build(params) if present else None
-        host = AnsibleHost(module)
-        if present and preflight:
-            preflight(host, obj)
-        with host_lock():
-            engine = select_engine(host, params["engine"])
-            current = engine.read(kind, params["name"])
-            desired = engine.render(obj) if present else {}
-            changed = not engine.same(current, desired)
-            if changed:
-                engine.apply(current, desired, check_only=module.check_mode)
-            removed_from = _remove_elsewhere(host, engine, kind, params["name"], module.check_mode)
-            persisted = {}
-            if params["persist"]:
-                # Every backend this run changed is saved again, so no file brings back what was removed.
-                saved, persisted = persist(host, [engine] + removed_from, params["persist_path"], params["persist_service"], module.check_mode)
-                changed |= saved
+        return action()
     except ValidationError as error:
         module.fail_json(msg="%s: %s" % (module._name, error), parameter=error.parameter)
     except MissingLibraryError as error:
@@ -110,14 +190,87 @@ def reconcile(module, kind, build, preflight=None):
         module.fail_json(msg="%s: %s" % (module._name, error))
     except OSError as error:
         module.fail_json(msg="%s: persist: %s" % (module._name, error))
-    chains, rules = engine.describe(desired)
-    result = {"changed": changed or bool(removed_from), "engine": engine.name, "chains": chains, "rules": rules,
-              "removed_from": [other.name for other in removed_from], "persisted": persisted}
+
+
+def reconcile(module, kind, build, preflight=None):
+    """Bring the module's one object to its desired state; returns (module result, model object or None).
+
+    build(params) returns the validated model object and preflight(host, obj), when
+    given, checks the host for it; both run before anything is read or written, so bad
+    input leaves the host untouched.
+    """
+    params = module.params
+    key = (kind, params["name"])
+
+    def run():
+        validate_name(params["name"])
+        obj = build(params) if params["state"] == "present" else None
+        host = AnsibleHost(module)
+        if obj and preflight:
+            preflight(host, obj)
+        return converge(host, params, {key: obj}, module.check_mode), obj
+
+    outcome, obj = fail_on_errors(module, run)
+    result = dict(outcome.object_result(key), changed=outcome.changed, engine=outcome.engine.name,
+                  removed_from=[other.name for other in outcome.removed_from], persisted=outcome.persisted)
     if module._diff:
-        result["diff"] = {
-            "before": engine.as_text(current),
-            "after": engine.as_text(desired),
-            "before_header": "%s %s (%s, owned rules)" % (kind, params["name"], engine.name),
-            "after_header": "%s %s (%s, owned rules)" % (kind, params["name"], engine.name),
-        }
+        result["diff"] = outcome.diff([key], "%s %s" % key)
     return result, obj
+
+
+@contextmanager
+def _naming(item):
+    """An error about a parameter of a listed item names the item: 'balancers[2].port'."""
+    try:
+        yield
+    except ValidationError as error:
+        raise ValidationError("%s.%s" % (item, error.parameter), error.value, error.reason) from None
+
+
+def _listed(params, kind, option, build):
+    """{(kind, name): model object or None} of one list option; errors name the item."""
+    objects = {}
+    for index, item in enumerate(params[option]):
+        where = "%s[%d]" % (option, index)
+        with _naming(where):
+            name = validate_name(item["name"])
+            obj = build(item) if item["state"] == "present" else None
+        if (kind, name) in objects:
+            raise ValidationError(where + ".name", name, "is listed twice in %s" % option)
+        objects[(kind, name)] = obj
+    return objects
+
+
+def _object_results(outcome, params, kind, option):
+    results = []
+    for item in params[option]:
+        key = (kind, item["name"])
+        results.append(dict(outcome.object_result(key), name=item["name"], state=item["state"]))
+    return results
+
+
+def reconcile_objects(module):
+    """netfilter_apply: every mirror and balancer listed, in one read and one atomic apply."""
+    params = module.params
+
+    def run():
+        mirrors = _listed(params, MIRROR, "mirrors", build_mirror)
+        objects = {**mirrors, **_listed(params, BALANCER, "balancers", build_balancer)}
+        host = AnsibleHost(module)
+        for index, item in enumerate(params["mirrors"]):
+            mirror = mirrors[(MIRROR, item["name"])]
+            if mirror and not item["force"]:
+                with _naming("mirrors[%d]" % index):
+                    check_gateway(host, mirror)
+        return converge(host, params, objects, module.check_mode), objects
+
+    outcome, objects = fail_on_errors(module, run)
+    balancers = _object_results(outcome, params, BALANCER, "balancers")
+    for result, item in zip(balancers, params["balancers"]):
+        balancer = objects[(BALANCER, item["name"])]
+        result["backends"] = [backend.as_dict() for backend in balancer.backends] if balancer else []
+    result = {"changed": outcome.changed, "engine": outcome.engine.name, "mirrors": _object_results(outcome, params, MIRROR, "mirrors"),
+              "balancers": balancers, "removed_from": [other.name for other in outcome.removed_from], "persisted": outcome.persisted}
+    if module._diff:
+        result["diff"] = outcome.diff(list(objects), "%d mirrors, %d balancers" % (len(params["mirrors"]), len(params["balancers"])))
+    return result

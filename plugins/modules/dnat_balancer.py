@@ -29,6 +29,7 @@ author:
   - netmagic.netfilter maintainers (@netmagic)
 extends_documentation_fragment:
   - netmagic.netfilter.netfilter
+  - netmagic.netfilter.netfilter.object
 options:
   vip:
     description:
@@ -189,21 +190,13 @@ backends:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import BALANCER, build_balancer
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import argument_spec, reconcile
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import BALANCER_OPTIONS, BALANCER_REQUIRED_IF, argument_spec, reconcile
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
-            vip=dict(type="str"),
-            port=dict(type="int"),
-            protocol=dict(type="str", choices=["tcp", "udp"], default="tcp"),
-            backends=dict(type="list", elements="raw"),
-            mode=dict(type="str", choices=["round_robin", "random"], default="round_robin"),
-            masquerade=dict(type="bool", default=True),
-            local_clients=dict(type="bool", default=True),
-        ),
-        required_if=[("state", "present", ("vip", "port", "backends"))],
+        argument_spec=argument_spec(**BALANCER_OPTIONS),
+        required_if=BALANCER_REQUIRED_IF,
         supports_check_mode=True,
     )
     result, balancer = reconcile(module, BALANCER, build_balancer)

@@ -27,6 +27,7 @@ author:
   - netmagic.netfilter maintainers (@netmagic)
 extends_documentation_fragment:
   - netmagic.netfilter.netfilter
+  - netmagic.netfilter.netfilter.object
 options:
   gateway:
     description:
@@ -174,22 +175,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import MIRROR, build_mirror
 from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import check_gateway
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import argument_spec, reconcile
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import MIRROR_OPTIONS, MIRROR_REQUIRED_IF, argument_spec, reconcile
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(
-            gateway=dict(type="str"),
-            protocol=dict(type="str", choices=["tcp", "udp", "icmp", "all"], default="tcp"),
-            ports=dict(type="list", elements="str", default=[]),
-            service=dict(type="str", choices=["remote", "local"], default="remote"),
-            direction=dict(type="str", choices=["both", "ingress", "egress"], default="both"),
-            peer=dict(type="str"),
-            interface=dict(type="str"),
-            force=dict(type="bool", default=False),
-        ),
-        required_if=[("state", "present", ("gateway",))],
+        argument_spec=argument_spec(**MIRROR_OPTIONS),
+        required_if=MIRROR_REQUIRED_IF,
         supports_check_mode=True,
     )
     preflight = None if module.params["force"] else check_gateway

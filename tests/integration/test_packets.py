@@ -167,6 +167,19 @@ def test_round_robin_rotates_exactly(make_lab, engine, family, backends):
     assert collections.Counter(answers) == {b: 30 // backends for b in lab.backend_hosts}
 
 
+def test_services_applied_in_one_run_each_rotate_exactly(make_lab, engine, family):
+    lab = balancer_lab(make_lab, 3)
+    web, api = backend_addresses(lab, family), backend_addresses(lab, family)[:2]
+    result = apply(lab, "lb", "netfilter_apply", engine=engine, balancers=[
+        {"name": "web", "vip": vip(lab, family), "port": 80, "backends": web},
+        {"name": "api", "vip": vip(lab, family), "port": 8080, "backends": [{"address": a, "port": 80} for a in api]}])
+    assert [item["changed"] for item in result["balancers"]] == [True, True]
+    on_web, on_api = connect(lab, "client", vip(lab, family), 30), connect(lab, "client", vip(lab, family), 30, port=8080)
+    assert_exact_rotation(on_web, lab.backend_hosts)
+    assert_exact_rotation(on_api, lab.backend_hosts[:2])
+    assert collections.Counter(on_api) == {"be1": 15, "be2": 15}
+
+
 def test_weights_three_to_one_split_exactly(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
     apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,

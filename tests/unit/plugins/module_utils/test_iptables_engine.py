@@ -60,7 +60,7 @@ def test_apply_is_one_restore_with_noflush_and_the_lock():
     host = ScriptedHost({})
     engine = IptablesEngine(host, "legacy")
     desired = render(build_mirror({"name": "m", "gateway": "198.18.0.3"}))
-    engine.apply({}, desired)
+    engine.apply([({}, desired)])
     [(argv, data)] = host.calls
     assert argv == ["/usr/sbin/iptables-legacy-restore", "--noflush", "--wait=10"]
     assert data.startswith("*mangle\n") and data.endswith("COMMIT\n")
@@ -68,14 +68,14 @@ def test_apply_is_one_restore_with_noflush_and_the_lock():
 
 def test_check_mode_only_tests_the_buffer():
     host = ScriptedHost({})
-    IptablesEngine(host, "nft").apply({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})), check_only=True)
+    IptablesEngine(host, "nft").apply([({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))], check_only=True)
     assert host.calls[0][0][-1] == "--test"
 
 
 def test_refused_restore_reports_iptables_error():
     host = ScriptedHost({"iptables-nft-restore": (2, "", "iptables-restore: line 3 failed")})
     with pytest.raises(EngineError, match="line 3 failed"):
-        IptablesEngine(host, "nft").apply({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))
+        IptablesEngine(host, "nft").apply([({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))])
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_a_refusal_for_a_missing_extension_names_it(listed_targets, listed_match
         "/proc/net/ip_tables_matches": listed_matches,
     })
     with pytest.raises(EngineError) as raised:
-        IptablesEngine(host, "nft").apply({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))
+        IptablesEngine(host, "nft").apply([({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))])
     message = str(raised.value)
     for name in named:
         assert "the kernel lacks the %s" % name in message

@@ -113,9 +113,9 @@ def test_chain_names_are_short_and_owned(role, name, index):
     chain = r.chain_name(role, "balancer", name, index)
     assert len(chain) <= 28
     assert chain.startswith("NM-%s-" % role)
-    assert r.owns_chain(chain, "balancer", name)
-    assert not r.owns_chain(chain, "balancer", name + "2")
-    assert not r.owns_chain(chain, "mirror", name)
+    assert r.chain_token(chain) == object_token("balancer", name)
+    assert r.chain_token(chain) != object_token("balancer", name + "2")
+    assert r.chain_token(chain) != object_token("mirror", name)
 
 
 def test_names_sharing_a_prefix_get_distinct_chains():

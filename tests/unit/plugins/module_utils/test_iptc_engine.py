@@ -138,14 +138,14 @@ def test_each_step_keeps_its_restore_line_and_inserted_rules_drop_the_position()
 def test_a_host_whose_rules_are_in_nf_tables_is_refused_before_anything_is_read():
     host = ScriptedHost({"ip6tables-nft-save": (0, NFT_RULES, ""), "iptables-legacy-save": (0, LEGACY_RULES, "")})
     with pytest.raises(EngineError, match=r"live rules are in nf_tables \(1 rules .*use engine iptables-nft"):
-        IptcEngine(host, library=object()).read("mirror", "http")
+        IptcEngine(host, library=object()).read([("mirror", "http")])
     assert "iptables-legacy-save" not in host.calls
 
 
 def test_a_legacy_host_is_read_with_iptables_legacy_save():
     warning = "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n"
     host = ScriptedHost({"iptables-nft-save": (0, warning, ""), "iptables-legacy-save": (0, LEGACY_RULES, "")})
-    owned = IptcEngine(host, library=object()).read("mirror", "http")
+    owned = IptcEngine(host, library=object()).read([("mirror", "http")])[("mirror", "http")]
     assert owned[(4, "mangle")].chains == {"NM-MIRO-b02397ee-http": ["-A NM-MIRO-b02397ee-http -p tcp -j TEE --gateway 198.18.0.3"]}
     assert host.calls[-2:] == ["iptables-legacy-save", "ip6tables-legacy-save"]
 
@@ -276,7 +276,7 @@ def test_check_mode_on_a_host_without_the_tables_builds_the_rules_and_opens_noth
     monkeypatch.setattr(iptc.Table, "refresh", refuse_to_open)
     monkeypatch.setattr(iptc.Table6, "refresh", refuse_to_open)
     engine = IptcEngine(ScriptedHost({}), library=iptc)
-    engine.apply({}, {**render(balancer()), **render(mirror(gateway="2001:2::3", ports=["80"]))}, check_only=True)
+    engine.apply([({}, render(balancer())), ({}, render(mirror(gateway="2001:2::3", ports=["80"])))], check_only=True)
 
 
 def test_check_mode_still_refuses_a_rule_the_library_would_change(iptc):

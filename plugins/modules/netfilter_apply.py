@@ -1,0 +1,245 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: netfilter_apply
+short_description: Apply many TEE mirrors and DNAT balancers in one atomic change
+version_added: 0.2.0
+description:
+  - Brings every listed mirror and balancer to its desired state in one run: the host's rules are
+    read once, and every change is written in one C(iptables-restore --noflush) per family (one
+    C(nft -j -f) transaction for O(engine=nftables)), so the host goes from the old set of objects to
+    the new one atomically.
+  - Each item takes the options of M(netmagic.netfilter.tee_mirror) or
+    M(netmagic.netfilter.dnat_balancer) and writes exactly the rules that module writes, so objects
+    can move between this module and those at any time.
+  - Use it where a host has many objects; a run per object reads the whole ruleset each time, which
+    grows with the number of services.
+  - Objects not listed are left as they are.
+author:
+  - netmagic.netfilter maintainers (@netmagic)
+extends_documentation_fragment:
+  - netmagic.netfilter.netfilter
+options:
+  mirrors:
+    description:
+      - TEE mirrors, each with the options of M(netmagic.netfilter.tee_mirror). Names are unique within the list.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: As O(netmagic.netfilter.tee_mirror#module:name).
+        type: str
+        required: true
+      state:
+        description: As O(netmagic.netfilter.tee_mirror#module:state).
+        type: str
+        choices: [present, absent]
+        default: present
+      gateway:
+        description: As O(netmagic.netfilter.tee_mirror#module:gateway); required when present.
+        type: str
+      protocol:
+        description: As O(netmagic.netfilter.tee_mirror#module:protocol).
+        type: str
+        choices: [tcp, udp, icmp, all]
+        default: tcp
+      ports:
+        description: As O(netmagic.netfilter.tee_mirror#module:ports).
+        type: list
+        elements: str
+        default: []
+      service:
+        description: As O(netmagic.netfilter.tee_mirror#module:service).
+        type: str
+        choices: [remote, local]
+        default: remote
+      direction:
+        description: As O(netmagic.netfilter.tee_mirror#module:direction).
+        type: str
+        choices: [both, ingress, egress]
+        default: both
+      peer:
+        description: As O(netmagic.netfilter.tee_mirror#module:peer).
+        type: str
+      interface:
+        description: As O(netmagic.netfilter.tee_mirror#module:interface).
+        type: str
+      force:
+        description: As O(netmagic.netfilter.tee_mirror#module:force).
+        type: bool
+        default: false
+  balancers:
+    description:
+      - DNAT balancers, each with the options of M(netmagic.netfilter.dnat_balancer). Names are unique within the list.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: As O(netmagic.netfilter.dnat_balancer#module:name).
+        type: str
+        required: true
+      state:
+        description: As O(netmagic.netfilter.dnat_balancer#module:state).
+        type: str
+        choices: [present, absent]
+        default: present
+      vip:
+        description: As O(netmagic.netfilter.dnat_balancer#module:vip); required when present.
+        type: str
+      port:
+        description: As O(netmagic.netfilter.dnat_balancer#module:port); required when present.
+        type: int
+      protocol:
+        description: As O(netmagic.netfilter.dnat_balancer#module:protocol).
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      backends:
+        description: As O(netmagic.netfilter.dnat_balancer#module:backends); required when present.
+        type: list
+        elements: raw
+      mode:
+        description: As O(netmagic.netfilter.dnat_balancer#module:mode).
+        type: str
+        choices: [round_robin, random]
+        default: round_robin
+      masquerade:
+        description: As O(netmagic.netfilter.dnat_balancer#module:masquerade).
+        type: bool
+        default: true
+      local_clients:
+        description: As O(netmagic.netfilter.dnat_balancer#module:local_clients).
+        type: bool
+        default: true
+notes:
+  - Every listed item is validated, and every mirror's gateway checked, before anything is read or
+    written; an error names the item (C(balancers[2].port)) and leaves the host unchanged.
+  - With O(engine=python-iptables), IPv4 and IPv6 objects that use the same target (two mirrors,
+    say) cannot be written in one run; the module refuses before any change.
+seealso:
+  - module: netmagic.netfilter.tee_mirror
+  - module: netmagic.netfilter.dnat_balancer
+  - module: netmagic.netfilter.netfilter_info
+"""
+
+EXAMPLES = r"""
+- name: A host's balancers and mirror, applied together
+  netmagic.netfilter.netfilter_apply:
+    balancers:
+      - name: web
+        vip: 198.18.0.100
+        port: 80
+        backends: [198.18.0.21, 198.18.0.22]
+      - name: api
+        vip: 198.18.0.100
+        port: 443
+        backends:
+          - {address: 198.18.0.21, port: 8443, weight: 2}
+          - 198.18.0.22:8443
+    mirrors:
+      - name: http
+        gateway: 198.18.0.3
+        ports: ["80"]
+
+- name: Services from inventory, one run for all of them; retired ones listed as absent
+  netmagic.netfilter.netfilter_apply:
+    balancers: "{{ services + (retired_services | map('combine', {'state': 'absent'}) | list) }}"
+  vars:
+    services:
+      - {name: web, vip: 198.18.0.100, port: 80, backends: [198.18.0.21, 198.18.0.22]}
+    retired_services:
+      - {name: old-web}
+"""
+
+RETURN = r"""
+engine:
+  description: The engine that holds the objects.
+  returned: success
+  type: str
+  sample: iptables-nft
+mirrors:
+  description: One entry per listed mirror, in the order given.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The mirror's name.
+      type: str
+    state:
+      description: Its state as listed.
+      type: str
+    changed:
+      description: Whether this run changed its rules.
+      type: bool
+    chains:
+      description: The chains it owns in the desired state, as RV(netmagic.netfilter.tee_mirror#module:chains).
+      type: list
+      elements: str
+    rules:
+      description: Its rules in the desired state, as RV(netmagic.netfilter.tee_mirror#module:rules).
+      type: list
+      elements: str
+  sample: [{name: http, state: present, changed: true, chains: [NM-MIRI-1c0ab3e1-http, NM-MIRO-1c0ab3e1-http], rules: []}]
+balancers:
+  description: One entry per listed balancer, in the order given.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The balancer's name.
+      type: str
+    state:
+      description: Its state as listed.
+      type: str
+    changed:
+      description: Whether this run changed its rules.
+      type: bool
+    chains:
+      description: The chains it owns in the desired state, as RV(netmagic.netfilter.dnat_balancer#module:chains).
+      type: list
+      elements: str
+    rules:
+      description: Its rules in the desired state, as RV(netmagic.netfilter.dnat_balancer#module:rules).
+      type: list
+      elements: str
+    backends:
+      description: Its backends as normalized, as RV(netmagic.netfilter.dnat_balancer#module:backends).
+      type: list
+      elements: dict
+  sample: [{name: web, state: present, changed: false, chains: [], rules: [], backends: []}]
+removed_from:
+  description:
+    - Other engines that held rules of listed objects, which this run removed there (see O(engine)).
+  returned: success
+  type: list
+  elements: str
+  sample: [iptables-legacy]
+persisted:
+  description: Where the owned rules were saved, with O(persist=true); empty otherwise.
+  returned: success
+  type: dict
+  sample: {path: /etc/netmagic/netfilter, unit: /etc/netmagic/netfilter/netmagic-netfilter-restore.service}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import objects_argument_spec, reconcile_objects
+
+
+def main():
+    module = AnsibleModule(argument_spec=objects_argument_spec(), supports_check_mode=True)
+    module.exit_json(**reconcile_objects(module))
+
+
+if __name__ == "__main__":
+    main()

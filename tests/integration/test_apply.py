@@ -1,0 +1,114 @@
+"""netfilter_apply against real netfilter in a namespace: many objects in one run, on every engine and both families."""
+
+import pytest
+
+from tests.integration.netfilter import in_netns, run_module
+from tests.integration.test_core import DEFINITIONS, apply_all, planted, rules_of  # noqa: F401 - planted is a fixture
+
+API = {4: {"name": "api", "vip": "198.18.0.100", "port": 443, "backends": ["198.18.0.21:8443", "198.18.0.22:8443"]},
+       6: {"name": "api", "vip": "2001:2::100", "port": 443, "backends": ["[2001:2::21]:8443", "[2001:2::22]:8443"]}}
+
+
+def listed(family):
+    """The objects of test_core, plus a second balancer, as netfilter_apply takes them."""
+    return {"mirrors": [DEFINITIONS[family]["tee_mirror"]], "balancers": [DEFINITIONS[family]["dnat_balancer"], API[family]]}
+
+
+def apply_listed(netns, engine, objects, check=False, diff=False):
+    result = run_module(netns, "netfilter_apply", dict(objects, engine=engine), check=check, diff=diff)
+    assert result["rc"] == 0 and not result.get("failed"), result
+    return result
+
+
+def changed_items(result):
+    return [item["changed"] for item in result["mirrors"] + result["balancers"]]
+
+
+def absent(objects):
+    return {option: [{"name": item["name"], "state": "absent"} for item in items] for option, items in objects.items()}
+
+
+def sorted_lines(text):
+    """A ruleset as a sorted list of lines: the order of jumps in built-in chains is not ours to keep."""
+    return sorted(text.splitlines())
+
+
+def test_one_run_writes_exactly_what_the_single_object_modules_write(netns, engine, family, planted):
+    apply_all(netns, engine, family)
+    assert run_module(netns, "dnat_balancer", dict(API[family], engine=engine))["changed"]
+    by_modules = rules_of(netns)
+    apply_all(netns, engine, family, state="absent")
+    run_module(netns, "dnat_balancer", {"name": "api", "state": "absent", "engine": engine})
+    assert rules_of(netns) == planted
+
+    objects = listed(family)
+    assert changed_items(apply_listed(netns, engine, objects, check=True)) == [True, True, True]
+    assert rules_of(netns) == planted, "check mode changed the ruleset"
+    applied = apply_listed(netns, engine, objects, diff=True)
+    assert applied["changed"] and changed_items(applied) == [True, True, True] and applied["engine"] == engine
+    assert sorted_lines(rules_of(netns)) == sorted_lines(by_modules)
+    assert all(item["chains"][0] in applied["diff"]["after"] for item in applied["mirrors"] + applied["balancers"])
+
+    # The objects are the single-object modules' own: they find nothing to change.
+    assert [r["changed"] for r in apply_all(netns, engine, family)] == [False, False]
+    again = apply_listed(netns, engine, objects)
+    assert not again["changed"] and changed_items(again) == [False, False, False]
+
+    removed = apply_listed(netns, engine, absent(objects))
+    assert changed_items(removed) == [True, True, True] and removed["balancers"][0]["chains"] == []
+    assert rules_of(netns) == planted
+
+
+def test_a_change_to_one_item_rewrites_only_that_item(netns, engine, family, planted):
+    objects = listed(family)
+    apply_listed(netns, engine, objects)
+    web = dict(objects["balancers"][0], backends=objects["balancers"][0]["backends"][:1])
+    changed = apply_listed(netns, engine, dict(objects, balancers=[web, API[family]]), diff=True)
+    assert changed_items(changed) == [False, True, False]
+    dropped = objects["balancers"][0]["backends"][1]
+    assert dropped in changed["diff"]["before"] and dropped not in changed["diff"]["after"]
+    assert run_module(netns, "dnat_balancer", dict(web, engine=engine), check=True)["changed"] is False
+    apply_listed(netns, engine, absent(objects))
+    assert rules_of(netns) == planted
+
+
+# (items changed from listed(4), the parameter the error names, words of the reason)
+BAD_ITEMS = [
+    ({"balancers": [DEFINITIONS[4]["dnat_balancer"], dict(API[4], backends=["nope"])]}, "balancers[1].backends[0]", "not an IPv4 or IPv6"),
+    ({"balancers": [DEFINITIONS[4]["dnat_balancer"], dict(API[4], name="web")]}, "balancers[1].name", "listed twice"),
+    ({"balancers": [dict(API[4], name="bad name")]}, "balancers[0].name", "1-64 characters"),
+    ({"balancers": [dict(API[4], vip="2001:2::100")]}, "balancers[0].backends[0]", "cannot mix IPv4 and IPv6"),
+    ({"mirrors": [dict(DEFINITIONS[4]["tee_mirror"], gateway="198.18.0.1")]}, "mirrors[0].gateway", "an address of this host"),
+    ({"mirrors": [dict(DEFINITIONS[4]["tee_mirror"], gateway="198.18.99.3")]}, "mirrors[0].gateway", "no route"),
+    ({"mirrors": [dict(DEFINITIONS[4]["tee_mirror"], protocol="all")]}, "mirrors[0].ports", "tcp or udp"),
+]
+
+
+@pytest.mark.parametrize("change, parameter, reason", BAD_ITEMS, ids=[case[1] + "-" + case[2] for case in BAD_ITEMS])
+def test_a_bad_item_is_named_and_nothing_changes(netns, change, parameter, reason):
+    apply_listed(netns, "auto", listed(4))
+    before = rules_of(netns)
+    # The good items of the same run change too, so a partial apply would show.
+    objects = dict(listed(4), **change)
+    objects["balancers"] = [dict(item, port=item["port"] + 1) if item["name"] == "web" else item for item in objects["balancers"]]
+    result = run_module(netns, "netfilter_apply", objects)
+    assert result.get("failed") and parameter in result["msg"] and reason in result["msg"], result
+    assert rules_of(netns) == before
+
+
+def test_a_missing_required_option_is_named(netns):
+    result = run_module(netns, "netfilter_apply", {"balancers": [{"name": "web", "vip": "198.18.0.100"}]})
+    assert result.get("failed") and "port, backends" in result["msg"] and "balancers" in result["msg"], result
+    assert "NM-" not in rules_of(netns)
+
+
+def test_python_iptables_refuses_one_target_in_both_families_before_any_change(netns):
+    objects = {"mirrors": [DEFINITIONS[4]["tee_mirror"], dict(DEFINITIONS[6]["tee_mirror"], name="http6")]}
+    before = rules_of(netns)
+    result = run_module(netns, "netfilter_apply", dict(objects, engine="python-iptables"))
+    assert result.get("failed") and "TEE rules of IPv4 and of IPv6 in one run" in result["msg"], result
+    assert rules_of(netns) == before
+    # Apart, they apply.
+    for mirror in objects["mirrors"]:
+        assert apply_listed(netns, "python-iptables", {"mirrors": [mirror]})["changed"]
+    assert "TEE --gateway 2001:2::3" in in_netns(netns, ["ip6tables-legacy-save"], check=True).stdout
