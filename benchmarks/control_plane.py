@@ -25,7 +25,7 @@ from tests.integration.netfilter import in_netns, run_module  # noqa: E402 - nee
 def _module_call(namespace, module, args, engine, expect_changed):
     result = run_module(namespace, module, dict(args, engine=engine))
     if result.get("rc") or result.get("failed") or result.get("changed") != expect_changed:
-        raise RuntimeError("%s %s (%s): expected changed=%s, got %s" % (module, args["name"], engine, expect_changed, result))
+        raise RuntimeError("%s %s (%s): expected changed=%s, got %s" % (module, args.get("name", ""), engine, expect_changed, result))
 
 
 def module_steps(engine):
@@ -46,6 +46,14 @@ def module_steps(engine):
     }
 
 
+def apply_steps(engine):
+    """Each step is one netfilter_apply run with every object listed, as an inventory-driven play does."""
+    def step(expect_changed, **listing):
+        return lambda namespace, workload: _module_call(namespace, "netfilter_apply", workload.listed_args(**listing), engine, expect_changed)
+
+    return {"apply": step(True), "noop": step(False), "change": step(True, changed=True), "remove": step(True, state="absent")}
+
+
 def floor_steps(name):
     steps = floors.FLOORS[name]
     return {step: (lambda namespace, workload, fn=fn: fn(netns.runner(namespace), workload)) for step, fn in steps.items()}
@@ -58,6 +66,7 @@ def per_rule_steps(timeout):
 def methods(loop_timeout):
     """name -> (kind, steps, floor it is compared with)."""
     table = {"module " + engine: ("module", module_steps(engine), floors.floor_of(engine)) for engine in collection.engines()}
+    table.update({"netfilter_apply " + engine: ("apply", apply_steps(engine), floors.floor_of(engine)) for engine in collection.engines()})
     table.update({name: ("floor", floor_steps(name), name) for name in floors.FLOORS})
     table["ansible.builtin.iptables per rule"] = ("per-rule", per_rule_steps(loop_timeout), "iptables-nft-restore")
     return table
@@ -116,7 +125,7 @@ def measure_size(workload, table, repeats, loop_state, log):
         for number, (name, (kind, steps, floor)) in enumerate(table.items()):
             if kind == "per-rule" and (not run_loop or repeat >= loop_state["repeats"]):
                 continue
-            variant = _variant_of_floor(floor) if repeat == 0 and kind in ("module", "floor") else None
+            variant = _variant_of_floor(floor) if repeat == 0 and kind in ("module", "apply", "floor") else None
             seconds, saved = trial(number, steps, workload, want_rules=variant)
             if saved is not None:
                 rules[name] = saved
@@ -147,7 +156,7 @@ def _extrapolated_loop(workload, loop_state, entry):
 def _same_rules(table, rules):
     """Did each module engine leave exactly the rules its iptables floor wrote?"""
     return {name: rules[name] == rules[floor] for name, (kind, _s, floor) in table.items()
-            if kind == "module" and name in rules and floor in rules}
+            if kind in ("module", "apply") and name in rules and floor in rules}
 
 
 def run(sizes, mirrors, repeats, loop_cap, loop_repeats, log, checkpoint):

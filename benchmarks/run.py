@@ -2,8 +2,8 @@
 
 As root, from the repository root:
 
-    .venv/bin/python -m benchmarks.run            # up to 1000 endpoints, 20-host fleet: about 13 minutes
-    .venv/bin/python -m benchmarks.run --full     # 10000 endpoints, 50-host fleet, longer loads (about an hour)
+    .venv/bin/python -m benchmarks.run            # up to 100 endpoints, 10-host fleet, 2 repeats: a few minutes
+    .venv/bin/python -m benchmarks.run --full     # up to 10000 endpoints, 50-host fleet, 3 repeats (about an hour)
 
 Installs what it needs first: iperf3 and wrk (apt), matplotlib (benchmarks/requirements.txt,
 into this venv) and the collection build (make collection). Namespaces and labs it creates are
@@ -25,33 +25,38 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 APT_TOOLS = {"iperf3": "iperf3", "wrk": "wrk"}
 # Shortest first: a failure late in the long control-plane section keeps the others.
 SECTIONS = ("data", "fleet", "control")
-DEFAULT_SIZES = "2x5,10x10,25x40"
 LARGE_SIZE = "100x100"
+# What a run measures unless told otherwise: small by default, the report's run with --full.
+DEFAULTS = {"sizes": "2x5,10x10", "repeats": 2, "fleet_hosts": 10, "forks": "5,10", "duration": 2}
+FULL = {"sizes": "2x5,10x10,25x40", "repeats": 3, "fleet_hosts": 50, "forks": "5,10,25", "duration": 5}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true",
-                        help="the report's run: adds %s, loop cap 300 s, 50-host fleet, 5 s loads" % LARGE_SIZE)
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help="SxB list: S services of B backends (default %(default)s)")
+                        help="the report's run: sizes %s plus %s, 3 repeats, loop cap 300 s, 50-host fleet, 5 s loads" % (FULL["sizes"], LARGE_SIZE))
+    parser.add_argument("--sizes", help="SxB list: S services of B backends (default %s)" % DEFAULTS["sizes"])
     parser.add_argument("--large", action="store_true", help="add %s (10000 endpoints)" % LARGE_SIZE)
     parser.add_argument("--mirrors", type=int, default=2, help="M mirrors applied with the services")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, help="default %d" % DEFAULTS["repeats"])
     parser.add_argument("--large-repeats", type=int, default=2, help="repeats at %s, where one repeat takes minutes" % LARGE_SIZE)
     parser.add_argument("--loop-max-seconds", type=float, default=40,
                         help="run the per-rule loop at a size only if one step is predicted to take at most this long")
     parser.add_argument("--loop-repeats", type=int, default=1, help="repeats of the per-rule loop (slow)")
-    parser.add_argument("--fleet-hosts", type=int, default=20, help="lab hosts for the fleet run (8..54)")
-    parser.add_argument("--forks", default="5,10,25")
+    parser.add_argument("--fleet-hosts", type=int, help="lab hosts for the fleet run (8..54, default %d)" % DEFAULTS["fleet_hosts"])
+    parser.add_argument("--forks", help="fork counts of the fleet run (default %s)" % DEFAULTS["forks"])
     parser.add_argument("--fleet-repeats", type=int, default=1)
-    parser.add_argument("--duration", type=int, default=3, help="seconds of each data-plane load")
+    parser.add_argument("--duration", type=int, help="seconds of each data-plane load (default %d)" % DEFAULTS["duration"])
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run: %s" % ",".join(SECTIONS))
     parser.add_argument("--name", default="latest", help="results file benchmarks/results/NAME.json")
     parser.add_argument("--no-install", action="store_true", help="skip installing tools, matplotlib and the collection")
     args = parser.parse_args(argv)
+    for option, value in (FULL if args.full else DEFAULTS).items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
     if args.full:
-        args.large, args.loop_max_seconds, args.fleet_hosts, args.duration = True, 300, 50, 5
+        args.large, args.loop_max_seconds = True, 300
     if not 8 <= args.fleet_hosts <= 54:
         parser.error("--fleet-hosts must be 8..54 (a lab has at most 49 backends plus 5 named hosts)")
     args.sizes = args.sizes.split(",") + ([LARGE_SIZE] if args.large and LARGE_SIZE not in args.sizes else [])

@@ -80,6 +80,16 @@ class Workload:
         calls += [("dnat_balancer", self.service_args(s)) for s in range(self.services)]
         return calls
 
+    def listed_args(self, changed=False, state="present"):
+        """Every object in one netfilter_apply run; changed: service 0 as changed_service_args has it."""
+        if state == "absent":
+            return {"mirrors": [{"name": self.mirror_name(m), "state": "absent"} for m in range(self.mirrors)],
+                    "balancers": [{"name": self.service_name(s), "state": "absent"} for s in range(self.services)]}
+        balancers = [self.service_args(s) for s in range(self.services)]
+        if changed:
+            balancers[0] = self.changed_service_args()
+        return {"mirrors": [self.mirror_args(m) for m in range(self.mirrors)], "balancers": balancers}
+
     def rule_count(self):
         """Rules the collection writes: per service 3 jumps, 1 MASQUERADE, B DNAT, B cascade;
         per mirror 2 jumps and 2 TEE rules."""

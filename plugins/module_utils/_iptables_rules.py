@@ -243,7 +243,9 @@ def _rule_spec(line):
 
 def _table_restore_lines(current, desired):
     stale_chains = sorted(set(current.chains) - set(desired.chains))
-    rewritten = sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
+    # Created in render order, not name order: iptables-nft-save takes quadratic time over chains
+    # created in name order (1 s instead of 0.2 s for 10000 chains), and restore is slower in a hashed order.
+    rewritten = [c for c in desired.chains if current.chains.get(c) != desired.chains[c]]
     lines = [":%s - [0:0]" % chain for chain in rewritten + stale_chains]
     for jump in sorted(set(current.jumps)):
         surplus = current.jumps.count(jump) - desired.jumps.count(jump)

@@ -30,6 +30,7 @@ DIRECTIONS = ("both", "ingress", "egress")
 MODES = ("round_robin", "random")
 # Each round-robin slot is one rule; this bounds the chain a weight list can produce.
 MAX_SLOTS = 4096
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 class ValidationError(ValueError):
@@ -130,7 +131,7 @@ def _unicast_address(parameter, value):
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
         raise ValidationError(parameter, value, "is not an IPv4 or IPv6 address") from None
-    if address.is_unspecified or address.is_multicast or address.is_loopback or address == ipaddress.IPv4Address("255.255.255.255"):
+    if address.is_unspecified or address.is_multicast or address.is_loopback or address == BROADCAST:
         raise ValidationError(parameter, value, "must be a unicast address (not unspecified, loopback, multicast or broadcast)")
     return str(address)
 

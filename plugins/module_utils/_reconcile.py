@@ -143,9 +143,12 @@ class Outcome:
     def changed(self):
         return bool(self.changed_keys or self.removed_from or self.persist_changed)
 
+    def object_changed(self, key):
+        return key in self.changed_keys or key in self.removed_keys
+
     def object_result(self, key):
         chains, rules = self.engine.describe(self.desired[key])
-        return {"changed": key in self.changed_keys or key in self.removed_keys, "chains": chains, "rules": rules}
+        return {"changed": self.object_changed(key), "chains": chains, "rules": rules}
 
     def diff(self, keys, header):
         return {
@@ -242,11 +245,10 @@ def _listed(params, kind, option, build):
 
 
 def _object_results(outcome, params, kind, option):
-    results = []
-    for item in params[option]:
-        key = (kind, item["name"])
-        results.append(dict(outcome.object_result(key), name=item["name"], state=item["state"]))
-    return results
+    """name, state and changed of each listed item: the rules of many objects would make a result
+    of tens of thousands of lines (netfilter_info lists them)."""
+    return [{"name": item["name"], "state": item["state"], "changed": outcome.object_changed((kind, item["name"]))}
+            for item in params[option]]
 
 
 def reconcile_objects(module):
@@ -265,12 +267,9 @@ def reconcile_objects(module):
         return converge(host, params, objects, module.check_mode), objects
 
     outcome, objects = fail_on_errors(module, run)
-    balancers = _object_results(outcome, params, BALANCER, "balancers")
-    for result, item in zip(balancers, params["balancers"]):
-        balancer = objects[(BALANCER, item["name"])]
-        result["backends"] = [backend.as_dict() for backend in balancer.backends] if balancer else []
     result = {"changed": outcome.changed, "engine": outcome.engine.name, "mirrors": _object_results(outcome, params, MIRROR, "mirrors"),
-              "balancers": balancers, "removed_from": [other.name for other in outcome.removed_from], "persisted": outcome.persisted}
+              "balancers": _object_results(outcome, params, BALANCER, "balancers"),
+              "removed_from": [other.name for other in outcome.removed_from], "persisted": outcome.persisted}
     if module._diff:
         result["diff"] = outcome.diff(list(objects), "%d mirrors, %d balancers" % (len(params["mirrors"]), len(params["balancers"])))
     return result

@@ -166,7 +166,10 @@ engine:
   type: str
   sample: iptables-nft
 mirrors:
-  description: One entry per listed mirror, in the order given.
+  description:
+    - One entry per listed mirror, in the order given. The rules themselves are left out, as a host
+      with many objects would return tens of thousands of lines; M(netmagic.netfilter.netfilter_info)
+      lists them, and diff mode shows what changed.
   returned: success
   type: list
   elements: dict
@@ -178,19 +181,11 @@ mirrors:
       description: Its state as listed.
       type: str
     changed:
-      description: Whether this run changed its rules.
+      description: Whether this run changed its rules, here or under another engine.
       type: bool
-    chains:
-      description: The chains it owns in the desired state, as RV(netmagic.netfilter.tee_mirror#module:chains).
-      type: list
-      elements: str
-    rules:
-      description: Its rules in the desired state, as RV(netmagic.netfilter.tee_mirror#module:rules).
-      type: list
-      elements: str
-  sample: [{name: http, state: present, changed: true, chains: [NM-MIRI-1c0ab3e1-http, NM-MIRO-1c0ab3e1-http], rules: []}]
+  sample: [{name: http, state: present, changed: true}]
 balancers:
-  description: One entry per listed balancer, in the order given.
+  description: One entry per listed balancer, in the order given, as RV(mirrors).
   returned: success
   type: list
   elements: dict
@@ -202,21 +197,9 @@ balancers:
       description: Its state as listed.
       type: str
     changed:
-      description: Whether this run changed its rules.
+      description: Whether this run changed its rules, here or under another engine.
       type: bool
-    chains:
-      description: The chains it owns in the desired state, as RV(netmagic.netfilter.dnat_balancer#module:chains).
-      type: list
-      elements: str
-    rules:
-      description: Its rules in the desired state, as RV(netmagic.netfilter.dnat_balancer#module:rules).
-      type: list
-      elements: str
-    backends:
-      description: Its backends as normalized, as RV(netmagic.netfilter.dnat_balancer#module:backends).
-      type: list
-      elements: dict
-  sample: [{name: web, state: present, changed: false, chains: [], rules: [], backends: []}]
+  sample: [{name: web, state: present, changed: false}, {name: old-web, state: absent, changed: true}]
 removed_from:
   description:
     - Other engines that held rules of listed objects, which this run removed there (see O(engine)).

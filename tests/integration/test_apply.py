@@ -47,7 +47,8 @@ def test_one_run_writes_exactly_what_the_single_object_modules_write(netns, engi
     applied = apply_listed(netns, engine, objects, diff=True)
     assert applied["changed"] and changed_items(applied) == [True, True, True] and applied["engine"] == engine
     assert sorted_lines(rules_of(netns)) == sorted_lines(by_modules)
-    assert all(item["chains"][0] in applied["diff"]["after"] for item in applied["mirrors"] + applied["balancers"])
+    assert all('netmagic:%s:%s"' % (kind, item["name"]) in applied["diff"]["after"]
+               for kind, option in (("mirror", "mirrors"), ("balancer", "balancers")) for item in applied[option])
 
     # The objects are the single-object modules' own: they find nothing to change.
     assert [r["changed"] for r in apply_all(netns, engine, family)] == [False, False]
@@ -55,7 +56,7 @@ def test_one_run_writes_exactly_what_the_single_object_modules_write(netns, engi
     assert not again["changed"] and changed_items(again) == [False, False, False]
 
     removed = apply_listed(netns, engine, absent(objects))
-    assert changed_items(removed) == [True, True, True] and removed["balancers"][0]["chains"] == []
+    assert changed_items(removed) == [True, True, True] and removed["balancers"][0] == {"name": "web", "state": "absent", "changed": True}
     assert rules_of(netns) == planted
 
 

@@ -111,8 +111,8 @@ def steps(buffer):
 def test_a_new_object_is_declared_filled_and_hooked():
     desired = render(mirror(ports=["80"]))
     assert steps(restore_buffer({}, desired)) == [("mangle", [
-        ("declare", "NM-MIRI-b02397ee-http"), ("declare", "NM-MIRO-b02397ee-http"),
-        ("append", "NM-MIRI-b02397ee-http"), ("append", "NM-MIRO-b02397ee-http"),
+        ("declare", "NM-MIRO-b02397ee-http"), ("declare", "NM-MIRI-b02397ee-http"),
+        ("append", "NM-MIRO-b02397ee-http"), ("append", "NM-MIRI-b02397ee-http"),
         ("insert", "OUTPUT"), ("insert", "PREROUTING"),
     ])]
 
