@@ -11,7 +11,7 @@ module: netfilter_apply
 short_description: Apply many TEE mirrors and DNAT balancers in one atomic change
 version_added: 0.2.0
 description:
-  - Brings every listed mirror and balancer to its desired state in one run: the host's rules are
+  - Brings every listed mirror and balancer to its desired state in one run. The host's rules are
     read once, and every change is written in one C(iptables-restore --noflush) per family (one
     C(nft -j -f) transaction for O(engine=nftables)), so the host goes from the old set of objects to
     the new one atomically.
