@@ -172,7 +172,8 @@ def converge(host, params, objects, check_only):
         desired = {key: engine.render(obj) if obj else {} for key, obj in objects.items()}
         changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
         if changed_keys:
-            engine.apply([(current[key], desired[key]) for key in changed_keys], check_only=check_only)
+            # Every object read, changed or not: nftables deletes its table only when no object keeps it.
+            engine.apply([(current[key], desired[key]) for key in keys], check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
         if params["persist"]:
             # Every backend this run changed is saved again, so no file brings back what was removed.

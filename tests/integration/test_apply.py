@@ -73,6 +73,17 @@ def test_a_change_to_one_item_rewrites_only_that_item(netns, engine, family, pla
     assert rules_of(netns) == planted
 
 
+def test_removing_some_items_keeps_the_others(netns, engine, family, planted):
+    objects = listed(family)
+    apply_listed(netns, engine, objects)
+    kept = dict(objects, balancers=[objects["balancers"][0]])
+    removed = apply_listed(netns, engine, dict(kept, balancers=kept["balancers"] + [{"name": "api", "state": "absent"}]))
+    assert changed_items(removed) == [False, False, True]
+    assert not apply_listed(netns, engine, kept)["changed"], "an object kept in the list lost rules"
+    apply_listed(netns, engine, absent(objects))
+    assert rules_of(netns) == planted
+
+
 # (items changed from listed(4), the parameter the error names, words of the reason)
 BAD_ITEMS = [
     ({"balancers": [DEFINITIONS[4]["dnat_balancer"], dict(API[4], backends=["nope"])]}, "balancers[1].backends[0]", "not an IPv4 or IPv6"),
