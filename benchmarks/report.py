@@ -214,7 +214,8 @@ def control_section(control, plot_name):
         startup = size["startup"]
         parts += ["### %s: %d services × %d backends + %d mirrors = %d endpoints, %d rules (%d repeats)" % (
             size["label"], size["services"], size["backends"], size["mirrors"], size["endpoints"], size["rules"], size.get("repeats", control["repeats"])), "",
-            "%d runs of the one-object modules per apply or noop (netfilter_apply: 1); %d `ansible.builtin.iptables` calls per run of the loop. Python start-up "
+            "%d runs of the one-object modules per apply or noop (netfilter_apply: 1); "
+            "%d `ansible.builtin.iptables` calls per run of the loop. Python start-up "
             "inside the namespace: bare interpreter %s, module imports (interpreter + `ansible.module_utils.basic` + the "
             "collection's module_utils) %s. Module and floor left identical rulesets: %s." % (
                 size["module_calls"], size["per_rule_calls"], seconds(startup["interpreter"]), seconds(startup["module"]),

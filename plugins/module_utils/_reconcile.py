@@ -215,8 +215,9 @@ def reconcile(module, kind, build, preflight=None):
         return converge(host, params, {key: obj}, module.check_mode), obj
 
     outcome, obj = fail_on_errors(module, run)
-    result = dict(outcome.object_result(key), changed=outcome.changed, engine=outcome.engine.name,
-                  removed_from=[other.name for other in outcome.removed_from], persisted=outcome.persisted)
+    result = outcome.object_result(key)
+    result.update(changed=outcome.changed, engine=outcome.engine.name, removed_from=[other.name for other in outcome.removed_from],
+                  persisted=outcome.persisted)
     if module._diff:
         result["diff"] = outcome.diff([key], "%s %s" % key)
     return result, obj

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import ENGINES, namespaces_available
+from tests.integration.netfilter import ENGINES, namespaces_available, plant_foreign, rules_of
 
 UNAVAILABLE = namespaces_available()
 
@@ -42,3 +42,10 @@ def engine(request):
 def family(request):
     """IPv4, then IPv6."""
     return request.param
+
+
+@pytest.fixture
+def planted(netns, engine):
+    """Foreign rules in every table the engine's backend has; returns the whole ruleset."""
+    plant_foreign(netns, engine)
+    return rules_of(netns)

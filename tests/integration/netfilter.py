@@ -92,6 +92,11 @@ def ruleset(netns):
     return "".join(line + "\n" for text in texts for line in text.splitlines() if not line.strip().startswith("#"))
 
 
+def rules_of(netns):
+    """The whole ruleset, less the packet counters the namespace's own link traffic moves."""
+    return without_counters(ruleset(netns))
+
+
 def plant_foreign(netns, engine, forward_policy="DROP"):
     """Rules of other tools in the backend the engine writes, both families, plus a native nft table."""
     variant = "legacy" if engine in LEGACY_ENGINES else "nft"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.integration.netfilter import in_netns, run_module
-from tests.integration.test_core import DEFINITIONS, apply_all, planted, rules_of  # noqa: F401 - planted is a fixture
+from tests.integration.netfilter import in_netns, rules_of, run_module
+from tests.integration.test_core import DEFINITIONS, apply_all
 
 API = {4: {"name": "api", "vip": "198.18.0.100", "port": 443, "backends": ["198.18.0.21:8443", "198.18.0.22:8443"]},
        6: {"name": "api", "vip": "2001:2::100", "port": 443, "backends": ["[2001:2::21]:8443", "[2001:2::22]:8443"]}}

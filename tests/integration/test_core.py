@@ -8,11 +8,9 @@ from tests.integration.netfilter import (
     LEGACY_ENGINES,
     in_netns,
     iptables_save,
-    plant_foreign,
     restore,
-    ruleset,
+    rules_of,
     run_module,
-    without_counters,
 )
 
 DEFINITIONS = {
@@ -28,18 +26,6 @@ DEFINITIONS = {
     },
 }
 NEW_BACKEND = {4: ("198.18.0.24", "198.18.0.22:8080"), 6: ("2001:2::24", "[2001:2::22]:8080")}
-
-
-def rules_of(netns):
-    """The whole ruleset, less the packet counters the namespace's own link traffic moves."""
-    return without_counters(ruleset(netns))
-
-
-@pytest.fixture
-def planted(netns, engine):
-    """Foreign rules in every table the engine's backend has; returns the whole ruleset."""
-    plant_foreign(netns, engine)
-    return rules_of(netns)
 
 
 def apply_all(netns, engine, family, check=False, diff=False, state="present"):
