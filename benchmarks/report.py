@@ -1,4 +1,5 @@
-"""docs/performance.md and its plots from a results JSON written by benchmarks.run.
+"""A report with plots from a results JSON written by benchmarks.run: docs/performance.md for
+the full run (results/full.json), results/NAME.md and results/NAME/ for any other.
 
     .venv/bin/python -m benchmarks.report benchmarks/results/full.json
 """
@@ -9,8 +10,10 @@ import sys
 
 from benchmarks import collection
 
-DOC = os.path.join(collection.REPO, "docs", "performance.md")
-PLOTS = os.path.join(collection.REPO, "docs", "performance")
+DOCS = os.path.join(collection.REPO, "docs")
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# The full run's report is the documented one; any other run's stays beside its results.
+FULL_RUN = "full"
 GOAL_FLOOR_FACTOR = 2
 GOAL_LOOP_FACTOR = 100
 GOAL_LARGE_ENDPOINTS = 10000
@@ -165,6 +168,9 @@ def plot_control(control, path):
     steps = control["steps"]
     figure, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 5.2), sharey=True)
     names = list(control["sizes"][0]["methods"])
+    # More methods than one colour cycle: the strong tab20 colours first, then their light pairs.
+    palette = plt.get_cmap("tab20").colors
+    colours = dict(zip(names, palette[0::2] + palette[1::2]))
     for axis, step in zip(axes, steps):
         for name in names:
             points = [(size["endpoints"], size["methods"][name]["steps"][step], size["methods"][name].get("extrapolated"))
@@ -174,14 +180,14 @@ def plot_control(control, path):
             line = None
             if measured:
                 sizes = [x for x, _stats in measured]
-                line = axis.plot(sizes, [s["median"] for _x, s in measured], style, marker="o", label=name)[0]
+                line = axis.plot(sizes, [s["median"] for _x, s in measured], style, marker="o", label=name, color=colours[name])[0]
                 axis.fill_between(sizes, [s["min"] for _x, s in measured], [s["max"] for _x, s in measured],
                                   alpha=0.15, color=line.get_color())
             extrapolated = [(x, s) for x, s, extra in points if extra]
             if extrapolated:
                 joined = measured[-1:] + extrapolated
                 axis.plot([x for x, _stats in joined], [s["median"] for _x, s in joined], ":", marker="x",
-                          color=line.get_color() if line else None, label=None if line else name + " (extrapolated)")
+                          color=colours[name], label=None if line else name + " (extrapolated)")
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_title(step)
@@ -221,7 +227,7 @@ def control_section(control, plot_name):
                 size["module_calls"], size["per_rule_calls"], seconds(startup["interpreter"]), seconds(startup["module"]),
                 ", ".join("%s %s" % (name, "yes" if same else "**no**") for name, same in size["same_rules_as_floor"].items()) or "not compared"),
             "", control_size_table(size, steps), ""]
-    parts += ["![time per step vs size, log-log](performance/%s)" % plot_name, ""]
+    parts += ["![time per step vs size, log-log](%s)" % plot_name, ""]
     parts += goals_section(control, steps)
     return parts
 
@@ -320,7 +326,7 @@ def data_section(data, plot_name):
             % (data["duration_seconds"], max(data["duration_seconds"] * 2, 4), data["repeats"], data["wrk_connections"]), "",
             "### Mirror (tee_mirror on sender, engine %s, ports 5201 and 8080)" % mirror["engine"], "",
             table(["", "mirror off", "mirror on", "on ÷ off"], mirror_rows), "",
-            "![throughput and latency, mirror off vs on](performance/%s)" % plot_name, "",
+            "![throughput and latency, mirror off vs on](%s)" % plot_name, "",
             "### Balancer (dnat_balancer on lb, engine %s, %d backends)" % (balancer["engine"], len(balancer["backends"])), "",
             table(["", "through the VIP", "straight to %s" % balancer["backends"][0], "VIP ÷ straight"], balancer_rows), "",
             "Per-backend share of the new connections through the VIP (SYNs counted at each backend): %s. Failed requests: %s."
@@ -398,10 +404,19 @@ def machine_section(results):
             "measured side by side in the same repeat, with its spread.", ""]
 
 
+def destination(results_path):
+    """(report path, plot directory, plot directory as the report links it) of a results file."""
+    name = os.path.splitext(os.path.basename(results_path))[0]
+    if name == FULL_RUN:
+        return os.path.join(DOCS, "performance.md"), os.path.join(DOCS, "performance"), "performance"
+    return os.path.join(RESULTS, name + ".md"), os.path.join(RESULTS, name), name
+
+
 def write(results_path):
     with open(results_path, encoding="utf-8") as handle:
         results = json.load(handle)
-    os.makedirs(PLOTS, exist_ok=True)
+    report, plots, link = destination(results_path)
+    os.makedirs(plots, exist_ok=True)
     parts = ["# Performance", "",
              "Written by `benchmarks/report.py` from `%s`; regenerate with `.venv/bin/python -m benchmarks.report %s`, "
              "or measure again with `.venv/bin/python -m benchmarks.run --full` (as root)." % (
@@ -409,20 +424,20 @@ def write(results_path):
     parts += headline(results)
     parts += machine_section(results)
     if "control_plane" in results:
-        plot_control(results["control_plane"], os.path.join(PLOTS, "control-plane.png"))
-        parts += control_section(results["control_plane"], "control-plane.png")
+        plot_control(results["control_plane"], os.path.join(plots, "control-plane.png"))
+        parts += control_section(results["control_plane"], link + "/control-plane.png")
     if "fleet" in results:
         parts += fleet_section(results["fleet"])
     if "data_plane" in results:
-        plot_data(results["data_plane"]["mirror"], os.path.join(PLOTS, "mirror.png"))
-        parts += data_section(results["data_plane"], "mirror.png")
+        plot_data(results["data_plane"]["mirror"], os.path.join(plots, "mirror.png"))
+        parts += data_section(results["data_plane"], link + "/mirror.png")
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     with open(notes, encoding="utf-8") as handle:
         parts += [handle.read()]
-    with open(DOC, "w", encoding="utf-8") as handle:
+    with open(report, "w", encoding="utf-8") as handle:
         handle.write("\n".join(parts).rstrip() + "\n")
-    return DOC
+    return report
 
 
 if __name__ == "__main__":
-    print(write(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")))
+    print(write(sys.argv[1] if len(sys.argv) > 1 else os.path.join(RESULTS, "latest.json")))

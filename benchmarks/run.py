@@ -1,9 +1,11 @@
-"""Run the benchmarks and write benchmarks/results/<name>.json and docs/performance.md with plots.
+"""Run the benchmarks and write benchmarks/results/NAME.json and its report with plots.
 
 As root, from the repository root:
 
-    .venv/bin/python -m benchmarks.run            # up to 100 endpoints, 10-host fleet, 2 repeats: a few minutes
-    .venv/bin/python -m benchmarks.run --full     # up to 10000 endpoints, 50-host fleet, 3 repeats (about an hour)
+    .venv/bin/python -m benchmarks.run            # up to 100 endpoints, 10-host fleet, 2 repeats: a few minutes;
+                                                  # report in benchmarks/results/latest.md
+    .venv/bin/python -m benchmarks.run --full     # up to 10000 endpoints, 50-host fleet, 3 repeats (about an hour);
+                                                  # results/full.json and the documented docs/performance.md
 
 Installs what it needs first: iperf3 and wrk (apt), matplotlib (benchmarks/requirements.txt,
 into this venv) and the collection build (make collection). Namespaces and labs it creates are
@@ -49,9 +51,10 @@ def parse_args(argv=None):
     parser.add_argument("--fleet-repeats", type=int, default=1)
     parser.add_argument("--duration", type=int, help="seconds of each data-plane load (default %d)" % DEFAULTS["duration"])
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run: %s" % ",".join(SECTIONS))
-    parser.add_argument("--name", default="latest", help="results file benchmarks/results/NAME.json")
+    parser.add_argument("--name", help="results file benchmarks/results/NAME.json (default latest, with --full full)")
     parser.add_argument("--no-install", action="store_true", help="skip installing tools, matplotlib and the collection")
     args = parser.parse_args(argv)
+    args.name = args.name or ("full" if args.full else "latest")
     for option, value in (FULL if args.full else DEFAULTS).items():
         if getattr(args, option) is None:
             setattr(args, option, value)
