@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import subprocess
 import time
 
 # One read-compare-apply cycle at a time on a host, so two runs never both add a jump.
@@ -47,14 +46,7 @@ class AnsibleHost:
         self.module = module
 
     def run(self, argv, data=None):
-        """(rc, stdout, stderr) of argv. Not run_command: its reads take longer than the tool
-        itself for the megabytes a large ruleset prints."""
-        try:
-            completed = subprocess.run(argv, input=data, capture_output=True, text=True, errors="surrogateescape", check=False,
-                                       env=dict(os.environ, LC_ALL="C"))
-        except OSError as error:
-            return 127, "", "cannot run %s: %s" % (argv[0], error)
-        return completed.returncode, completed.stdout, completed.stderr
+        return self.module.run_command(argv, data=data, binary_data=data is not None, check_rc=False)
 
     def which(self, name):
         return self.module.get_bin_path(name)
