@@ -23,13 +23,12 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     MIRROR,
     ValidationError,
     build_balancer,
+    build_listed,
     build_mirror,
     object_token,
-    validate_name,
 )
 
 TAG = re.compile(r"^netmagic:(%s|%s):([A-Za-z0-9_.-]{1,64})$" % (MIRROR, BALANCER))
-IPTABLES_TAG = re.compile(r'--comment "?(netmagic:[^"\s]+)"?(?:\s|$)')
 COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A .*)$")
 IPTABLES_TARGETS = re.compile(r"-[jg] (%s\S+)" % iprules.CHAIN_PREFIX)
 
@@ -60,11 +59,6 @@ def _owner(comment):
     return (match.group(1), match.group(2)) if match else None
 
 
-def token_of(chain):
-    parts = chain.split("-")
-    return parts[2] if chain.startswith(iprules.CHAIN_PREFIX) and len(parts) > 2 else None
-
-
 # --- iptables ---------------------------------------------------------------
 
 def _iptables_rule(scope, line):
@@ -72,7 +66,7 @@ def _iptables_rule(scope, line):
     counted = COUNTED.match(line)
     packets, octets, text = (int(counted.group(1)), int(counted.group(2)), counted.group(3)) if counted else (None, None, line)
     chain = text.split(" ", 2)[1]
-    tag = IPTABLES_TAG.search(text)
+    tag = iprules.TAG_IN_RULE.search(text)
     owner = None if chain.startswith(iprules.CHAIN_PREFIX) else _owner(tag.group(1) if tag else None)
     if not owner and not chain.startswith(iprules.CHAIN_PREFIX):
         return None
@@ -98,13 +92,11 @@ def iptables_live(saves):
     return live
 
 
-def iptables_owned(saves, kind, name):
-    """The object's owned rules as the engine reads them, from the same snapshot."""
-    owned = {}
-    for family, text in saves.items():
-        plain = "\n".join(match.group(3) if match else line for line, match in ((line, COUNTED.match(line.strip())) for line in text.splitlines()))
-        owned.update(iprules.owned_rules(iprules.parse_save(plain), kind, name, family))
-    return owned
+def iptables_owned(saves, keys):
+    """The objects' owned rules as the engine reads them, from the same snapshot."""
+    plain = {family: "\n".join(match.group(3) if match else line for line, match in ((line, COUNTED.match(line.strip())) for line in text.splitlines()))
+             for family, text in saves.items()}
+    return iprules.owned_rules_of_saves(plain, keys)
 
 
 # --- nftables ---------------------------------------------------------------
@@ -148,12 +140,12 @@ def nftables_live(listings):
     return live
 
 
-def nftables_owned(listings, kind, name):
-    owned = {}
+def nftables_owned(listings, keys):
+    owned = {key: {} for key in keys}
     for family, listing in listings.items():
-        mine = nft.owned_rules(*nft.parse_table(listing), kind, name)
-        if mine.chains or mine.jumps:
-            owned[family] = mine
+        for key, mine in nft.owned_rules_of(*nft.parse_table(listing), keys).items():
+            if mine.chains or mine.jumps:
+                owned[key][family] = mine
     return owned
 
 
@@ -172,10 +164,10 @@ def objects_of(live):
             objects.setdefault(rule.owner, [])
     by_token = {object_token(*owner): owner for owner in objects}
     for rule in live.rules:
-        owner = rule.owner or by_token.get(token_of(rule.chain))
+        owner = rule.owner or by_token.get(iprules.chain_token(rule.chain))
         if owner:
             objects[owner].append(rule)
-    orphans = sorted((scope, chain) for scope, chains in live.chains.items() for chain in chains if token_of(chain) not in by_token)
+    orphans = sorted((scope, chain) for scope, chains in live.chains.items() for chain in chains if iprules.chain_token(chain) not in by_token)
     return objects, orphans
 
 
@@ -201,7 +193,7 @@ def structural_drift(owner, rules, live):
     counts = collections.Counter((jump.scope, jump.text) for jump in jumps)
     findings += [finding("jump_duplicated", owner, rule=text, copies=count) for (_scope, text), count in sorted(counts.items()) if count > 1]
     token = object_token(*owner)
-    own_chains = {(scope, chain) for scope, chains in live.chains.items() for chain in chains if token_of(chain) == token}
+    own_chains = {(scope, chain) for scope, chains in live.chains.items() for chain in chains if iprules.chain_token(chain) == token}
     for jump in jumps:
         findings += [finding("chain_missing", owner, chain=target, rule=jump.text) for target in jump.targets if (jump.scope, target) not in own_chains]
     reached = _reached(jumps, rules)
@@ -305,21 +297,22 @@ class Expected:
 def _snapshot(engine):
     if engine.backend == "nftables":
         listings = engine.snapshot()
-        return nftables_live(listings), lambda kind, name: nftables_owned(listings, kind, name)
+        return nftables_live(listings), lambda keys: nftables_owned(listings, keys)
     saves = engine.snapshot(counters=True)
-    return iptables_live(saves), lambda kind, name: iptables_owned(saves, kind, name)
+    return iptables_live(saves), lambda keys: iptables_owned(saves, keys)
 
 
 def expected_drift(engine, expected, objects, owned_of):
     findings = []
+    owned = owned_of(list(expected.objects))
     for owner, obj in expected.objects.items():
         if obj is None:
             if owner in objects:
                 findings.append(finding("object_unexpected", owner))
-        elif owner not in objects and not owned_of(*owner):
+        elif owner not in objects and not owned[owner]:
             findings.append(finding("object_missing", owner))
         else:
-            findings += definition_drift(engine, owner, owned_of(*owner), engine.render(obj))
+            findings += definition_drift(engine, owner, owned[owner], engine.render(obj))
     findings += [finding("object_unexpected", owner) for owner in objects if owner[0] in expected.kinds and owner not in expected.objects]
     return findings
 
@@ -352,32 +345,23 @@ DEFINITION_KEYS = {
 }
 
 
-def _definition(kind, build, parameter, params):
-    if not isinstance(params, dict):
-        raise ValidationError(parameter, params, "must be a dict of the %s module's parameters" % kind)
-    unknown = sorted(set(params) - DEFINITION_KEYS[kind])
-    if unknown:
-        raise ValidationError(parameter, params, "has unknown keys: %s" % ", ".join(unknown))
-    try:
-        name = validate_name(params.get("name"))
-        obj = None if params.get("state", "present") == "absent" else build(params)
-    except ValidationError as error:
-        error.parameter = "%s.%s" % (parameter, error.parameter)
-        error.args = ("%s: %s" % (parameter, error.args[0]),)
-        raise
-    return (kind, name), obj
+def _checked(kind, option, items):
+    """The items, once each is a dict of known keys."""
+    for index, params in enumerate(items):
+        parameter = "%s[%d]" % (option, index)
+        if not isinstance(params, dict):
+            raise ValidationError(parameter, params, "must be a dict of the %s module's parameters" % kind)
+        unknown = sorted(set(params) - DEFINITION_KEYS[kind])
+        if unknown:
+            raise ValidationError(parameter, params, "has unknown keys: %s" % ", ".join(unknown))
+    return items
 
 
 def build_expected(mirrors, balancers):
     """Expected from the options mirrors and balancers (None: that kind is not compared)."""
     expected = Expected()
     for kind, option, build, items in ((MIRROR, "mirrors", build_mirror, mirrors), (BALANCER, "balancers", build_balancer, balancers)):
-        if items is None:
-            continue
-        expected.kinds += (kind,)
-        for index, params in enumerate(items):
-            owner, obj = _definition(kind, build, "%s[%d]" % (option, index), params)
-            if owner in expected.objects:
-                raise ValidationError("%s[%d].name" % (option, index), owner[1], "is defined twice")
-            expected.objects[owner] = obj
+        if items is not None:
+            expected.kinds += (kind,)
+            expected.objects.update(build_listed(option, kind, build, _checked(kind, option, items)))
     return expected

@@ -115,11 +115,7 @@ class IptablesEngine:
     def read(self, keys):
         """{(kind, name): owned rules in both families} for each key, from one save per family;
         a family whose tools are missing holds none."""
-        owned = {key: {} for key in keys}
-        for family, text in self.snapshot().items():
-            for key, tables in rules.owned_rules_of(rules.parse_save(text), keys, family).items():
-                owned[key].update(tables)
-        return owned
+        return rules.owned_rules_of_saves(self.snapshot(), keys)
 
     def snapshot(self, counters=False):
         """{family: iptables-save text} of every table, with [packets:bytes] before each rule when counters."""

@@ -10,6 +10,7 @@ Pure text in, text out: no process is run here.
 
 from __future__ import annotations
 
+import collections
 import re
 from dataclasses import dataclass, field
 
@@ -36,9 +37,6 @@ class TableRules:
 
     chains: dict = field(default_factory=dict)
     jumps: list = field(default_factory=list)
-
-    def is_empty(self):
-        return not self.chains and not self.jumps
 
     def canonical(self):
         return ({name: list(rules) for name, rules in self.chains.items()}, sorted(self.jumps))
@@ -180,14 +178,16 @@ def parse_save(text):
     return tables
 
 
-TAG_IN_RULE = re.compile(r'--comment "?netmagic:([a-z]+):([A-Za-z0-9_.-]+)"?(?:\s|$)')
+# The tag of a rule, as iptables-save prints its comment.
+TAG_IN_RULE = re.compile(r'--comment "?(netmagic:[^"\s]+)"?(?:\s|$)')
 
 
 def owned_rules_of(tables, keys, family=4):
     """The parts of a parsed ruleset of one family that belong to each (kind, name) key:
     {key: {(family, table): TableRules}}, one pass over the ruleset for all keys."""
     by_token = {object_token(*key): key for key in keys}
-    owned = {key: {} for key in by_token.values()}
+    by_tag = {tag(*key): key for key in keys}
+    owned = {key: {} for key in keys}
     for table, chains in tables.items():
         for chain, lines in chains.items():
             if chain.startswith(CHAIN_PREFIX):
@@ -197,8 +197,8 @@ def owned_rules_of(tables, keys, family=4):
                 continue
             for line in lines:
                 match = TAG_IN_RULE.search(line)
-                if match and match.groups() in owned:
-                    _table_rules(owned[match.groups()], family, table).jumps.append(line)
+                if match and match.group(1) in by_tag:
+                    _table_rules(owned[by_tag[match.group(1)]], family, table).jumps.append(line)
     for tables_of_key in owned.values():
         for rules in tables_of_key.values():
             rules.jumps.sort()
@@ -209,9 +209,13 @@ def _table_rules(owned, family, table):
     return owned.setdefault((family, table), TableRules())
 
 
-def owned_rules(tables, kind, name, family=4):
-    """The part of a parsed ruleset of one family that belongs to one object, per (family, table)."""
-    return owned_rules_of(tables, [(kind, name)], family)[(kind, name)]
+def owned_rules_of_saves(saves, keys):
+    """{(kind, name): owned rules of every family} from {family: iptables-save text}."""
+    owned = {key: {} for key in keys}
+    for family, text in saves.items():
+        for key, tables in owned_rules_of(parse_save(text), keys, family).items():
+            owned[key].update(tables)
+    return owned
 
 
 def same_rules(current, desired):
@@ -247,13 +251,14 @@ def _table_restore_lines(current, desired):
     # created in name order (1 s instead of 0.2 s for 10000 chains), and restore is slower in a hashed order.
     rewritten = [c for c in desired.chains if current.chains.get(c) != desired.chains[c]]
     lines = [":%s - [0:0]" % chain for chain in rewritten + stale_chains]
-    for jump in sorted(set(current.jumps)):
-        surplus = current.jumps.count(jump) - desired.jumps.count(jump)
-        lines.extend(["-D %s %s" % _rule_spec(jump)] * max(surplus, 0))
+    # Counted once: netfilter_apply merges the jumps of every listed object.
+    current_jumps, desired_jumps = collections.Counter(current.jumps), collections.Counter(desired.jumps)
+    for jump in sorted(current_jumps - desired_jumps):
+        lines.extend(["-D %s %s" % _rule_spec(jump)] * (current_jumps[jump] - desired_jumps[jump]))
     for chain in rewritten:
         lines.extend(desired.chains[chain])
     for jump in desired.jumps:
-        if jump not in current.jumps:
+        if jump not in current_jumps:
             lines.append("-I %s 1 %s" % _rule_spec(jump))
     lines.extend("-X %s" % chain for chain in stale_chains)
     return lines

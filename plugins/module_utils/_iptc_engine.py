@@ -18,7 +18,7 @@ import shlex
 import traceback
 from dataclasses import dataclass
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, MissingLibraryError, xtables_lock
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, MissingLibraryError, xtables_lock
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import (
     FAMILY_COMMANDS,
     XTABLES_WAIT,
@@ -166,11 +166,8 @@ def build_rule(iptc, family, spec):
 
 def live_tables(family):
     """The legacy tables of one family that exist in this network namespace."""
-    try:
-        with open(TABLE_NAMES[family]) as handle:
-            return set(handle.read().split())
-    except OSError:
-        return set()  # that family's x_tables are not loaded: no table exists
+    # No file: that family's x_tables are not loaded, so no table exists.
+    return set((AnsibleHost.read_text(TABLE_NAMES[family]) or "").split())
 
 
 def hide_missing_tables(iptc, existing):

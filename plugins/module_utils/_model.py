@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from math import gcd
 from functools import reduce
@@ -118,6 +119,30 @@ def validate_name(name):
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ValidationError("name", name, "must be 1-64 characters of letters, digits, '-', '_' or '.'")
     return name
+
+
+@contextmanager
+def naming(item):
+    """An error about a parameter of a listed item names the item: 'balancers[2].port'."""
+    try:
+        yield
+    except ValidationError as error:
+        raise ValidationError("%s.%s" % (item, error.parameter), error.value, error.reason) from None
+
+
+def build_listed(option, kind, build, items):
+    """{(kind, name): model object, or None for state absent} of the definitions listed in an
+    option, in order; errors name the item."""
+    objects = {}
+    for index, params in enumerate(items):
+        item = "%s[%d]" % (option, index)
+        with naming(item):
+            name = validate_name(params.get("name"))
+            obj = None if params.get("state") == "absent" else build(params)
+        if (kind, name) in objects:
+            raise ValidationError(item + ".name", name, "is listed twice in %s" % option)
+        objects[(kind, name)] = obj
+    return objects
 
 
 def _choice(parameter, value, choices):

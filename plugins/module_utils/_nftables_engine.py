@@ -127,13 +127,23 @@ def _runs(slots):
     return runs
 
 
-def _choice(mode, slots):
-    """numgen over the slots: a vmap whose keys are indices or index ranges."""
+def _weighted_runs(chains, weights):
+    """(first index, last index, chain) intervals of the given widths, without listing each index:
+    weights have no upper bound."""
+    runs, first = [], 0
+    for chain, weight in zip(chains, weights):
+        runs.append((first, first + weight - 1, chain))
+        first += weight
+    return runs
+
+
+def _choice(mode, runs):
+    """numgen over (first, last, chain) index intervals: a vmap whose keys are indices or index ranges."""
     elements = [
         [first if first == last else {"range": [first, last]}, {"jump": {"target": chain}}]
-        for first, last, chain in _runs(slots)
+        for first, last, chain in runs
     ]
-    return [{"vmap": {"key": {"numgen": {"mode": mode, "mod": len(slots), "offset": 0}}, "data": {"set": elements}}}]
+    return [{"vmap": {"key": {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}, "data": {"set": elements}}}]
 
 
 def render_balancer(balancer):
@@ -145,14 +155,13 @@ def render_balancer(balancer):
         endpoint_chains[backend.endpoint] = chain
         rules.chains[chain] = [canonical([_l4proto(balancer.protocol), {"dnat": {"addr": backend.address, "port": backend.port}}])]
     if balancer.mode == "round_robin":
-        slots = [endpoint_chains[b.endpoint] for b in round_robin_slots(balancer.backends)]
-        mode = "inc"
+        choice = _choice("inc", _runs([endpoint_chains[b.endpoint] for b in round_robin_slots(balancer.backends)]))
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
-        slots = [endpoint_chains[b.endpoint] for b, w in zip(balancer.backends, _reduced_weights(balancer.backends)) for _turn in range(w)]
-        mode = "random"
+        chains = [endpoint_chains[b.endpoint] for b in balancer.backends]
+        choice = _choice("random", _weighted_runs(chains, _reduced_weights(balancer.backends)))
     service_chain = chain_name("SVC", kind, name)
-    rules.chains[service_chain] = [canonical(_choice(mode, slots))]
+    rules.chains[service_chain] = [canonical(choice)]
 
     service_match = [_match(_payload(family, "daddr"), balancer.vip), _match(_payload(balancer.protocol, "dport"), balancer.port)]
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
@@ -212,10 +221,6 @@ def owned_rules_of(chains, rules, keys):
     for mine in owned.values():
         mine.jumps.sort()
     return owned
-
-
-def owned_rules(chains, rules, kind, name):
-    return owned_rules_of(chains, rules, [(kind, name)])[(kind, name)]
 
 
 def same_rules(current, desired):
@@ -367,32 +372,27 @@ class NftablesEngine:
         rc, out, _err = self.host.run([self._nft(), "list", "tables"])
         return rc == 0 and any(line.split()[-1:] == [TABLE] for line in out.splitlines())
 
-    def _list(self, family):
+    def _listing(self, family):
+        """`nft -j list table` output of one family's netmagic table, or None where there is none."""
         rc, out, err = self.host.run([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])
-        if rc != 0:
-            if "No such file or directory" in err:
-                return [], []
-            raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
-        return parse_table(out)
+        if rc == 0:
+            return out
+        if "No such file or directory" in err:
+            return None
+        raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
 
     def snapshot(self):
         """{family: `nft -j list table` output} of each netmagic table that exists; rules carry
         counters only if someone added counter statements (this engine writes none)."""
-        saves = {}
-        for family in FAMILIES:
-            rc, out, err = self.host.run([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])
-            if rc == 0:
-                saves[family] = out
-            elif "No such file or directory" not in err:
-                raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
-        return saves
+        listings = {family: self._listing(family) for family in FAMILIES}
+        return {family: listing for family, listing in listings.items() if listing is not None}
 
     def read(self, keys):
         """{(kind, name): {family: NftRules}} for each key, from one listing per family."""
         owned = {key: {} for key in keys}
         self._other_chains = {}
-        for family in FAMILIES:
-            chains, rules = self._list(family)
+        for family, listing in self.snapshot().items():
+            chains, rules = parse_table(listing)
             for key, mine in owned_rules_of(chains, rules, keys).items():
                 if mine.chains or mine.jumps:
                     owned[key][family] = mine

@@ -16,7 +16,7 @@ import tempfile
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._info import IPTABLES_TAG, TAG
+from ansible_collections.netmagic.netfilter.plugins.module_utils._info import TAG
 
 UNIT_NAME = "netmagic-netfilter-restore.service"
 DEFAULT_PATH = "/etc/netmagic/netfilter"
@@ -31,7 +31,7 @@ FILES = {
 
 
 def _is_tagged(line):
-    match = IPTABLES_TAG.search(line)
+    match = iprules.TAG_IN_RULE.search(line)
     return bool(match and TAG.match(match.group(1)))
 
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ansible.module_utils.basic import missing_required_lib
@@ -19,7 +18,9 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     MIRROR,
     ValidationError,
     build_balancer,
+    build_listed,
     build_mirror,
+    naming,
     validate_name,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist
@@ -223,29 +224,6 @@ def reconcile(module, kind, build, preflight=None):
     return result, obj
 
 
-@contextmanager
-def _naming(item):
-    """An error about a parameter of a listed item names the item: 'balancers[2].port'."""
-    try:
-        yield
-    except ValidationError as error:
-        raise ValidationError("%s.%s" % (item, error.parameter), error.value, error.reason) from None
-
-
-def _listed(params, kind, option, build):
-    """{(kind, name): model object or None} of one list option; errors name the item."""
-    objects = {}
-    for index, item in enumerate(params[option]):
-        where = "%s[%d]" % (option, index)
-        with _naming(where):
-            name = validate_name(item["name"])
-            obj = build(item) if item["state"] == "present" else None
-        if (kind, name) in objects:
-            raise ValidationError(where + ".name", name, "is listed twice in %s" % option)
-        objects[(kind, name)] = obj
-    return objects
-
-
 def _object_results(outcome, params, kind, option):
     """name, state and changed of each listed item: the rules of many objects would make a result
     of tens of thousands of lines (netfilter_info lists them)."""
@@ -258,13 +236,13 @@ def reconcile_objects(module):
     params = module.params
 
     def run():
-        mirrors = _listed(params, MIRROR, "mirrors", build_mirror)
-        objects = {**mirrors, **_listed(params, BALANCER, "balancers", build_balancer)}
+        mirrors = build_listed("mirrors", MIRROR, build_mirror, params["mirrors"])
+        objects = {**mirrors, **build_listed("balancers", BALANCER, build_balancer, params["balancers"])}
         host = AnsibleHost(module)
         for index, item in enumerate(params["mirrors"]):
             mirror = mirrors[(MIRROR, item["name"])]
             if mirror and not item["force"]:
-                with _naming("mirrors[%d]" % index):
+                with naming("mirrors[%d]" % index):
                     check_gateway(host, mirror)
         return converge(host, params, objects, module.check_mode), objects
 

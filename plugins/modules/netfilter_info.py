@@ -192,10 +192,9 @@ drifted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import build_expected, host_info
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, select_engine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, fail_on_errors, select_engine
 
 
 def main():
@@ -207,14 +206,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
+    def run():
         expected = build_expected(module.params["mirrors"], module.params["balancers"])
-        result = host_info(select_engine(AnsibleHost(module), module.params["engine"]), expected)
-    except ValidationError as error:
-        module.fail_json(msg="netfilter_info: %s" % error, parameter=error.parameter)
-    except EngineError as error:
-        module.fail_json(msg="netfilter_info: %s" % error)
-    module.exit_json(**result)
+        return host_info(select_engine(AnsibleHost(module), module.params["engine"]), expected)
+
+    module.exit_json(**fail_on_errors(module, run))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def test_balancer_counters_show_the_split(make_lab, engine):
     balancer = only(result["balancers"], "web")
     if engine == "nftables":
         assert result["counters"] is False
-        assert all(rule["packets"] is None and rule["bytes"] is None for rule in balancer["rules"])
+        assert balancer["rules"] and all(rule["packets"] is None and rule["bytes"] is None for rule in balancer["rules"])
         return
     assert result["counters"] is True
     split = packets_by_chain(balancer, "NM-SEP-")
@@ -60,14 +60,6 @@ def test_mirror_counters_equal_the_clones_the_collector_got(make_lab, engine):
     # Egress clones pass mangle OUTPUT themselves and match the egress rule a second time.
     assert tee["NM-MIRI-"] + tee["NM-MIRO-"] // 2 == clones.count, tee
     assert mirror["mirrored_packets"] == clones.count
-
-
-ENGINES_READ = COUNTING_ENGINES + ("nftables", "python-iptables")
-
-
-@pytest.fixture(params=ENGINES_READ)
-def engine(request):
-    return request.param
 
 
 def apply_both(netns, engine):

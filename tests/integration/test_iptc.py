@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.netfilter import FOREIGN_RULES, in_netns, plant_foreign, restore, ruleset, run_module, without_counters
+from tests.integration.netfilter import FOREIGN_RULES, in_netns, plant_foreign, restore, rules_of, run_module
 
 OBJECTS = {
     4: [("tee_mirror", {"name": "http", "gateway": "198.18.0.3", "ports": ["80", "8000:8100"], "peer": "198.18.1.0/24"}),
@@ -22,11 +22,6 @@ OBJECTS = {
 }
 
 
-@pytest.fixture(params=[4, 6], ids=["ipv4", "ipv6"])
-def family(request):
-    return request.param
-
-
 def apply_with(netns, engine, family, check=False, state="present"):
     results = []
     for module, args in OBJECTS[family]:
@@ -34,11 +29,6 @@ def apply_with(netns, engine, family, check=False, state="present"):
         results.append(run_module(netns, module, params, check=check))
     assert all(r["rc"] == 0 and not r.get("failed") for r in results), results
     return results
-
-
-def rules_of(netns):
-    """The whole ruleset, less the packet counters the namespace's own link traffic moves."""
-    return without_counters(ruleset(netns))
 
 
 def legacy_tables(netns):

@@ -4,17 +4,10 @@ import difflib
 import os
 import shlex
 
-import pytest
-
-from tests.integration.netfilter import ENGINES, LEGACY_ENGINES, in_netns, plant_foreign, ruleset, run_module, without_counters
+from tests.integration.netfilter import LEGACY_ENGINES, in_netns, plant_foreign, ruleset, run_module, without_counters
 from tests.integration.test_core import DEFINITIONS
 
 UNIT = "netmagic-netfilter-restore.service"
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    return request.param
 
 
 def apply_persisted(netns, engine, directory):

@@ -49,7 +49,7 @@ def clients_seen_by(backend, token):
             if f"probe={token}-" in line]
 
 
-def test_balancer_forwards(container):
+def test_balancer_forwarding_sysctl_is_on(container):
     assert container(BALANCER).file("/proc/sys/net/ipv4/ip_forward").content_string.strip() == "1"
 
 

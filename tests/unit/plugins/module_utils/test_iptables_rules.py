@@ -148,7 +148,7 @@ def live_text():
 
 
 def test_owned_rules_take_only_the_objects_own_lines():
-    owned = r.owned_rules(r.parse_save(live_text()), "balancer", "web")
+    owned = r.owned_rules_of(r.parse_save(live_text()), [("balancer", "web")])[("balancer", "web")]
     svc = r.chain_name("SVC", "balancer", "web")
     assert list(owned) == [NAT]
     assert owned[NAT].chains == {svc: ["-A %s -j DNAT --to-destination 198.18.0.21:80" % svc]}
@@ -204,12 +204,12 @@ def test_duplicate_jumps_are_reduced_to_one():
 def test_as_text_round_trips_through_the_parser():
     desired = r.render(balancer())
     text = "*nat\n" + "\n".join(r.as_text(desired).splitlines()[1:]) + "\nCOMMIT\n"
-    assert r.same_rules(r.owned_rules(r.parse_save(text), "balancer", "web"), desired)
+    assert r.same_rules(r.owned_rules_of(r.parse_save(text), [("balancer", "web")])[("balancer", "web")], desired)
 
 
 def test_foreign_chains_with_our_prefix_but_another_token_are_not_owned():
     text = "*nat\n:NM-SVC-deadbeef-web - [0:0]\n-A NM-SVC-deadbeef-web -j RETURN\nCOMMIT\n"
-    assert r.owned_rules(r.parse_save(text), "balancer", "web") == {}
+    assert r.owned_rules_of(r.parse_save(text), [("balancer", "web")])[("balancer", "web")] == {}
 
 
 def test_ipv6_rules_use_ip6tables_forms():

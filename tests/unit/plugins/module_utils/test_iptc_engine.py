@@ -220,7 +220,7 @@ def test_other_engines_never_need_the_library(monkeypatch):
 
 @pytest.fixture
 def iptc():
-    library = pytest.importorskip("iptc")
+    import iptc as library  # pylint: disable=import-outside-toplevel - python-iptables is in tests/unit/requirements.txt
     engine_module.hide_missing_tables(library, {4: set(), 6: set()})
     return library
 
@@ -275,8 +275,15 @@ def test_check_mode_on_a_host_without_the_tables_builds_the_rules_and_opens_noth
     monkeypatch.setattr(engine_module, "live_tables", lambda family: set())
     monkeypatch.setattr(iptc.Table, "refresh", refuse_to_open)
     monkeypatch.setattr(iptc.Table6, "refresh", refuse_to_open)
+    built = []
+    real_build_rule = engine_module.build_rule
+    monkeypatch.setattr(engine_module, "build_rule", lambda *args: built.append(args[1]) or real_build_rule(*args))
+    desired = [render(balancer()), render(mirror(gateway="2001:2::3", ports=["80"]))]
     engine = IptcEngine(ScriptedHost({}), library=iptc)
-    engine.apply([({}, render(balancer())), ({}, render(mirror(gateway="2001:2::3", ports=["80"])))], check_only=True)
+    engine.apply([({}, owned) for owned in desired], check_only=True)
+    rule_lines = {family: [line for owned in desired for line in restore_buffer({}, owned, family).splitlines() if line[:3] in ("-A ", "-I ")]
+                  for family in (4, 6)}
+    assert sorted(built) == [4] * len(rule_lines[4]) + [6] * len(rule_lines[6]) and rule_lines[4] and rule_lines[6]
 
 
 def test_check_mode_still_refuses_a_rule_the_library_would_change(iptc):

@@ -1,10 +1,9 @@
-"""The list options of netfilter_apply turned into model objects; errors name the item."""
+"""Listed definitions (netfilter_apply, netfilter_info) turned into model objects; errors name the item."""
 
 import pytest
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import _refuse_a_target_in_two_families
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import _listed
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_listed
 
 
 def balancer(name="web", state="present", **options):
@@ -21,7 +20,7 @@ def balancer(name="web", state="present", **options):
     ],
 )
 def test_listed_items_become_objects_in_order(items, keys):
-    objects = _listed({"balancers": items}, "balancer", "balancers", build_balancer)
+    objects = build_listed("balancers", "balancer", build_balancer, items)
     assert list(objects) == keys
     assert [obj is None for obj in objects.values()] == [item["state"] == "absent" for item in items]
 
@@ -39,7 +38,7 @@ def test_listed_items_become_objects_in_order(items, keys):
 )
 def test_a_bad_item_is_named_by_its_position(items, parameter):
     with pytest.raises(ValidationError) as error:
-        _listed({"balancers": items}, "balancer", "balancers", build_balancer)
+        build_listed("balancers", "balancer", build_balancer, items)
     assert error.value.parameter == parameter and parameter in str(error.value)
 
 
