@@ -206,6 +206,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+
     def run():
         expected = build_expected(module.params["mirrors"], module.params["balancers"])
         return host_info(select_engine(AnsibleHost(module), module.params["engine"]), expected)

@@ -11,6 +11,7 @@ import fcntl
 import shlex
 import sys
 
+import iptc as iptc_library  # python-iptables, from tests/unit/requirements.txt
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptc_engine as engine_module
@@ -220,9 +221,8 @@ def test_other_engines_never_need_the_library(monkeypatch):
 
 @pytest.fixture
 def iptc():
-    import iptc as library  # pylint: disable=import-outside-toplevel - python-iptables is in tests/unit/requirements.txt
-    engine_module.hide_missing_tables(library, {4: set(), 6: set()})
-    return library
+    engine_module.hide_missing_tables(iptc_library, {4: set(), 6: set()})
+    return iptc_library
 
 
 def built(iptc, family, line):
