@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import re
+import stat
 import time
 
 # One read-compare-apply cycle at a time on a host, so two runs never both add a jump.
@@ -17,16 +20,47 @@ LOCK_TIMEOUT = 60
 XTABLES_LOCK = "/run/xtables.lock"
 
 
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
 class EngineError(Exception):
     """The host cannot do what was asked; the message says why and what to do."""
 
 
-def writer_failure(tool, rc, error):
-    """How a failed writer is reported: a killed one may have committed, a refusing one did not."""
+# Lines shown either side of the line a tool or a guard refused.
+CONTEXT_LINES = 3
+LINE_NUMBER = re.compile(r"\bline:? (\d+)")
+
+
+def excerpt(lines, index, context=CONTEXT_LINES):
+    """The line at index with context lines either side, numbered, the line itself marked: never the whole buffer."""
+    first, last = max(index - context, 0), min(index + context + 1, len(lines))
+    shown = []
+    for number in range(first, last):
+        line = lines[number] if lines[number].isprintable() else repr(lines[number])
+        shown.append("%s %5d  %s" % (">" if number == index else " ", number + 1, line[:300]))
+    return "\n".join(shown)
+
+
+def failing_line(buffer, error):
+    """Where a restore tool's error names a line of its input ('line 7 failed'), that line in context."""
+    match = LINE_NUMBER.search(error)
+    lines = buffer.splitlines()
+    if not match or not 1 <= int(match.group(1)) <= len(lines):
+        return ""
+    return "\n" + excerpt(lines, int(match.group(1)) - 1)
+
+
+def writer_failure(tool, rc, error, applied=""):
+    """How a failed writer is reported: a killed one may have committed, a refusing one did not.
+
+    applied: what earlier steps of this run committed already, when any did."""
+    error = error.strip()[:2000]
     if rc < 0 or rc >= 128:
-        return ("%s was killed (rc=%d) before it reported: the kernel took the change whole or not at all; "
-                "run again to converge" % (tool, rc))
-    return "%s refused the change, nothing was applied (rc=%d): %s" % (tool, rc, error)
+        return ("%s was killed (rc=%d) before it reported: the kernel took its change whole or not at all%s; "
+                "run again to converge" % (tool, rc, applied))
+    nothing = "its change was not applied%s" % applied if applied else "nothing was applied"
+    return "%s refused the change, %s (rc=%d): %s" % (tool, nothing, rc, error)
 
 
 class MissingLibraryError(EngineError):
@@ -46,7 +80,14 @@ class AnsibleHost:
         self.module = module
 
     def run(self, argv, data=None):
-        return self.module.run_command(argv, data=data, binary_data=data is not None, check_rc=False)
+        """(rc, stdout, stderr) of argv, in the C locale (its output is parsed), with no expansion of
+        '~' or '$' in the arguments; a program that cannot be started or fed is an EngineError."""
+        try:
+            return self.module.run_command(argv, data=data, binary_data=data is not None, check_rc=False, environ_update=C_LOCALE,
+                                           expand_user_and_vars=False, handle_exceptions=False)
+        except (OSError, ValueError) as error:
+            raise EngineError("%s could not be started or stopped before it took its input (%s): it may have been killed; "
+                              "a restore tool commits whole or not at all, so run again to converge" % (os.path.basename(argv[0]), error)) from None
 
     def which(self, name):
         return self.module.get_bin_path(name)
@@ -61,13 +102,34 @@ class AnsibleHost:
             return None
 
 
+# A planted symbolic link is not followed (O_NOFOLLOW) and a FIFO does not block the open (O_NONBLOCK).
+LOCK_OPEN_FLAGS = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _open_regular(path, flags):
+    """A descriptor of the regular file path, created 0600 when missing; never through a link."""
+    descriptor = os.open(path, flags | LOCK_OPEN_FLAGS, 0o600)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise EngineError("the lock file %s is not a regular file; remove it" % path)
+    return descriptor
+
+
+def _why(error):
+    """An open's error in words; O_NOFOLLOW answers ELOOP for a link."""
+    if isinstance(error, OSError) and error.errno == errno.ELOOP:
+        return "a symbolic link, not followed"
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+
+
 def _open_lock_file():
+    errors = []
     for path in LOCK_PATHS:
         try:
-            return open(path, "a")
-        except OSError:
-            continue
-    raise EngineError("cannot open a lock file in any of %s" % ", ".join(LOCK_PATHS))
+            return open(path, "a", opener=lambda name, _flags: _open_regular(name, os.O_WRONLY))
+        except (OSError, EngineError) as error:
+            errors.append(str(error) if isinstance(error, EngineError) else "%s: %s" % (path, _why(error)))
+    raise EngineError("cannot open a lock file: %s" % "; ".join(errors))
 
 
 def _flock_within(handle, timeout, holder):
@@ -98,9 +160,9 @@ def xtables_lock(timeout):
     """The lock every iptables-legacy writer takes (as `iptables -w` waits for it); iptc does not take it."""
     path = os.environ.get("XTABLES_LOCKFILE") or XTABLES_LOCK
     try:
-        descriptor = os.open(path, os.O_CREAT | os.O_RDONLY, 0o600)
+        descriptor = _open_regular(path, os.O_RDONLY)
     except OSError as error:
-        raise EngineError("cannot open the xtables lock %s: %s" % (path, error)) from None
+        raise EngineError("cannot open the xtables lock %s: %s" % (path, _why(error))) from None
     with os.fdopen(descriptor) as handle:
         _flock_within(handle, timeout, "another iptables writer held %s" % path)
         yield

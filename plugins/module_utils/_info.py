@@ -21,16 +21,13 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftable
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
-    ValidationError,
     build_balancer,
     build_listed,
     build_mirror,
-    object_token,
 )
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_GRAMMAR, ChainOwners, owner_of_tag
 
-TAG = re.compile(r"^netmagic:(%s|%s):([A-Za-z0-9_.-]{1,64})$" % (MIRROR, BALANCER))
 COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A .*)$")
-IPTABLES_TARGETS = re.compile(r"-[jg] (%s\S+)" % iprules.CHAIN_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -44,6 +41,7 @@ class LiveRule:
     bytes: int = None
     owner: tuple = None  # (kind, name) of a tagged jump
     targets: tuple = ()  # owned chains it jumps to
+    foreign: bool = False  # a rule of someone else's that jumps into an owned chain
 
 
 @dataclass
@@ -54,9 +52,9 @@ class Live:
     rules: list = field(default_factory=list)
 
 
-def _owner(comment):
-    match = TAG.match(comment or "")
-    return (match.group(1), match.group(2)) if match else None
+def _is_owned_chain(chain):
+    """Whether a chain name has the shape of an owned chain (whose object objects_of then finds)."""
+    return bool(CHAIN_GRAMMAR.fullmatch(chain))
 
 
 # --- iptables ---------------------------------------------------------------
@@ -66,11 +64,12 @@ def _iptables_rule(scope, line):
     counted = COUNTED.match(line)
     packets, octets, text = (int(counted.group(1)), int(counted.group(2)), counted.group(3)) if counted else (None, None, line)
     chain = text.split(" ", 2)[1]
-    tag = iprules.TAG_IN_RULE.search(text)
-    owner = None if chain.startswith(iprules.CHAIN_PREFIX) else _owner(tag.group(1) if tag else None)
-    if not owner and not chain.startswith(iprules.CHAIN_PREFIX):
-        return None
-    return LiveRule(scope, chain, text, packets, octets, owner, tuple(IPTABLES_TARGETS.findall(text)))
+    owned_chain = _is_owned_chain(chain)
+    owner = None if owned_chain else owner_of_tag(iprules.rule_tag(text))
+    targets = tuple(t for t in iprules.jump_targets(text) if _is_owned_chain(t))
+    if not owner and not owned_chain:
+        return LiveRule(scope, chain, text, packets, octets, targets=targets, foreign=True) if targets else None
+    return LiveRule(scope, chain, text, packets, octets, owner, targets)
 
 
 def iptables_live(saves):
@@ -83,7 +82,7 @@ def iptables_live(saves):
             if line.startswith("*"):
                 scope = (family, line[1:])
                 live.chains.setdefault(scope, set())
-            elif line.startswith(":" + iprules.CHAIN_PREFIX):
+            elif line.startswith(":" + iprules.CHAIN_PREFIX) and _is_owned_chain(line[1:].split(" ", 1)[0]):
                 live.chains[scope].add(line[1:].split(" ", 1)[0])
             elif line.startswith("-A ") or COUNTED.match(line):
                 rule = _iptables_rule(scope, line)
@@ -101,27 +100,19 @@ def iptables_owned(saves, keys):
 
 # --- nftables ---------------------------------------------------------------
 
-def _nft_targets(value):
-    """Every jump or goto target inside a rule's expression (vmap verdicts included)."""
-    if isinstance(value, dict):
-        found = [value[verb]["target"] for verb in ("jump", "goto") if isinstance(value.get(verb), dict)]
-        return found + [t for item in value.values() for t in _nft_targets(item)]
-    if isinstance(value, list):
-        return [t for item in value for t in _nft_targets(item)]
-    return []
-
-
 def _nft_rule(scope, rule):
     expr = rule["expr"]
     counters = [statement["counter"] for statement in expr if "counter" in statement]
     packets = sum(c["packets"] for c in counters) if counters else None
     octets = sum(c["bytes"] for c in counters) if counters else None
     bare = nft.canonical([statement for statement in expr if "counter" not in statement])
-    owner = _owner(rule.get("comment")) if rule["chain"] in nft.BASE_CHAINS else None
-    if not owner and not rule["chain"].startswith(iprules.CHAIN_PREFIX):
-        return None
-    targets = tuple(t for t in _nft_targets(expr) if t.startswith(iprules.CHAIN_PREFIX))
-    return LiveRule(scope, rule["chain"], "%s: %s" % (rule["chain"], nft.rule_text(bare)), packets, octets, owner, targets)
+    owned_chain = _is_owned_chain(rule["chain"])
+    owner = owner_of_tag(rule.get("comment")) if rule["chain"] in nft.BASE_CHAINS else None
+    targets = tuple(t for t in nft.jump_targets(expr) if _is_owned_chain(t))
+    text = "%s: %s" % (rule["chain"], nft.rule_text(bare))
+    if not owner and not owned_chain:
+        return LiveRule(scope, rule["chain"], text, packets, octets, targets=targets, foreign=True) if targets else None
+    return LiveRule(scope, rule["chain"], text, packets, octets, owner, targets)
 
 
 def nftables_live(listings):
@@ -131,7 +122,7 @@ def nftables_live(listings):
         scope = (family, nft.TABLE)
         live.chains[scope] = set()
         for item in json.loads(listing).get("nftables", []):
-            if "chain" in item and item["chain"]["name"].startswith(iprules.CHAIN_PREFIX):
+            if "chain" in item and _is_owned_chain(item["chain"]["name"]):
                 live.chains[scope].add(item["chain"]["name"])
             elif "rule" in item:
                 rule = _nft_rule(scope, item["rule"])
@@ -162,13 +153,20 @@ def objects_of(live):
     for rule in live.rules:
         if rule.owner:
             objects.setdefault(rule.owner, [])
-    by_token = {object_token(*owner): owner for owner in objects}
+    owners = ChainOwners(objects)
     for rule in live.rules:
-        owner = rule.owner or by_token.get(iprules.chain_token(rule.chain))
+        owner = None if rule.foreign else rule.owner or owners.owner(rule.chain)
         if owner:
             objects[owner].append(rule)
-    orphans = sorted((scope, chain) for scope, chains in live.chains.items() for chain in chains if iprules.chain_token(chain) not in by_token)
+    orphans = sorted((scope, chain) for scope, chains in live.chains.items() for chain in chains if not owners.owner(chain))
     return objects, orphans
+
+
+def foreign_jumps(live, objects):
+    """Rules of others that jump into an owned chain: removing that chain would fail, so they are reported."""
+    owners = ChainOwners(objects)
+    return [finding("foreign_jump", owners.owner(target), rule=rule.text, chain=target, family=rule.scope[0], table=rule.scope[1])
+            for rule in live.rules if rule.foreign for target in rule.targets]
 
 
 def _reached(jumps, rules):
@@ -192,8 +190,8 @@ def structural_drift(owner, rules, live):
     findings = []
     counts = collections.Counter((jump.scope, jump.text) for jump in jumps)
     findings += [finding("jump_duplicated", owner, rule=text, copies=count) for (_scope, text), count in sorted(counts.items()) if count > 1]
-    token = object_token(*owner)
-    own_chains = {(scope, chain) for scope, chains in live.chains.items() for chain in chains if iprules.chain_token(chain) == token}
+    owners = ChainOwners([owner])
+    own_chains = {(scope, chain) for scope, chains in live.chains.items() for chain in chains if owners.owner(chain)}
     for jump in jumps:
         findings += [finding("chain_missing", owner, chain=target, rule=jump.text) for target in jump.targets if (jump.scope, target) not in own_chains]
     reached = _reached(jumps, rules)
@@ -323,6 +321,7 @@ def host_info(engine, expected):
     objects, orphans = objects_of(live)
     findings = [f for owner, rules in objects.items() for f in structural_drift(owner, rules, live)]
     findings += [finding("chain_orphaned", chain=chain, family=scope[0], table=scope[1]) for scope, chain in orphans]
+    findings += foreign_jumps(live, objects)
     findings += expected_drift(engine, expected, objects, owned_of)
     reports = {kind: [object_report(owner, rules, findings) for owner, rules in objects.items() if owner[0] == kind] for kind in (MIRROR, BALANCER)}
     return {
@@ -336,32 +335,12 @@ def host_info(engine, expected):
     }
 
 
-# Keys a definition may hold: the options of tee_mirror and dnat_balancer. Those that do not
-# shape the rules (engine, force, persistence) are accepted so a task's parameters can be reused.
-COMMON_KEYS = {"name", "state", "engine", "persist", "persist_path", "persist_service"}
-DEFINITION_KEYS = {
-    MIRROR: COMMON_KEYS | {"gateway", "protocol", "ports", "service", "direction", "peer", "interface", "force"},
-    BALANCER: COMMON_KEYS | {"vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients"},
-}
-
-
-def _checked(kind, option, items):
-    """The items, once each is a dict of known keys."""
-    for index, params in enumerate(items):
-        parameter = "%s[%d]" % (option, index)
-        if not isinstance(params, dict):
-            raise ValidationError(parameter, params, "must be a dict of the %s module's parameters" % kind)
-        unknown = sorted(set(params) - DEFINITION_KEYS[kind])
-        if unknown:
-            raise ValidationError(parameter, params, "has unknown keys: %s" % ", ".join(unknown))
-    return items
-
-
 def build_expected(mirrors, balancers):
-    """Expected from the options mirrors and balancers (None: that kind is not compared)."""
+    """Expected from the options mirrors and balancers, as netfilter_apply's argument spec gave them
+    (None: that kind is not compared)."""
     expected = Expected()
     for kind, option, build, items in ((MIRROR, "mirrors", build_mirror, mirrors), (BALANCER, "balancers", build_balancer, balancers)):
         if items is not None:
             expected.kinds += (kind,)
-            expected.objects.update(build_listed(option, kind, build, _checked(kind, option, items)))
+            expected.objects.update(build_listed(option, kind, build, items))
     return expected

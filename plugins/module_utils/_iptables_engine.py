@@ -10,7 +10,8 @@ host uses is detected the way kube-proxy's iptables-wrapper does it.
 from __future__ import annotations
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as rules
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, writer_failure
+from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_restore_buffer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, failing_line, writer_failure
 
 VARIANTS = ("nft", "legacy")
 # Seconds iptables-restore waits for the xtables lock held by another writer.
@@ -89,6 +90,18 @@ def _version_tag(host):
 
 
 FAMILY_COMMANDS = {4: "iptables", 6: "ip6tables"}
+# The legacy tables of each family that exist: opening one that does not creates it.
+LEGACY_TABLE_NAMES = {4: "/proc/net/ip_tables_names", 6: "/proc/net/ip6_tables_names"}
+
+
+def table_parts(buffer):
+    """A restore buffer as {table: its own buffer}."""
+    parts, table = {}, None
+    for line in buffer.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        parts.setdefault(table, []).append(line)
+    return {table: "\n".join(lines) + "\n" for table, lines in parts.items()}
 
 
 class IptablesEngine:
@@ -98,6 +111,7 @@ class IptablesEngine:
 
     def __init__(self, host, variant):
         self.host = host
+        self.claims = {}
         self.variant = variant
         self.name = "iptables-%s" % variant
         self.backend = self.backend_of[variant]
@@ -114,8 +128,22 @@ class IptablesEngine:
 
     def read(self, keys):
         """{(kind, name): owned rules in both families} for each key, from one save per family;
-        a family whose tools are missing holds none."""
-        return rules.owned_rules_of_saves(self.snapshot(), keys)
+        a family whose tools are missing holds none. Also sets claims: {(kind, name): service
+        signatures} of every tagged object on the host, listed or not."""
+        owned = {key: {} for key in keys}
+        self.claims = {}
+        for family, text in self.snapshot().items():
+            tables = rules.parse_save(text)
+            for key, scopes in rules.owned_rules_of(tables, keys, family).items():
+                owned[key].update(scopes)
+            for key, lines in rules.tagged_jumps(tables).items():
+                self.claims.setdefault(key, set()).update(filter(None, map(rules.service_signature, lines)))
+        return owned
+
+    @staticmethod
+    def signatures(owned):
+        """The service signatures of an object's rendered rules."""
+        return {signature for scope in owned.values() for signature in map(rules.service_signature, scope.jumps) if signature}
 
     def snapshot(self, counters=False):
         """{family: iptables-save text} of every table, with [packets:bytes] before each rule when counters."""
@@ -134,22 +162,74 @@ class IptablesEngine:
     same = staticmethod(rules.same_rules)
     as_text = staticmethod(rules.as_text)
 
-    def apply(self, changes, check_only=False):
-        """changes: (current, desired) of each object. One restore per family with changes;
-        --test in check mode verifies without committing."""
+    def buffers(self, changes):
+        """{family: iptables-restore --noflush input} for the changes, each checked by the writer guard."""
         current, desired = rules.merged(c for c, _d in changes), rules.merged(d for _c, d in changes)
+        buffers = {}
         for family in FAMILY_COMMANDS:
             buffer = rules.restore_buffer(current, desired, family)
             if buffer:
-                self._restore(family, buffer, check_only)
+                buffers[family] = check_restore_buffer(buffer, "the %s-restore input" % FAMILY_COMMANDS[family])
+        return buffers, current, desired
 
-    def _restore(self, family, buffer, check_only):
-        restore = self._binary(family, "restore")
-        argv = [restore, "--noflush", "--wait=%s" % XTABLES_WAIT] + (["--test"] if check_only else [])
+    def apply(self, changes, check_only=False):
+        """changes: (current, desired) of each object. One restore per family with changes;
+        --test in check mode verifies without committing. When a later family fails, the
+        families already committed are put back as they were."""
+        buffers, current, desired = self.buffers(changes)
+        if check_only:
+            for family, buffer in buffers.items():
+                self._test(family, buffer)
+            return
+        committed = []
+        for family, buffer in buffers.items():
+            rc, err = self._run_restore(family, buffer)
+            if rc != 0:
+                raise self._failure(family, buffer, rc, err, self._rolled_back(committed, current, desired))
+            committed.append(family)
+
+    def _rolled_back(self, committed, current, desired):
+        """Puts the committed families back as they were; returns what the error message says of them."""
+        if not committed:
+            return ""
+        names = " and ".join("IPv%d" % family for family in committed)
+        try:
+            for family in committed:
+                buffer = rules.restore_buffer(desired, current, family)
+                if buffer:
+                    self._restore(family, check_restore_buffer(buffer, "the rollback input"))
+        except EngineError as error:
+            return "; the %s change was committed and could not be rolled back, so it stays applied (%s)" % (names, error)
+        return "; the %s change that was committed first has been rolled back" % names
+
+    def _test(self, family, buffer):
+        """restore --test. With legacy x_tables a table that does not exist yet is tested in a
+        throwaway network namespace, as opening it here would create it."""
+        if self.variant != "legacy":
+            return self._restore(family, buffer, check_only=True)
+        existing = set((self.host.read_text(LEGACY_TABLE_NAMES[family]) or "").split())
+        unshare = self.host.which("unshare")
+        for table, part in table_parts(buffer).items():
+            if table in existing:
+                self._restore(family, part, check_only=True)
+            elif unshare:
+                self._restore(family, part, check_only=True, prefix=[unshare, "--net", "--"])
+        return None
+
+    def _run_restore(self, family, buffer, check_only=False, prefix=()):
+        argv = list(prefix) + [self._binary(family, "restore"), "--noflush", "--wait=%s" % XTABLES_WAIT] + (["--test"] if check_only else [])
         rc, _out, err = self.host.run(argv, data=buffer)
+        return rc, err
+
+    def _restore(self, family, buffer, check_only=False, prefix=()):
+        rc, err = self._run_restore(family, buffer, check_only, prefix)
         if rc != 0:
-            tool = restore.rsplit("/", 1)[-1]
-            raise EngineError("%s%s\n%s" % (writer_failure(tool, rc, err.strip()), missing_extensions_hint(self.host, family, buffer, err), buffer))
+            raise self._failure(family, buffer, rc, err)
+
+    def _failure(self, family, buffer, rc, err, applied=""):
+        tool = self._binary(family, "restore").rsplit("/", 1)[-1]
+        return EngineError("%s%s%s" % (writer_failure(tool, rc, err, applied), missing_extensions_hint(self.host, family, buffer, err),
+                                       failing_line(buffer, err)))
 
     @staticmethod
     def describe(owned):

@@ -18,13 +18,14 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
     mirror_hooks,
-    object_token,
     random_probabilities,
     round_robin_slots,
 )
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX, ChainOwners, chain_name, owner_of_tag, tag
 
-CHAIN_PREFIX = "NM-"
-MAX_CHAIN_LENGTH = 28
+# A word of an iptables-save line: a double-quoted string (with \" and \\ escapes) or a run of non-blanks.
+SAVE_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
+JUMP_TARGET = re.compile(r"(?:^| )-[jg] (%s\S+)" % CHAIN_PREFIX)
 
 
 @dataclass
@@ -33,31 +34,15 @@ class TableRules:
 
     chains: owned chain name -> its rule lines, in order.
     jumps: the object's tagged rules in built-in chains, sorted (position is not ours to keep).
+    foreign_jumps: (owned chain, rule) of rules of others that jump into the object's chains (read, never written).
     """
 
     chains: dict = field(default_factory=dict)
     jumps: list = field(default_factory=list)
+    foreign_jumps: list = field(default_factory=list)
 
     def canonical(self):
         return ({name: list(rules) for name, rules in self.chains.items()}, sorted(self.jumps))
-
-
-def tag(kind, name):
-    return "netmagic:%s:%s" % (kind, name)
-
-
-def chain_name(role, kind, name, index=None):
-    """NM-ROLE-TOKEN[-INDEX]-readable, cut to 28 characters; the token keeps it unique."""
-    head = "%s%s-%s" % (CHAIN_PREFIX, role, object_token(kind, name))
-    if index is not None:
-        head += "-%d" % index
-    return ("%s-%s" % (head, name))[:MAX_CHAIN_LENGTH].rstrip("-")
-
-
-def chain_token(chain):
-    """The object token of an owned chain's name, or None for any other chain."""
-    parts = chain.split("-")
-    return parts[2] if chain.startswith(CHAIN_PREFIX) and len(parts) > 2 else None
 
 
 def _comment(kind, name):
@@ -178,31 +163,82 @@ def parse_save(text):
     return tables
 
 
-# The tag of a rule, as iptables-save prints its comment.
-TAG_IN_RULE = re.compile(r'--comment "?(netmagic:[^"\s]+)"?(?:\s|$)')
+def _unquoted(word):
+    if word.startswith('"'):
+        return re.sub(r'\\(.)', r'\1', word[1:-1])
+    return word
+
+
+def rule_comments(line):
+    """The comments of an iptables-save rule line, unquoted, from its words (so a comment-like text
+    inside another option's quoted value is not taken for one)."""
+    words = SAVE_WORD.findall(line)
+    return [_unquoted(words[i + 3]) for i in range(len(words) - 3) if words[i:i + 3] == ["-m", "comment", "--comment"]]
+
+
+def rule_tag(line):
+    """The rule's one comment, when it has exactly one, else None."""
+    if "netmagic:" not in line:
+        return None
+    comments = rule_comments(line)
+    return comments[0] if len(comments) == 1 else None
+
+
+def jump_targets(line):
+    return JUMP_TARGET.findall(line) if CHAIN_PREFIX in line else []
 
 
 def owned_rules_of(tables, keys, family=4):
     """The parts of a parsed ruleset of one family that belong to each (kind, name) key:
-    {key: {(family, table): TableRules}}, one pass over the ruleset for all keys."""
-    by_token = {object_token(*key): key for key in keys}
+    {key: {(family, table): TableRules}}, one pass over the ruleset for all keys.
+
+    A chain is owned only if its name is exactly one of the object's chain names; a rule in a
+    built-in chain only if its comment is exactly the object's tag."""
+    owners = ChainOwners(keys)
     by_tag = {tag(*key): key for key in keys}
     owned = {key: {} for key in keys}
     for table, chains in tables.items():
+        chain_owner = {chain: owners.owner(chain) for chain in chains if chain.startswith(CHAIN_PREFIX)}
+        for chain, key in chain_owner.items():
+            if key:
+                _table_rules(owned[key], family, table).chains[chain] = list(chains[chain])
         for chain, lines in chains.items():
-            if chain.startswith(CHAIN_PREFIX):
-                key = by_token.get(chain_token(chain))
-                if key:
-                    _table_rules(owned[key], family, table).chains[chain] = list(lines)
+            if chain_owner.get(chain):
                 continue
             for line in lines:
-                match = TAG_IN_RULE.search(line)
-                if match and match.group(1) in by_tag:
-                    _table_rules(owned[by_tag[match.group(1)]], family, table).jumps.append(line)
+                key = by_tag.get(rule_tag(line))
+                if key:
+                    _table_rules(owned[key], family, table).jumps.append(line)
+                    continue
+                for target in jump_targets(line):
+                    if chain_owner.get(target):
+                        _table_rules(owned[chain_owner[target]], family, table).foreign_jumps.append((target, line))
     for tables_of_key in owned.values():
         for rules in tables_of_key.values():
             rules.jumps.sort()
     return owned
+
+
+def tagged_jumps(tables):
+    """{(kind, name): [rule lines]} of every object with a tagged rule in a built-in chain of a parsed ruleset."""
+    found = {}
+    for chains in tables.values():
+        for chain, lines in chains.items():
+            if chain.startswith(CHAIN_PREFIX):
+                continue
+            for line in lines:
+                owner = owner_of_tag(rule_tag(line))
+                if owner:
+                    found.setdefault(owner, []).append(line)
+    return found
+
+
+def service_signature(line):
+    """What a balancer's PREROUTING jump matches (destination, protocol, port), without its tag
+    and target: two balancers with the same signature claim the same service."""
+    if not line.startswith("-A PREROUTING "):
+        return None
+    return line.split(" -m comment --comment ", 1)[0]
 
 
 def _table_rules(owned, family, table):

@@ -26,7 +26,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engin
     _save_output,
     count_rule_lines,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, merged, restore_buffer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX
 
 LIBRARY = "python-iptables"
 INSTALL_HINT = (
@@ -198,24 +198,32 @@ def _run(iptc, table, step, rule):
         table.delete_chain(step.chain)
 
 
-def prepare_table(iptc, family, name, steps, table_exists, check_only):
-    """Runs one table's steps on a fresh handle and returns it uncommitted.
+def _refused(error, family, name, step):
+    return EngineError("python-iptables refused the change, nothing was applied: %s\nin IPv%d table %s: %s" % (error, family, name, step.line))
 
-    In check mode a table that does not exist is not opened (that would create it): its
-    rules are only built, which checks every option the library takes.
-    """
-    table = None
-    if table_exists or not check_only:
-        table = (iptc.Table if family == 4 else iptc.Table6)(name, autocommit=False)
-        table.refresh()  # a snapshot taken now, under the xtables lock
+
+def build_rules(iptc, family, name, steps):
+    """Every rule of one table's steps built, before any table is opened: a rule the library
+    refuses then leaves the kernel as it was, tables included (opening a table creates it)."""
+    built = []
     for step in steps:
         try:
-            rule = build_rule(iptc, family, step.rule) if step.rule else None
-            if table is not None:
-                _run(iptc, table, step, rule)
+            built.append(build_rule(iptc, family, step.rule) if step.rule else None)
         # AttributeError is how iptc rejects an option the extension does not have.
         except (iptc.IPTCError, iptc.XTablesError, ValueError, AttributeError) as error:
-            raise EngineError("python-iptables refused the change, nothing was applied: %s\nin IPv%d table %s: %s" % (error, family, name, step.line)) from None
+            raise _refused(error, family, name, step) from None
+    return built
+
+
+def prepare_table(iptc, family, name, steps, built):
+    """Runs one table's steps, with their rules built already, on a fresh handle; returns it uncommitted."""
+    table = (iptc.Table if family == 4 else iptc.Table6)(name, autocommit=False)
+    table.refresh()  # a snapshot taken now, under the xtables lock
+    for step, rule in zip(steps, built):
+        try:
+            _run(iptc, table, step, rule)
+        except (iptc.IPTCError, iptc.XTablesError, ValueError, AttributeError) as error:
+            raise _refused(error, family, name, step) from None
     return table
 
 
@@ -286,14 +294,16 @@ class IptcEngine(IptablesEngine):
         writing one target in both families is refused before anything is built.
         """
         iptc = self._iptc()
-        current, desired = merged(c for c, _d in changes), merged(d for _c, d in changes)
-        buffers = {family: restore_buffer(current, desired, family) for family in FAMILY_COMMANDS}
+        buffers, _current, _desired = self.buffers(changes)
+        buffers = {family: buffers.get(family, "") for family in FAMILY_COMMANDS}
         _refuse_a_target_in_two_families(buffers)
         work = [(family, table, steps) for family in FAMILY_COMMANDS for table, steps in table_operations(buffers[family])]
         with xtables_lock(int(XTABLES_WAIT)):
             existing = {family: live_tables(family) for family in FAMILY_COMMANDS}
             hide_missing_tables(iptc, existing)
-            prepared = [(family, table, prepare_table(iptc, family, table, steps, table in existing[family], check_only))
-                        for family, table, steps in work]
+            built = [build_rules(iptc, family, table, steps) for family, table, steps in work]
+            # Check mode opens only tables that exist: the rules are built, which checks every option the library takes.
+            prepared = [(family, table, prepare_table(iptc, family, table, steps, rules))
+                        for (family, table, steps), rules in zip(work, built) if not check_only or table in existing[family]]
             if not check_only:
                 commit_tables(iptc, prepared)

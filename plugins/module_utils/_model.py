@@ -9,7 +9,6 @@ ValidationError naming the parameter and the offending value.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from contextlib import contextmanager
@@ -17,9 +16,19 @@ from dataclasses import dataclass
 from math import gcd
 from functools import reduce
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-INTERFACE_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
-PORT_PATTERN = re.compile(r"^(\d{1,5})(?:[:-](\d{1,5}))?$")
+# Every pattern is used with fullmatch: re.match with "$" accepts a trailing newline.
+NAME_CHARACTERS = r"[A-Za-z0-9_.-]"
+NAME_PATTERN = re.compile(NAME_CHARACTERS + "{1,64}")
+INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\+?")
+# ASCII digits only: str.isdigit() also takes '²' and other Unicode digits.
+NUMBER_PATTERN = re.compile(r"[0-9]{1,10}")
+PORT_PATTERN = re.compile(r"([0-9]{1,5})(?:[:-]([0-9]{1,5}))?")
+# Characters of an IPv4 or IPv6 address or network in text; a zone id ('%eth0') is refused on its own.
+ADDRESS_PATTERN = re.compile(r"[0-9A-Fa-f.:]{2,45}")
+NETWORK_PATTERN = re.compile(r"[0-9A-Fa-f.:]{2,45}(?:/[0-9]{1,3})?")
+# IPv4 inside IPv6 (::ffff:a.b.c.d mapped, ::a.b.c.d compatible): the kernel tools print these
+# as dotted quads and Python does not, and an IPv4 peer is reached with IPv4 anyway.
+IPV4_IN_IPV6 = (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network("::/96"))
 
 MIRROR = "mirror"
 BALANCER = "balancer"
@@ -31,6 +40,7 @@ DIRECTIONS = ("both", "ingress", "egress")
 MODES = ("round_robin", "random")
 # Each round-robin slot is one rule; this bounds the chain a weight list can produce.
 MAX_SLOTS = 4096
+MAX_WEIGHT = 65535
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
@@ -110,13 +120,8 @@ class Balancer:
         return family_of(self.vip)
 
 
-def object_token(kind, name):
-    """Short hash shared by every chain of one object: identity survives truncation."""
-    return hashlib.sha256(("%s:%s" % (kind, name)).encode()).hexdigest()[:8]
-
-
 def validate_name(name):
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ValidationError("name", name, "must be 1-64 characters of letters, digits, '-', '_' or '.'")
     return name
 
@@ -142,22 +147,68 @@ def build_listed(option, kind, build, items):
         if (kind, name) in objects:
             raise ValidationError(item + ".name", name, "is listed twice in %s" % option)
         objects[(kind, name)] = obj
+    if kind == BALANCER:
+        _refuse_shared_services(option, list(objects.values()))
     return objects
 
 
+def _refuse_shared_services(option, balancers):
+    """Two balancers on one VIP, port and protocol: which one gets the traffic would depend on the engine."""
+    seen = {}
+    for index, balancer in enumerate(balancers):
+        if balancer is None:
+            continue
+        service = (balancer.vip, balancer.port, balancer.protocol)
+        if service in seen:
+            raise ValidationError("%s[%d].vip" % (option, index), balancer.vip, "port %d/%s is balanced by %s[%d] ('%s') too: "
+                                  "one service, one balancer" % (balancer.port, balancer.protocol, option, seen[service][0], seen[service][1]))
+        seen[service] = (index, balancer.name)
+
+
 def _choice(parameter, value, choices):
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValidationError(parameter, value, "must be one of %s" % ", ".join(choices))
     return value
 
 
+def _flag(parameter, value, default):
+    """A bool as Ansible's bool type gives it; anything else (the string 'no' included) is refused."""
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ValidationError(parameter, value, "must be true or false")
+    return value
+
+
+def _address_text(parameter, value, pattern, what):
+    """The text of an address or network, stripped of spaces, once it holds only the characters
+    one can hold; a zone id is refused with its own reason."""
+    if not isinstance(value, str):
+        raise ValidationError(parameter, value, "is not %s" % what)
+    text = value.strip(" ")
+    if "%" in text:
+        raise ValidationError(parameter, value, "has an IPv6 zone id ('%...'): zone ids are not accepted; "
+                                                "give the address alone (an interface option selects the link)")
+    if not pattern.fullmatch(text):
+        raise ValidationError(parameter, value, "is not %s" % what)
+    return text
+
+
+def _refuse_ipv4_in_ipv6(parameter, value, address):
+    if address.version == 6 and address != ipaddress.IPv6Address("::") and any(address in network for network in IPV4_IN_IPV6):
+        raise ValidationError(parameter, value, "is an IPv4-mapped or IPv4-compatible IPv6 address: give the IPv4 address instead")
+
+
 def _unicast_address(parameter, value):
+    """The address in the form iptables-save and nft print it."""
+    text = _address_text(parameter, value, ADDRESS_PATTERN, "an IPv4 or IPv6 address")
     try:
-        address = ipaddress.ip_address(str(value).strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise ValidationError(parameter, value, "is not an IPv4 or IPv6 address") from None
     if address.is_unspecified or address.is_multicast or address.is_loopback or address == BROADCAST:
         raise ValidationError(parameter, value, "must be a unicast address (not unspecified, loopback, multicast or broadcast)")
+    _refuse_ipv4_in_ipv6(parameter, value, address)
     return str(address)
 
 
@@ -167,15 +218,29 @@ def _same_family(parameter, value, family, anchor):
     return value
 
 
-def _port(parameter, value):
-    text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValidationError(parameter, value, "is not a port between 1 and 65535")
+def _whole_number(parameter, value, reason):
+    """An int from an int or from ASCII digits; bools, floats and other text are refused."""
+    if isinstance(value, bool):
+        raise ValidationError(parameter, value, reason)
+    if isinstance(value, int):
+        return value
+    text = value.strip(" ") if isinstance(value, str) else None
+    if text is None or not NUMBER_PATTERN.fullmatch(text):
+        raise ValidationError(parameter, value, reason)
     return int(text)
 
 
+def _port(parameter, value):
+    port = _whole_number(parameter, value, "is not a port between 1 and 65535")
+    if not 1 <= port <= 65535:
+        raise ValidationError(parameter, value, "is not a port between 1 and 65535")
+    return port
+
+
 def _port_range(parameter, value):
-    match = PORT_PATTERN.match(str(value).strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    match = PORT_PATTERN.fullmatch(value.strip(" ")) if isinstance(value, str) else None
     if not match:
         raise ValidationError(parameter, value, "is not a port or a range FIRST:LAST")
     first = _port(parameter, match.group(1))
@@ -185,28 +250,42 @@ def _port_range(parameter, value):
     return PortRange(first, last)
 
 
+def _list(parameter, value):
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(parameter, value, "must be a list")
+    return list(value)
+
+
 def _ports(protocol, ports):
-    ports = ports or []
+    ports = _list("ports", ports)
     if ports and protocol not in ("tcp", "udp"):
         raise ValidationError("ports", ports, "can only be given with protocol tcp or udp, not %s" % protocol)
     ranges = []
     for index, value in enumerate(ports):
         port_range = _port_range("ports[%d]" % index, value)
-        if port_range in ranges:
-            raise ValidationError("ports[%d]" % index, value, "is listed twice")
+        for other, earlier in enumerate(ranges):
+            if port_range.first <= earlier.last and earlier.first <= port_range.last:
+                reason = "is listed twice" if port_range == earlier else "overlaps ports[%d] (%s): each packet would be cloned twice" % (other, earlier)
+                raise ValidationError("ports[%d]" % index, value, reason)
         ranges.append(port_range)
     return tuple(ranges)
 
 
 def _network(parameter, value):
+    """A network in the form iptables-save prints it (ADDRESS/LENGTH)."""
+    text = _address_text(parameter, value, NETWORK_PATTERN, "an IP address or CIDR network")
     try:
-        return str(ipaddress.ip_network(str(value).strip(), strict=True))
+        network = ipaddress.ip_network(text, strict=True)
     except ValueError as error:
         raise ValidationError(parameter, value, "is not an IP address or CIDR network (%s)" % error) from None
+    _refuse_ipv4_in_ipv6(parameter, value, network.network_address)
+    return str(network)
 
 
 def _interface(value):
-    if not INTERFACE_PATTERN.match(str(value)):
+    if not isinstance(value, str) or not INTERFACE_PATTERN.fullmatch(value):
         raise ValidationError("interface", value, "is not an interface name (at most 15 of letters, digits, '_.:@-', optional trailing '+')")
     return value
 
@@ -236,14 +315,15 @@ def mirror_hooks(mirror):
 
 
 def _weight(parameter, value):
-    if isinstance(value, bool) or not str(value).strip().isdigit() or int(str(value).strip()) < 1:
-        raise ValidationError(parameter, value, "is not a whole number of at least 1")
-    return int(str(value).strip())
+    weight = _whole_number(parameter, value, "is not a whole number between 1 and %d" % MAX_WEIGHT)
+    if not 1 <= weight <= MAX_WEIGHT:
+        raise ValidationError(parameter, value, "is not a whole number between 1 and %d" % MAX_WEIGHT)
+    return weight
 
 
 def _split_endpoint(text):
     """'A', 'A:P', 'V6', '[V6]' or '[V6]:P' -> (address, port or None)."""
-    text = text.strip()
+    text = text.strip(" ")
     if text.startswith("[") and "]" in text:
         address, _bracket, rest = text[1:].partition("]")
         return address, rest[1:] if rest.startswith(":") else (rest or None)
@@ -255,8 +335,11 @@ def _split_endpoint(text):
 
 def _backend_from_string(parameter, text, default_port):
     address, port = _split_endpoint(text)
+    address = _unicast_address(parameter, address)
+    if text.strip(" ").startswith("[") and family_of(address) == 4:
+        raise ValidationError(parameter, text, "puts an IPv4 address in brackets, which only an IPv6 address takes")
     return Backend(
-        address=_unicast_address(parameter, address),
+        address=address,
         port=_port(parameter, port) if port is not None else default_port,
     )
 
@@ -282,6 +365,7 @@ def _backend(index, item, default_port):
 
 
 def _backends(items, default_port):
+    items = _list("backends", items)
     if not items:
         raise ValidationError("backends", items, "must list at least one backend")
     backends = []
@@ -305,15 +389,17 @@ def build_balancer(params):
         protocol=_choice("protocol", params.get("protocol") or "tcp", BALANCER_PROTOCOLS),
         backends=_backends(params.get("backends"), port),
         mode=_choice("mode", params.get("mode") or "round_robin", MODES),
-        masquerade=bool(params.get("masquerade", True)),
-        local_clients=bool(params.get("local_clients", True)),
+        masquerade=_flag("masquerade", params.get("masquerade"), True),
+        local_clients=_flag("local_clients", params.get("local_clients"), True),
     )
     for index, backend in enumerate(balancer.backends):
         _same_family("backends[%d]" % index, backend.address, balancer.family, "vip")
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
             raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
-    if balancer.mode == "round_robin" and sum(_reduced_weights(balancer.backends)) > MAX_SLOTS:
-        raise ValidationError("backends", "weights", "expand to more than %d round-robin slots; reduce the weights" % MAX_SLOTS)
+    # Both modes: round robin writes one rule per slot, random one numgen interval per weight unit.
+    if sum(_reduced_weights(balancer.backends)) > MAX_SLOTS:
+        raise ValidationError("backends", "weights", "add up to more than %d (after dividing by their common divisor); "
+                                                     "reduce the weights or the number of backends" % MAX_SLOTS)
     return balancer
 
 

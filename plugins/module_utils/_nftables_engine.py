@@ -15,16 +15,16 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, writer_failure
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import CHAIN_PREFIX, chain_name, chain_token, tag
+from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_nft_commands
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, failing_line, writer_failure
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
     _reduced_weights,
     mirror_hooks,
-    object_token,
     round_robin_slots,
 )
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, owner_of_tag, tag
 
 TABLE = "netmagic"
 FAMILIES = {4: "ip", 6: "ip6"}
@@ -55,6 +55,7 @@ class NftRules:
     chains: dict = field(default_factory=dict)
     jumps: list = field(default_factory=list)
     handles: dict = field(default_factory=dict)
+    foreign_jumps: list = field(default_factory=list)
 
     def canonical(self):
         return self.chains, sorted(self.jumps)
@@ -199,14 +200,27 @@ def parse_table(listing):
     return chains, rules
 
 
+def jump_targets(value):
+    """Every jump or goto target inside a rule's expression (vmap verdicts included)."""
+    if isinstance(value, dict):
+        found = [value[verb]["target"] for verb in ("jump", "goto") if isinstance(value.get(verb), dict)]
+        return found + [t for item in value.values() for t in jump_targets(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in jump_targets(item)]
+    return []
+
+
 def owned_rules_of(chains, rules, keys):
-    """{(kind, name): NftRules} of each key in one family's table, from one pass over its rules."""
-    by_token = {object_token(*key): key for key in keys}
+    """{(kind, name): NftRules} of each key in one family's table, from one pass over its rules.
+
+    A chain is owned only if its name is exactly one of the object's chain names; a base-chain
+    rule only if its comment is exactly the object's tag."""
+    owners = ChainOwners(keys)
     by_tag = {tag(*key): key for key in keys}
     owned = {key: NftRules(tag=tag(*key)) for key in keys}
     chain_owner = {}
     for chain in chains:
-        key = by_token.get(chain_token(chain))
+        key = owners.owner(chain)
         if key:
             chain_owner[chain] = key
             owned[key].chains[chain] = []
@@ -218,9 +232,19 @@ def owned_rules_of(chains, rules, keys):
             jump = (chain, canonical(expr))
             mine.jumps.append(jump)
             mine.handles.setdefault(jump, []).append(handle)
+        else:
+            for target in jump_targets(expr):
+                if target in chain_owner:
+                    owned[chain_owner[target]].foreign_jumps.append((target, "%s: %s" % (chain, rule_text(canonical(expr)))))
     for mine in owned.values():
         mine.jumps.sort()
     return owned
+
+
+def service_signature(chain, expr):
+    """What a balancer's nat-prerouting jump matches (address, port), without its target: two
+    balancers with the same signature claim the same service."""
+    return "%s %s" % (chain, canonical(json.loads(expr)[:-1])) if chain == "nat-prerouting" else None
 
 
 def same_rules(current, desired):
@@ -356,6 +380,7 @@ class NftablesEngine:
 
     def __init__(self, host):
         self.host = host
+        self.claims = {}
         self._other_chains = {}
 
     def _nft(self):
@@ -370,7 +395,8 @@ class NftablesEngine:
     def holds_tables(self):
         """Whether this host already has a netmagic table: then it is the engine in use."""
         rc, out, _err = self.host.run([self._nft(), "list", "tables"])
-        return rc == 0 and any(line.split()[-1:] == [TABLE] for line in out.splitlines())
+        # Only this engine's own families: a table named netmagic in inet, arp or bridge is someone else's.
+        return rc == 0 and any(line.split() in (["table", family, TABLE] for family in FAMILIES.values()) for line in out.splitlines())
 
     def _listing(self, family):
         """`nft -j list table` output of one family's netmagic table, or None where there is none."""
@@ -391,14 +417,25 @@ class NftablesEngine:
         """{(kind, name): {family: NftRules}} for each key, from one listing per family."""
         owned = {key: {} for key in keys}
         self._other_chains = {}
+        self.claims = {}
         for family, listing in self.snapshot().items():
             chains, rules = parse_table(listing)
+            for chain, _handle, comment, expr in rules:
+                owner = owner_of_tag(comment) if chain in BASE_CHAINS else None
+                if owner:
+                    self.claims.setdefault(owner, set()).update(filter(None, [service_signature(chain, canonical(expr))]))
             for key, mine in owned_rules_of(chains, rules, keys).items():
                 if mine.chains or mine.jumps:
                     owned[key][family] = mine
             read_chains = {chain for tables in owned.values() if family in tables for chain in tables[family].chains}
-            self._other_chains[family] = [c for c in chains if c.startswith(CHAIN_PREFIX) and c not in read_chains]
+            # Any other chain keeps the table: deleting it would take that chain along.
+            self._other_chains[family] = [c for c in chains if c not in BASE_CHAINS and c not in read_chains]
         return owned
+
+    @staticmethod
+    def signatures(owned):
+        """The service signatures of an object's rendered rules."""
+        return {signature for rules in owned.values() for signature in (service_signature(*jump) for jump in rules.jumps) if signature}
 
     render = staticmethod(render)
     same = staticmethod(same_rules)
@@ -413,7 +450,8 @@ class NftablesEngine:
             pairs = [(current.get(family, empty), desired.get(family, empty)) for current, desired in changes]
             if any(c.canonical() != d.canonical() for c, d in pairs):
                 commands += _family_commands(family, pairs, self._other_chains.get(family, []))
-        batch = json.dumps({"nftables": commands})
+        # One command per line, so an error that names a line of the input can be shown in context.
+        batch = '{"nftables": [\n%s\n]}' % ",\n".join(json.dumps(command) for command in check_nft_commands(commands))
         # From a file, not stdin: nft 1.0.6 answers 0 to JSON on stdin that it cannot parse.
         with tempfile.NamedTemporaryFile("w", prefix="netmagic-", suffix=".json") as handle:
             handle.write(batch)
@@ -421,7 +459,7 @@ class NftablesEngine:
             argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", handle.name]
             rc, _out, err = self.host.run(argv)
         if rc != 0:
-            raise EngineError("%s%s\n%s" % (writer_failure("nft", rc, err.strip()), _kernel_hint(err), batch))
+            raise EngineError("%s%s%s" % (writer_failure("nft", rc, err), _kernel_hint(err), failing_line(batch, err)))
 
     @staticmethod
     def describe(owned):

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import tempfile
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._info import TAG
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
+from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_nft_commands, check_restore_buffer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, owner_of_tag
 
 UNIT_NAME = "netmagic-netfilter-restore.service"
 DEFAULT_PATH = "/etc/netmagic/netfilter"
@@ -30,46 +35,69 @@ FILES = {
 }
 
 
-def _is_tagged(line):
-    match = iprules.TAG_IN_RULE.search(line)
-    return bool(match and TAG.match(match.group(1)))
+def _jumps_home(owner, targets, owners):
+    """Whether a tagged rule is one of its object's jumps: into that object's own chains, and nowhere else."""
+    return bool(owner and targets and all(owners.owner(target) == owner for target in targets))
 
 
 def iptables_buffer(save_text):
-    """The owned part of one family's iptables-save as an iptables-restore --noflush buffer.
+    """The owned part of one family's iptables-save as an iptables-restore --noflush buffer:
+    the chains of every object with a tagged jump, exactly named, and those jumps.
 
     Jumps are inserted at the top in reverse, so they end in the order they had, ahead of
     rules other tools load later.
     """
+    tables = iprules.parse_save(save_text)
+    owners = ChainOwners(iprules.tagged_jumps(tables))
     out = []
-    for table, chains in iprules.parse_save(save_text).items():
-        owned = sorted(c for c in chains if c.startswith(iprules.CHAIN_PREFIX))
-        jumps = [line for chain, lines in chains.items() if not chain.startswith(iprules.CHAIN_PREFIX) for line in lines if _is_tagged(line)]
+    for table, chains in tables.items():
+        owned = sorted(chain for chain in chains if chain.startswith(iprules.CHAIN_PREFIX) and owners.owner(chain))
+        jumps = [line for chain, lines in chains.items() if not chain.startswith(iprules.CHAIN_PREFIX)
+                 for line in lines if _jumps_home(owner_of_tag(iprules.rule_tag(line)), iprules.jump_targets(line), owners)]
         if not owned and not jumps:
             continue
         out += ["*%s" % table] + [":%s - [0:0]" % chain for chain in owned]
         out += [line for chain in owned for line in chains[chain]]
         out += ["-I %s 1 %s" % iprules._rule_spec(line) for line in reversed(jumps)]
         out.append("COMMIT")
-    return "\n".join(out) + "\n" if out else ""
+    return check_restore_buffer("\n".join(out) + "\n", "the saved rules") if out else ""
 
 
 def _without_handle(fields):
     return {key: value for key, value in fields.items() if key != "handle"}
 
 
+def _owned_items(items):
+    """The table, its base chains, the chains of every object with a tagged base-chain rule, and their rules."""
+    keys = {owner_of_tag(item["rule"].get("comment")) for item in items if "rule" in item and item["rule"]["chain"] in nft.BASE_CHAINS}
+    owners = ChainOwners(keys - {None})
+    kept = []
+    for item in items:
+        if "table" in item:
+            kept.append(item)
+        elif "chain" in item and (item["chain"]["name"] in nft.BASE_CHAINS or owners.owner(item["chain"]["name"])):
+            kept.append(item)
+        elif "rule" in item:
+            rule = item["rule"]
+            base = rule["chain"] in nft.BASE_CHAINS
+            if (base and _jumps_home(owner_of_tag(rule.get("comment")), nft.jump_targets(rule["expr"]), owners)) or (
+                    not base and owners.owner(rule["chain"])):
+                kept.append(item)
+    return kept
+
+
 def nftables_batch(listings):
-    """The netmagic tables as one `nft -j -f` batch that replaces them whole (add, delete, refill)."""
+    """The owned part of the netmagic tables as one `nft -j -f` batch that replaces them whole (add, delete, refill)."""
     commands = []
     for _family, listing in sorted(listings.items()):
-        for item in json.loads(listing).get("nftables", []):
+        for item in _owned_items(json.loads(listing).get("nftables", [])):
             if "table" in item:
                 table = _without_handle(item["table"])
                 commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
-            elif "chain" in item or "rule" in item:
+            else:
                 (kind, fields), = item.items()
                 commands.append({"add": {kind: _without_handle(fields)}})
-    return json.dumps({"nftables": commands}) + "\n"
+    return json.dumps({"nftables": check_nft_commands(commands, "the saved rules")}) + "\n"
 
 
 def contents(engine):
@@ -80,13 +108,126 @@ def contents(engine):
     return {name: iptables_buffer(saves.get(family, "")) for name, family, _argv in FILES[engine.backend] if family in saves}
 
 
-def restore_commands(host, directory):
-    """The argv of every restore the unit runs: one per saved file, tools by absolute path."""
+# persist_path reaches the unit's ExecStart lines: plain path characters only.
+PERSIST_PATH = re.compile(r"[A-Za-z0-9_./-]+")
+DIRECTORY_MODE = 0o755
+FILE_MODE = 0o644
+
+
+def _path_prefixes(path):
+    """'/', '/a', '/a/b', ... of an absolute path."""
+    prefixes, current = ["/"], "/"
+    for part in path.split("/"):
+        if part:
+            current = os.path.join(current, part)
+            prefixes.append(current)
+    return prefixes
+
+
+def _lstat(path):
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _check_chain(original, path):
+    """Refuses a component of path that a user other than root could replace (world-writable)."""
+    prefixes = _path_prefixes(path)
+    for index, prefix in enumerate(prefixes):
+        status = _lstat(prefix)
+        if status is None:
+            return
+        if stat.S_ISLNK(status.st_mode):
+            if not os.path.exists(prefix):
+                raise ValidationError("persist_path", original, "goes through %s, a symbolic link to nothing" % prefix)
+            # A link's own mode is always 0777 and means nothing; its directory and its target are checked.
+            continue
+        if not stat.S_ISDIR(status.st_mode):
+            raise ValidationError("persist_path", original, "goes through %s, which is not a directory" % prefix)
+        if not status.st_mode & stat.S_IWOTH:
+            continue
+        if not status.st_mode & stat.S_ISVTX:
+            raise ValidationError("persist_path", original, "is under the world-writable directory %s: any user could replace what is "
+                                  "restored at boot" % prefix)
+        if index + 1 == len(prefixes):
+            raise ValidationError("persist_path", original, "is the world-writable directory %s itself" % prefix)
+        below = prefixes[index + 1]
+        below_status = _lstat(below)
+        if below_status is None:
+            raise ValidationError("persist_path", original, "is in the world-writable directory %s, and %s does not exist yet: "
+                                  "another user could create it first" % (prefix, below))
+        if below_status.st_uid not in (0, os.geteuid()):
+            raise ValidationError("persist_path", original, "is in the world-writable directory %s, and %s belongs to user id %d"
+                                  % (prefix, below, below_status.st_uid))
+
+
+def validate_persist_path(path):
+    """Refuses a persist_path that could break the unit's command lines or be replaced by another user.
+
+    Runs before any rule changes. The path must be absolute, of letters, digits and "_./-"
+    only, without ".." components and not "/"; no directory on the way may be world-writable,
+    except a sticky one (such as /tmp) whose next component exists and belongs to root.
+    """
+    if not isinstance(path, str):
+        raise ValidationError("persist_path", path, "is not a string")
+    if not PERSIST_PATH.fullmatch(path):
+        raise ValidationError("persist_path", path, 'may hold only letters, digits and "_./-" (it is written into the unit\'s ExecStart lines)')
+    if not path.startswith("/"):
+        raise ValidationError("persist_path", path, "is not an absolute path")
+    if ".." in path.split("/"):
+        raise ValidationError("persist_path", path, 'holds a ".." component')
+    if not path.strip("/"):
+        raise ValidationError("persist_path", path, "is the root directory")
+    _check_chain(path, path)
+    real = os.path.realpath(path)
+    if real != path.rstrip("/"):
+        _check_chain(path, real)
+
+
+def systemd_quote(argument):
+    """One ExecStart argument as systemd.service(5) "Command lines" reads it back: double-quoted,
+    backslash and double quote escaped, "%" (specifiers) and "$" (variables) doubled, and
+    control characters (which would end the line) as C escapes (systemd.syntax(7), "Quoting")."""
+    out = []
+    for char in argument:
+        if char in '\\"':
+            out.append("\\" + char)
+        elif char in "%$":
+            out.append(char * 2)
+        elif ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+            out.append("\\x%02x" % ord(char))
+        else:
+            out.append(char)
+    return '"%s"' % "".join(out)
+
+
+# Every line unit_text writes: a comment, a section, a known key, a blank line.
+_QUOTED = r'"(?:[^"\\%$\x00-\x1f\x7f-\x9f]|\\["\\]|\\x[0-9a-f]{2}|%%|\$\$)*"'
+_UNIT_LINE = re.compile(
+    r"#[^\x00-\x1f\x7f-\x9f]*"
+    r"|\[(?:Unit|Service|Install)\]"
+    r"|(?:Description|DefaultDependencies|Wants|Before|After|Conflicts|Type|RemainAfterExit|WantedBy)=[A-Za-z0-9 ._:@-]*"
+    r'|ExecStart="/' + _QUOTED[1:] + r"(?: " + _QUOTED + r")*"
+    r"|")
+
+
+def check_unit(text, path):
+    """Refuses to write a unit with a line the renderer does not produce, whatever the input was."""
+    for number, line in enumerate(text.split("\n"), 1):
+        if not _UNIT_LINE.fullmatch(line):
+            shown = path if path.isprintable() else repr(path)
+            raise EngineError("internal error: the unit %s would hold an unexpected line %d (%r); nothing was written" % (shown, number, line))
+
+
+def restore_commands(host, directory, written=()):
+    """The argv of every restore the unit runs: one per saved file (there already, or in written,
+    the paths about to be written), tools by absolute path."""
     commands = []
     for backend in sorted(FILES):
         for name, _family, argv in FILES[backend]:
             path = os.path.join(directory, name)
-            if os.path.exists(path):
+            if path in written or os.path.exists(path):
                 tool = host.which(argv[0])
                 if not tool:
                     raise EngineError("persist: %s not found to restore %s at boot" % (argv[0], path))
@@ -95,7 +236,8 @@ def restore_commands(host, directory):
 
 
 def unit_text(commands):
-    execs = "".join("ExecStart=%s\n" % " ".join(argv) for argv in commands)
+    """The unit that runs commands at boot, every argument quoted for systemd (systemd_quote)."""
+    execs = "".join("ExecStart=%s\n" % " ".join(systemd_quote(argument) for argument in argv) for argv in commands)
     return (
         "# Written by netmagic.netfilter: restores the rules it owns at boot.\n"
         "[Unit]\n"
@@ -115,8 +257,27 @@ def unit_text(commands):
     )
 
 
+def make_directories(directory):
+    """Creates directory and its missing parents, each 0755 whatever the umask."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, DIRECTORY_MODE)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            continue
+        os.chmod(path, DIRECTORY_MODE)
+
+
 def write_if_changed(path, text, check_only):
-    """Atomically replaces path with text when it differs; True when it did (or would)."""
+    """Atomically replaces path with text (mode 0644) when it differs; True when it did (or would)."""
     try:
         with open(path) as handle:
             if handle.read() == text:
@@ -125,11 +286,15 @@ def write_if_changed(path, text, check_only):
         pass
     if not check_only:
         directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        make_directories(directory)
         with tempfile.NamedTemporaryFile("w", dir=directory, prefix=".netmagic-", delete=False) as handle:
             handle.write(text)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
+        try:
+            os.chmod(handle.name, FILE_MODE)
+            os.replace(handle.name, path)
+        except OSError:
+            os.unlink(handle.name)
+            raise
     return True
 
 
@@ -138,7 +303,9 @@ def _enable(host, unit, check_only):
     systemctl = host.which("systemctl")
     if not systemctl or not os.path.isdir("/run/systemd/system"):
         return False
-    changed = write_if_changed(os.path.join(SYSTEMD_DIR, UNIT_NAME), unit, check_only)
+    unit_path = os.path.join(SYSTEMD_DIR, UNIT_NAME)
+    check_unit(unit, unit_path)
+    changed = write_if_changed(unit_path, unit, check_only)
     if not check_only:
         for argv in ([systemctl, "daemon-reload"], [systemctl, "enable", UNIT_NAME]):
             rc, _out, err = host.run(argv)
@@ -148,14 +315,25 @@ def _enable(host, unit, check_only):
 
 
 def persist(host, engines, directory, service, check_only):
-    """Saves the owned rules of each engine's backend and the unit; returns (changed, result)."""
-    changed = False
-    for engine in engines:
-        for name, text in contents(engine).items():
-            changed |= write_if_changed(os.path.join(directory, name), text, check_only)
+    """Saves the owned rules of each engine's backend and the unit; returns (changed, result).
+
+    directory went through validate_persist_path before the rules changed. The unit is
+    rendered and checked (check_unit) before any file is written; an error writing is
+    reported naming persist_path.
+    """
     unit_path = os.path.join(directory, UNIT_NAME)
-    unit = unit_text(restore_commands(host, directory))
-    changed |= write_if_changed(unit_path, unit, check_only)
-    if service:
-        changed |= _enable(host, unit, check_only)
+    try:
+        files = {}
+        for engine in engines:
+            files.update((os.path.join(directory, name), text) for name, text in contents(engine).items())
+        unit = unit_text(restore_commands(host, directory, written=files))
+        check_unit(unit, unit_path)
+        changed = False
+        for path, text in files.items():
+            changed |= write_if_changed(path, text, check_only)
+        changed |= write_if_changed(unit_path, unit, check_only)
+        if service:
+            changed |= _enable(host, unit, check_only)
+    except OSError as error:
+        raise EngineError("persist_path %s: %s" % (directory, error)) from None
     return changed, {"path": directory, "unit": unit_path}

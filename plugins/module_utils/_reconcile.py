@@ -23,7 +23,8 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     naming,
     validate_name,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import token_collisions
+from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist, validate_persist_path
 from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import check_gateway
 
 ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables", "python-iptables")
@@ -69,15 +70,18 @@ def argument_spec(**specific):
     return dict(OBJECT_OPTIONS, **SHARED_OPTIONS, **specific)
 
 
-def objects_argument_spec():
-    """netfilter_apply: lists of mirrors and balancers, each item as the one-object module takes it."""
+def item_specs():
+    """{option: spec} of the lists mirrors and balancers, each item as the one-object module takes it
+    (netfilter_apply applies them, netfilter_info compares with them)."""
     return dict(
-        SHARED_OPTIONS,
-        mirrors=dict(type="list", elements="dict", default=[], options=dict(OBJECT_OPTIONS, **MIRROR_OPTIONS),
-                     required_if=MIRROR_REQUIRED_IF),
-        balancers=dict(type="list", elements="dict", default=[], options=dict(OBJECT_OPTIONS, **BALANCER_OPTIONS),
-                       required_if=BALANCER_REQUIRED_IF),
+        mirrors=dict(type="list", elements="dict", options=dict(OBJECT_OPTIONS, **MIRROR_OPTIONS), required_if=MIRROR_REQUIRED_IF),
+        balancers=dict(type="list", elements="dict", options=dict(OBJECT_OPTIONS, **BALANCER_OPTIONS), required_if=BALANCER_REQUIRED_IF),
     )
+
+
+def objects_argument_spec():
+    """netfilter_apply: lists of mirrors and balancers, and the shared options."""
+    return dict(SHARED_OPTIONS, **{option: dict(spec, default=[]) for option, spec in item_specs().items()})
 
 
 def _engine(host, name):
@@ -160,6 +164,38 @@ class Outcome:
         }
 
 
+def refuse_token_collisions(keys):
+    """Two objects whose chain names would share a token would claim each other's chains."""
+    for first, second in token_collisions(keys):
+        raise ValidationError("name", second[1], "gives the same chain token as %s '%s': rename one of them" % first)
+
+
+def refuse_conflicts_on_host(engine, objects, desired):
+    """A listed balancer may not take a service another balancer on the host already balances,
+    nor an object share a chain token with one on the host; checked before anything changes."""
+    refuse_token_collisions(list(objects) + [key for key in engine.claims if key not in objects])
+    for key, obj in objects.items():
+        if obj is None or obj.kind != BALANCER:
+            continue
+        mine = engine.signatures(desired[key])
+        for other, claimed in sorted(engine.claims.items()):
+            if other != key and other not in objects and mine & claimed:
+                raise ValidationError("vip", obj.vip, "port %d/%s of balancer '%s' is balanced already by balancer '%s' on this host: "
+                                                      "remove that one (state: absent) or give this definition its name"
+                                      % (obj.port, obj.protocol, obj.name, other[1]))
+
+
+def refuse_removal_under_foreign_jumps(current, desired):
+    """An owned chain that a rule of someone else's jumps to cannot be removed, and that rule is not ours to delete."""
+    for (kind, name), scopes in current.items():
+        for scope, rules in scopes.items():
+            kept = desired[(kind, name)].get(scope)
+            for target, line in rules.foreign_jumps:
+                if kept is None or target not in kept.chains:
+                    raise EngineError("%s '%s': its chain %s cannot be removed while a rule this collection does not own jumps to it: "
+                                      "%s; delete or change that rule first" % (kind, name, target, line))
+
+
 def converge(host, params, objects, check_only):
     """Bring objects to their desired state in one read and one atomic apply.
 
@@ -167,10 +203,15 @@ def converge(host, params, objects, check_only):
     shared options (engine, persist, persist_path, persist_service).
     """
     keys = list(objects)
+    if params.get("persist"):
+        validate_persist_path(params["persist_path"])
+    refuse_token_collisions(keys)
     with host_lock():
         engine = select_engine(host, params["engine"])
         current = engine.read(keys)
         desired = {key: engine.render(obj) if obj else {} for key, obj in objects.items()}
+        refuse_conflicts_on_host(engine, objects, desired)
+        refuse_removal_under_foreign_jumps(current, desired)
         changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
         if changed_keys:
             # Every object read, changed or not: nftables deletes its table only when no object keeps it.

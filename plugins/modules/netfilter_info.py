@@ -37,8 +37,9 @@ options:
     default: auto
   mirrors:
     description:
-      - The mirrors this host should hold, each a dict of the parameters of
-        M(netmagic.netfilter.tee_mirror), validated as that module validates them.
+      - The mirrors this host should hold, as O(netmagic.netfilter.netfilter_apply#module:mirrors) takes
+        them (the options of M(netmagic.netfilter.tee_mirror) that shape rules, plus C(name),
+        C(state) and C(force)), validated as that module validates them.
       - An item with C(state=absent) expects that mirror not to be there. An owned mirror not in
         the list is reported as drift (C(object_unexpected)).
       - Unset, mirrors are not compared with definitions.
@@ -46,8 +47,8 @@ options:
     elements: dict
   balancers:
     description:
-      - The balancers this host should hold, each a dict of the parameters of
-        M(netmagic.netfilter.dnat_balancer); otherwise as O(mirrors).
+      - The balancers this host should hold, as O(netmagic.netfilter.netfilter_apply#module:balancers)
+        takes them; otherwise as O(mirrors).
     type: list
     elements: dict
 notes:
@@ -194,15 +195,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import build_expected, host_info
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, fail_on_errors, select_engine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, fail_on_errors, item_specs, select_engine
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             engine=dict(type="str", choices=list(ENGINES), default="auto"),
-            mirrors=dict(type="list", elements="dict"),
-            balancers=dict(type="list", elements="dict"),
+            **item_specs(),
         ),
         supports_check_mode=True,
     )

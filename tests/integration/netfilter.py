@@ -1,5 +1,6 @@
 """Running the collection's modules inside a network namespace, and reading its rules back."""
 
+import contextlib
 import json
 import os
 import re
@@ -32,6 +33,41 @@ def namespaces_available():
         return "this kernel or container cannot create network namespaces"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return None
+
+
+@contextlib.contextmanager
+def lab_namespace():
+    """A fresh network namespace with loopback and one veth link up (198.18.0.1/24, 2001:2::1/64), removed afterwards."""
+    name = "nm-it-%s" % uuid.uuid4().hex[:8]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        # A link with addresses of both families, so collectors at .3 / ::3 are on-link.
+        for argv in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+                     ["ip", "link", "set", "d1", "up"], ["ip", "addr", "add", "198.18.0.1/24", "dev", "d0"],
+                     ["ip", "-6", "addr", "add", "2001:2::1/64", "dev", "d0", "nodad"], ["ip", "link", "set", "d0", "up"]):
+            subprocess.run(["ip", "netns", "exec", name] + argv, check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+class NetnsHost:
+    """The engines' view of a host, for a namespace: programs run in it, its kernel files read in it."""
+
+    def __init__(self, netns):
+        self.netns = netns
+
+    def run(self, argv, data=None):
+        completed = in_netns(self.netns, argv, input=data, env=dict(os.environ, LC_ALL="C"))
+        return completed.returncode, completed.stdout, completed.stderr
+
+    @staticmethod
+    def which(name):
+        return shutil.which(name)
+
+    def read_text(self, path):
+        completed = in_netns(self.netns, ["cat", path])
+        return completed.stdout if completed.returncode == 0 else None
 
 
 def in_netns(netns, argv, **kwargs):

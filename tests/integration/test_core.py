@@ -116,7 +116,8 @@ def test_hand_made_changes_are_repaired(netns, engine, planted):
 
 @pytest.mark.parametrize("engine", [e for e in ENGINES if e != "nftables"])
 def test_a_refused_change_leaves_the_ruleset_as_it_was(netns, engine, planted):
-    """A foreign rule jumping into an owned chain makes removal impossible; nothing half-happens.
+    """A foreign rule jumping into an owned chain makes removal impossible: refused before any
+    change, naming the foreign rule, which netfilter_info reports too.
 
     (A native nft table cannot be jumped into from outside, so this cannot happen there.)
     """
@@ -125,8 +126,11 @@ def test_a_refused_change_leaves_the_ruleset_as_it_was(netns, engine, planted):
     restore(netns, "iptables-legacy" if engine != "iptables-nft" else engine, "*nat\n-A DOCKER -p tcp -j %s\nCOMMIT\n" % svc)
     before = rules_of(netns)
     refused = run_module(netns, "dnat_balancer", {"name": "web", "state": "absent", "engine": engine})
-    assert refused.get("failed") and "refused the change, nothing was applied" in refused["msg"]
+    assert refused.get("failed") and "-A DOCKER -p tcp -j %s; delete or change that rule first" % svc in refused["msg"], refused
     assert rules_of(netns) == before
+    info = run_module(netns, "netfilter_info", {"engine": engine})
+    assert {"issue": "foreign_jump", "object": "balancer:web", "chain": svc, "rule": "-A DOCKER -p tcp -j %s" % svc,
+            "family": 4, "table": "nat"} in info["drift"], info["drift"]
 
 
 def test_auto_uses_the_backend_holding_rules(netns):

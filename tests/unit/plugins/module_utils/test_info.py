@@ -103,8 +103,6 @@ def test_drift_against_definitions():
 
 
 @pytest.mark.parametrize("mirrors, balancers, parameter", [
-    ([dict(MIRROR, colour="red")], None, "mirrors[0]"),
-    (["http"], None, "mirrors[0]"),
     ([dict(MIRROR, gateway="nowhere")], None, "mirrors[0].gateway"),
     (None, [BALANCER, BALANCER], "balancers[1].name"),
     (None, [dict(BALANCER, name="a b")], "balancers[0].name"),

@@ -3,7 +3,8 @@
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as r
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, object_token
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, object_token
 
 GW = "198.18.0.3"
 NAT, MANGLE = (4, "nat"), (4, "mangle")
@@ -57,9 +58,9 @@ def test_round_robin_cascade_is_exact():
     owned = r.render(balancer(backends=["198.18.0.21", "198.18.0.22", "198.18.0.23"]))
     token = object_token("balancer", "web")
     assert chain_rules(owned, NAT, "SVC") == [
-        "-m statistic --mode nth --every 3 --packet 0 -j NM-SEP-%s-0-web" % token,
-        "-m statistic --mode nth --every 2 --packet 0 -j NM-SEP-%s-1-web" % token,
-        "-j NM-SEP-%s-2-web" % token,
+        "-m statistic --mode nth --every 3 --packet 0 -j NM-SEP-%s-0-we" % token,
+        "-m statistic --mode nth --every 2 --packet 0 -j NM-SEP-%s-1-we" % token,
+        "-j NM-SEP-%s-2-we" % token,
     ]
 
 
@@ -106,16 +107,19 @@ def test_masquerade_matches_only_balanced_connections():
 
 
 @pytest.mark.parametrize(
-    "role, name, index",
-    [("SVC", "web", None), ("SEP", "a-very-long-service-name-indeed", 4095), ("MIRO", "x" * 64, None), ("MASQ", "n", None)],
+    "role, kind, name, index",
+    [("SVC", "balancer", "web", None), ("SEP", "balancer", "a-very-long-service-name-indeed", 4095), ("MIRO", "mirror", "x" * 64, None),
+     ("MASQ", "balancer", "n", None)],
 )
-def test_chain_names_are_short_and_owned(role, name, index):
-    chain = r.chain_name(role, "balancer", name, index)
+def test_chain_names_are_short_and_owned(role, kind, name, index):
+    chain = r.chain_name(role, kind, name, index)
+    other_kind = "mirror" if kind == "balancer" else "balancer"
     assert len(chain) <= 28
     assert chain.startswith("NM-%s-" % role)
-    assert r.chain_token(chain) == object_token("balancer", name)
-    assert r.chain_token(chain) != object_token("balancer", name + "2")
-    assert r.chain_token(chain) != object_token("mirror", name)
+    assert ChainOwners([(kind, name)]).owner(chain) == (kind, name)
+    assert ChainOwners([(kind, name + "2")]).owner(chain) is None
+    assert ChainOwners([(other_kind, name)]).owner(chain) is None
+    assert ChainOwners([(kind, name)]).owner(chain + "x") is None
 
 
 def test_names_sharing_a_prefix_get_distinct_chains():

@@ -27,6 +27,10 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine im
     table_operations,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import chain_name
+
+MIRO, MIRI = chain_name("MIRO", "mirror", "http"), chain_name("MIRI", "mirror", "http")
+SEP0, SEP1, SVC = chain_name("SEP", "balancer", "web", 0), chain_name("SEP", "balancer", "web", 1), chain_name("SVC", "balancer", "web")
 
 LEGACY_RULES = """*mangle
 :PREROUTING ACCEPT [0:0]
@@ -94,7 +98,7 @@ def test_rendered_rules_translate_into_specs(words, expected):
     "words, why",
     [
         (["!", "-s", "198.18.0.1/32", "-j", "ACCEPT"], "'!'"),
-        (["-g", "NM-SVC-7c6509ab-web"], "'-g'"),
+        (["-g", SVC], "'-g'"),
         (["-m", "recent", "--rcheck", "--seconds", "5", "-j", "DROP"], "'--rcheck'"),
         (["-p", "tcp", "-m", "tcp", "--dport", "80"], "without a target"),
         (["-p"], "'-p'"),
@@ -112,8 +116,8 @@ def steps(buffer):
 def test_a_new_object_is_declared_filled_and_hooked():
     desired = render(mirror(ports=["80"]))
     assert steps(restore_buffer({}, desired)) == [("mangle", [
-        ("declare", "NM-MIRO-b02397ee-http"), ("declare", "NM-MIRI-b02397ee-http"),
-        ("append", "NM-MIRO-b02397ee-http"), ("append", "NM-MIRI-b02397ee-http"),
+        ("declare", MIRO), ("declare", MIRI),
+        ("append", MIRO), ("append", MIRI),
         ("insert", "OUTPUT"), ("insert", "PREROUTING"),
     ])]
 
@@ -121,9 +125,9 @@ def test_a_new_object_is_declared_filled_and_hooked():
 def test_removal_empties_unhooks_and_deletes_the_chains():
     current = render(balancer(masquerade=False, local_clients=False))
     assert steps(restore_buffer(current, {})) == [("nat", [
-        ("declare", "NM-SEP-7c6509ab-0-web"), ("declare", "NM-SEP-7c6509ab-1-web"), ("declare", "NM-SVC-7c6509ab-web"),
+        ("declare", SEP0), ("declare", SEP1), ("declare", SVC),
         ("delete", "PREROUTING"),
-        ("remove", "NM-SEP-7c6509ab-0-web"), ("remove", "NM-SEP-7c6509ab-1-web"), ("remove", "NM-SVC-7c6509ab-web"),
+        ("remove", SEP0), ("remove", SEP1), ("remove", SVC),
     ])]
 
 
@@ -131,7 +135,7 @@ def test_each_step_keeps_its_restore_line_and_inserted_rules_drop_the_position()
     [(_table, table_steps)] = table_operations(restore_buffer({}, render(mirror())))
     insert = [step for step in table_steps if step.action == "insert"][0]
     assert insert.line.startswith("-I OUTPUT 1 -m comment")
-    assert insert.rule.target == ("NM-MIRO-b02397ee-http", ())
+    assert insert.rule.target == (MIRO, ())
 
 
 # --- refusal and reading, against a scripted host ------------------------------
@@ -147,6 +151,7 @@ def test_a_legacy_host_is_read_with_iptables_legacy_save():
     warning = "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n"
     host = ScriptedHost({"iptables-nft-save": (0, warning, ""), "iptables-legacy-save": (0, LEGACY_RULES, "")})
     owned = IptcEngine(host, library=object()).read([("mirror", "http")])[("mirror", "http")]
+    # A chain named by release 0.1.0 (8-hex token) is still the object's, so an upgrade replaces it.
     assert owned[(4, "mangle")].chains == {"NM-MIRO-b02397ee-http": ["-A NM-MIRO-b02397ee-http -p tcp -j TEE --gateway 198.18.0.3"]}
     assert host.calls[-2:] == ["iptables-legacy-save", "ip6tables-legacy-save"]
 
@@ -189,7 +194,7 @@ class FakeModule:
     def __init__(self, params):
         self.params = params
 
-    def run_command(self, argv, data=None, binary_data=False, check_rc=False):
+    def run_command(self, argv, data=None, binary_data=False, check_rc=False, **_options):
         return 0, "", ""
 
     def get_bin_path(self, name):
@@ -201,7 +206,7 @@ class FakeModule:
 
 def test_the_module_fails_with_ansibles_missing_library_message(without_iptc, monkeypatch, tmp_path):
     monkeypatch.setattr("ansible_collections.netmagic.netfilter.plugins.module_utils._host.LOCK_PATHS", (str(tmp_path / "lock"),))
-    module = FakeModule({"name": "http", "state": "present", "engine": "python-iptables", "gateway": "198.18.0.3"})
+    module = FakeModule({"name": "http", "state": "present", "engine": "python-iptables", "gateway": "198.18.0.3", "persist": False})
     with pytest.raises(FailedModule) as failed:
         _reconcile.reconcile(module, "mirror", build_mirror)
     result = failed.value.args[0]
@@ -289,7 +294,7 @@ def test_check_mode_on_a_host_without_the_tables_builds_the_rules_and_opens_noth
 def test_check_mode_still_refuses_a_rule_the_library_would_change(iptc):
     [(table, table_steps)] = table_operations("*nat\n-A X -p tcp -m tcp --dport 80:80 -j MASQUERADE\nCOMMIT\n")
     with pytest.raises(EngineError, match=r"refused the change, nothing was applied: tcp would hold .*\nin IPv4 table nat: -A X"):
-        engine_module.prepare_table(iptc, 4, table, table_steps, table_exists=False, check_only=True)
+        engine_module.build_rules(iptc, 4, table, table_steps)
 
 
 # --- the xtables lock -----------------------------------------------------------

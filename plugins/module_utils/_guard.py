@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Writer guards: the last check before a restore buffer or an nft batch reaches a tool or a file.
+
+Each line (each command) must fit the grammar the renderers can produce: no stray whitespace,
+newline, quote or NUL, no table or COMMIT line the renderer did not emit, only the chains and
+statements this collection writes. It holds even if a validator upstream were wrong; a
+violation is an internal error, raised before anything is applied or written.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, excerpt
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_GRAMMAR, TAG_PATTERN
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+ADDR4 = r"%s(?:\.%s){3}" % (_OCTET, _OCTET)
+ADDR6 = r"[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}"
+ADDR = r"(?:%s|%s)" % (ADDR4, ADDR6)
+NET = r"%s/[0-9]{1,3}" % ADDR
+PORT = r"[1-9][0-9]{0,4}"
+PORTS = r"%s(?::%s)?" % (PORT, PORT)
+IFACE = r"[A-Za-z0-9_.:@-]{1,15}\+?"
+OWNED = CHAIN_GRAMMAR.pattern
+TAG = '"%s"' % TAG_PATTERN.pattern
+L4 = r"(?:tcp|udp)"
+BUILTIN = r"(?:PREROUTING|OUTPUT|POSTROUTING)"
+
+# Every rule the iptables renderer writes, after '-A CHAIN ' (or '-I CHAIN 1 ').
+RULE_SHAPES = (
+    # mirror: TEE
+    r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?-j TEE --gateway {addr}",
+    # mirror jump
+    r"-m comment --comment {tag} -j {owned}",
+    # balancer: endpoint, service cascade, masquerade and their jumps
+    r"-p {l4} -j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}",
+    r"(?:-m statistic --mode nth --every [0-9]{{1,4}} --packet 0 |-m statistic --mode random --probability [01]\.[0-9]{{11}} )?-j {owned}",
+    r"-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}",
+    r"-j MASQUERADE",
+    r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}",
+)
+RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6,
+                                        tag=TAG, owned=OWNED) for shape in RULE_SHAPES)
+RESTORE_LINE = re.compile("|".join((
+    r":{owned} - \[0:0\]",
+    r"-A (?:{owned}|{builtin}) {rule}",
+    r"-I {builtin} 1 {rule}",
+    # A deletion names a rule as iptables-save printed it: printable ASCII, one line.
+    r"-D {builtin} [\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?",
+    r"-X {owned}",
+)).format(owned=OWNED, builtin=BUILTIN, rule=RULE))
+TABLE_LINE = re.compile(r"\*(nat|mangle)")
+
+
+class GuardError(EngineError):
+    """A buffer or batch holds what no renderer of this collection writes."""
+
+
+def _refuse(what, lines, index, reason):
+    raise GuardError("internal error: %s, line %d, %s; nothing was applied or written:\n%s"
+                     % (what, index + 1, reason, excerpt(lines, index)))
+
+
+def check_restore_buffer(buffer, what="the iptables-restore input"):
+    """Every line of an iptables-restore --noflush buffer fits the renderers' grammar."""
+    lines = buffer.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    table = None
+    for index, line in enumerate(lines):
+        if table is None:
+            match = TABLE_LINE.fullmatch(line)
+            if not match:
+                _refuse(what, lines, index, "expected a table line (*nat or *mangle)")
+            table = match.group(1)
+        elif line == "COMMIT":
+            table = None
+        elif not RESTORE_LINE.fullmatch(line):
+            _refuse(what, lines, index, "a line of a shape this collection never writes")
+    if table is not None:
+        _refuse(what, lines, len(lines) - 1, "table %s is not committed" % table)
+    return buffer
+
+
+# --- nft JSON ---------------------------------------------------------------
+
+FAMILIES = ("ip", "ip6")
+TABLE_NAME = "netmagic"
+BASE_CHAIN_NAMES = ("mangle-prerouting", "mangle-output", "nat-prerouting", "nat-output", "nat-postrouting")
+VERBS = ("add", "delete", "flush")
+# Keys of the expressions the nft renderer writes (and nft lists back, counters included).
+EXPRESSION_KEYS = frozenset((
+    "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
+    "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
+    "offset", "data", "counter", "packets", "bytes", "device", "family",
+))
+OPERATORS = ("==", "!=", "in")
+WORD = re.compile(r"[A-Za-z0-9_.:*@+-]{1,64}(?: [a-z0-9]{1,8})?")
+MAX_NUMBER = 2 ** 64 - 1
+
+
+def _check_value(value, path):
+    """None when value fits the expression grammar, else where it does not."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NUMBER):
+        return None
+    if isinstance(value, str):
+        return None if WORD.fullmatch(value) or (path.endswith(".op") and value in OPERATORS) else path
+    if isinstance(value, list):
+        return next((found for index, item in enumerate(value) for found in [_check_value(item, "%s[%d]" % (path, index))] if found), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in EXPRESSION_KEYS:
+                return "%s.%s" % (path, key)
+            found = _check_value(item, "%s.%s" % (path, key))
+            if found:
+                return found
+        return None
+    return path
+
+
+def _command_problem(command):
+    """What is wrong with one nft JSON command, or None."""
+    if not isinstance(command, dict) or len(command) != 1:
+        return "not one command"
+    (verb, body), = command.items()
+    if verb not in VERBS or not isinstance(body, dict) or len(body) != 1:
+        return "unknown command %r" % verb
+    (kind, fields), = body.items()
+    if kind not in ("table", "chain", "rule") or not isinstance(fields, dict):
+        return "unknown object %r" % kind
+    if fields.get("family") not in FAMILIES:
+        return "family must be ip or ip6"
+    if fields.get("name" if kind == "table" else "table") != TABLE_NAME:
+        return "table must be %s" % TABLE_NAME
+    if kind == "chain":
+        return _chain_problem(fields)
+    if kind == "rule":
+        return _rule_problem(fields)
+    return None if set(fields) <= {"family", "name"} else "unknown table field"
+
+
+def _chain_name_problem(name):
+    if not isinstance(name, str) or not (name in BASE_CHAIN_NAMES or CHAIN_GRAMMAR.fullmatch(name)):
+        return "chain %r is not one this collection names" % (name,)
+    return None
+
+
+def _chain_problem(fields):
+    allowed = {"family", "table", "name", "type", "hook", "prio", "policy"}
+    if not set(fields) <= allowed:
+        return "unknown chain field"
+    if fields.get("type", "filter") not in ("filter", "nat") or fields.get("hook", "output") not in ("prerouting", "output", "postrouting"):
+        return "unknown chain type or hook"
+    if fields.get("policy", "accept") != "accept" or not isinstance(fields.get("prio", 0), int):
+        return "unknown chain policy or priority"
+    return _chain_name_problem(fields.get("name"))
+
+
+def _rule_problem(fields):
+    if not set(fields) <= {"family", "table", "chain", "expr", "comment", "handle"}:
+        return "unknown rule field"
+    if "comment" in fields and not (isinstance(fields["comment"], str) and TAG_PATTERN.fullmatch(fields["comment"])):
+        return "comment %r is not a tag" % (fields["comment"],)
+    if "handle" in fields and not (isinstance(fields["handle"], int) and not isinstance(fields["handle"], bool)):
+        return "handle is not a number"
+    found = _check_value(fields.get("expr", []), "expr")
+    if found:
+        return "%s does not fit the expression grammar" % found
+    return _chain_name_problem(fields.get("chain"))
+
+
+def check_nft_commands(commands, what="the nft batch"):
+    """Every command of an nft JSON batch is one this collection writes, on its own tables."""
+    for index, command in enumerate(commands):
+        problem = _command_problem(command)
+        if problem:
+            _refuse(what, [repr(c) for c in commands], index, problem)
+    return commands

@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How the collection names what it owns, for every engine: the tag of a rule, the names of
+chains, and the exact tests that tell an owned rule or chain from any other.
+
+A rule is owned only if its comment equals a tag exactly; a chain only if its name is exactly
+the name one known object gives one of its chains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import BALANCER, MIRROR, NAME_CHARACTERS
+
+CHAIN_PREFIX = "NM-"
+MAX_CHAIN_LENGTH = 28
+# 64 bits: "NM-SEP-" + token + "-4095" is exactly 28 characters (a balancer has at most 4096 backends).
+TOKEN_LENGTH = 16
+# Chains written by release 0.1.0 carry 8 hex digits; they are recognised, so an upgrade removes them.
+LEGACY_TOKEN_LENGTH = 8
+ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER}
+
+TAG_PATTERN = re.compile(r"netmagic:(%s|%s):(%s{1,64})" % (MIRROR, BALANCER, NAME_CHARACTERS))
+CHAIN_HEAD = re.compile(r"NM-(MIRO|MIRI|SVC|SEP|MASQ)-([0-9a-f]{%d}|[0-9a-f]{%d})(?=-|$)" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH))
+SEP_INDEX = re.compile(r"-(\d{1,4})(?=-|$)")
+# What fits the shape of an owned chain name, whatever object it names (for writer guards).
+CHAIN_GRAMMAR = re.compile(r"NM-(?:MIRO|MIRI|SVC|SEP|MASQ)-(?:[0-9a-f]{%d}|[0-9a-f]{%d})(?:-%s*)?" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH, NAME_CHARACTERS))
+
+
+def tag(kind, name):
+    return "netmagic:%s:%s" % (kind, name)
+
+
+def owner_of_tag(text):
+    """(kind, name) when text is exactly a tag, else None."""
+    match = TAG_PATTERN.fullmatch(text) if isinstance(text, str) else None
+    return (match.group(1), match.group(2)) if match else None
+
+
+def object_token(kind, name, length=TOKEN_LENGTH):
+    """Hash shared by every chain of one object: identity survives truncation."""
+    return hashlib.sha256(("%s:%s" % (kind, name)).encode()).hexdigest()[:length]
+
+
+def chain_name(role, kind, name, index=None, token_length=TOKEN_LENGTH):
+    """NM-ROLE-TOKEN[-INDEX]-readable, cut to 28 characters; the token keeps it unique."""
+    head = "%s%s-%s" % (CHAIN_PREFIX, role, object_token(kind, name, token_length))
+    if index is not None:
+        head += "-%d" % index
+    if len(head) > MAX_CHAIN_LENGTH:
+        raise ValueError("internal error: chain name %s is longer than %d characters" % (head, MAX_CHAIN_LENGTH))
+    return ("%s-%s" % (head, name))[:MAX_CHAIN_LENGTH].rstrip("-")
+
+
+class ChainOwners:
+    """Which of the known objects, if any, owns a chain: by the token in its name, then by
+    comparing the whole name with the one that object gives that chain."""
+
+    def __init__(self, keys):
+        self.by_token = {}
+        for key in keys:
+            for length in (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH):
+                self.by_token[object_token(*key, length=length)] = key
+
+    def owner(self, chain):
+        head = CHAIN_HEAD.match(chain)
+        if not head:
+            return None
+        role, token = head.groups()
+        key = self.by_token.get(token)
+        if key is None or ROLES[role] != key[0]:
+            return None
+        index = None
+        if role == "SEP":
+            number = SEP_INDEX.match(chain, head.end())
+            if not number:
+                return None
+            index = int(number.group(1))
+        return key if chain == chain_name(role, key[0], key[1], index, len(token)) else None
+
+
+def token_collisions(keys):
+    """Pairs of different objects whose chains would share a token."""
+    seen, pairs = {}, []
+    for key in keys:
+        token = object_token(*key)
+        if token in seen and seen[token] != key:
+            pairs.append((seen[token], key))
+        seen.setdefault(token, key)
+    return pairs

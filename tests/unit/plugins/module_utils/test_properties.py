@@ -1,0 +1,96 @@
+"""Property tests: whatever a definition holds, it is refused naming a parameter, or every value
+of the model is canonical and every renderer's output passes the writer guards."""
+
+import ipaddress
+import json
+
+from hypothesis import HealthCheck, given, settings
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
+from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_nft_commands, check_restore_buffer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    INTERFACE_PATTERN,
+    NAME_PATTERN,
+    ValidationError,
+    build_balancer,
+    build_mirror,
+)
+from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import balancer_params, mirror_params
+
+MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface"}
+BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients"}
+PROPERTY_SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def option_of(parameter):
+    """'backends[2].weight' -> 'backends'."""
+    return parameter.split("[", 1)[0].split(".", 1)[0]
+
+
+def built(build, params, options):
+    """The model object, or None after checking the refusal names one of the options."""
+    try:
+        return build(params)
+    except ValidationError as error:
+        assert option_of(error.parameter) in options, error
+        assert str(error).startswith("parameter '%s'" % error.parameter)
+        return None
+
+
+def assert_canonical_address(text):
+    assert "%" not in text
+    assert str(ipaddress.ip_address(text)) == text
+
+
+def assert_rendered_output_passes_the_guards(obj):
+    owned = iprules.render(obj)
+    buffer = iprules.restore_buffer({}, owned, obj.family)
+    assert buffer and check_restore_buffer(buffer) == buffer
+    removal = iprules.restore_buffer(owned, {}, obj.family)
+    assert check_restore_buffer(removal) == removal
+    desired = nft.render(obj)[obj.family]
+    commands = nft._family_commands(obj.family, [(nft.NftRules(), desired)], [])
+    assert check_nft_commands(commands) == commands
+    json.dumps(commands)
+
+
+def assert_it_reads_back_as_rendered(obj):
+    """What the renderer writes is what the reader takes as this object's, nothing less or more."""
+    owned = iprules.render(obj)
+    key = (obj.kind, obj.name)
+    read = iprules.owned_rules_of(iprules.parse_save(iprules.as_text(owned)), [key], obj.family)[key]
+    assert iprules.same_rules(read, owned)
+
+
+@PROPERTY_SETTINGS
+@given(mirror_params())
+def test_any_mirror_definition_is_refused_or_canonical(params):
+    mirror = built(build_mirror, params, MIRROR_OPTIONS)
+    if mirror is None:
+        return
+    assert NAME_PATTERN.fullmatch(mirror.name)
+    assert_canonical_address(mirror.gateway)
+    if mirror.peer:
+        assert str(ipaddress.ip_network(mirror.peer)) == mirror.peer and "%" not in mirror.peer
+    if mirror.interface:
+        assert INTERFACE_PATTERN.fullmatch(mirror.interface)
+    assert all(isinstance(port.first, int) and 1 <= port.first <= port.last <= 65535 for port in mirror.ports)
+    assert_rendered_output_passes_the_guards(mirror)
+    assert_it_reads_back_as_rendered(mirror)
+
+
+@PROPERTY_SETTINGS
+@given(balancer_params())
+def test_any_balancer_definition_is_refused_or_canonical(params):
+    balancer = built(build_balancer, params, BALANCER_OPTIONS)
+    if balancer is None:
+        return
+    assert NAME_PATTERN.fullmatch(balancer.name)
+    assert_canonical_address(balancer.vip)
+    assert type(balancer.port) is int and type(balancer.masquerade) is bool and type(balancer.local_clients) is bool
+    for backend in balancer.backends:
+        assert_canonical_address(backend.address)
+        assert type(backend.port) is int and type(backend.weight) is int
+    assert_rendered_output_passes_the_guards(balancer)
+    assert_it_reads_back_as_rendered(balancer)
