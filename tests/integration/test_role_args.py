@@ -34,6 +34,11 @@ def services(**changes):
     return {"load_balancer_services": [dict(GOOD_SERVICE, **changes)]}
 
 
+def capture(**changes):
+    """The good mirror with the collector recording, and changed capture variables."""
+    return dict(GOOD_MIRROR, mirror_collector_capture_enabled=True, **changes)
+
+
 # mirror.yml prepares the collectors before it reads the senders' variables: a bad sender
 # variable must stop the play before any change on the sender.
 BAD = [
@@ -51,6 +56,23 @@ BAD = [
      "found in mirror_sender_mirrors", ["sender"]),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_collector_capture_enabled=True, mirror_collector_capture_file_count=0),
      "mirror_collector_capture_file_count: 0 is below 1", ["collector", "sender"]),
+    # Values that reach the capture unit's ExecStart line: none may end the line or start another.
+    ("mirror.yml", capture(mirror_collector_capture_filter="tcp port 80\nExecStartPre=/bin/sh -c id"),
+     'mirror_collector_capture_filter: "tcp port 80\\nExecStartPre=/bin/sh -c id" holds a control character', ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_filter="tcp\rport 80"),
+     'mirror_collector_capture_filter: "tcp\\rport 80" holds a control character', ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_interface="eth0\n"),
+     'mirror_collector_capture_interface: "eth0\\n" is not an interface name', ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_interface="eth0 -w /etc/x"),
+     'mirror_collector_capture_interface: "eth0 -w /etc/x" is not an interface name', ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_user="tcpdump\n"),
+     'mirror_collector_capture_user: "tcpdump\\n" is not a user name', ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_user="u" * 33),
+     'mirror_collector_capture_user: "%s" is not a user name' % ("u" * 33), ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_directory="/var/lib/capture\n"),
+     'mirror_collector_capture_directory: "/var/lib/capture\\n" is not an absolute path', ["collector", "sender"]),
+    ("mirror.yml", capture(mirror_collector_capture_directory="/var/lib/a b"),
+     'mirror_collector_capture_directory: "/var/lib/a b" is not an absolute path', ["collector", "sender"]),
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80}]},
      "state is present but any of the following are missing: backends, backends_from found in load_balancer_services",
      ["balancer"]),
@@ -79,6 +101,10 @@ GOOD = [
     # (playbook, extra vars, host, changing actions that must run on it)
     ("mirror.yml", GOOD_MIRROR, "collector", {"ansible.posix.sysctl"}),
     ("mirror.yml", GOOD_MIRROR, "sender", {"netmagic.netfilter.tee_mirror"}),
+    # A BPF filter is free text: quotes, "$" and "%" pass (the unit quotes them).
+    ("mirror.yml", capture(mirror_collector_capture_filter='tcp port 80 and not host 198.18.99.1 and "$x" 5%',
+                           mirror_collector_capture_interface="nm-args1", mirror_collector_capture_user="u" * 32),
+     "collector", {"ansible.posix.sysctl"}),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_sender_collector_address_var="address_v6"),
      "sender", {"netmagic.netfilter.tee_mirror"}),
     ("balance.yml", services(), "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
