@@ -47,7 +47,11 @@ def object_token(kind, name, length=TOKEN_LENGTH):
 
 def chain_name(role, kind, name, index=None, token_length=TOKEN_LENGTH):
     """NM-ROLE-TOKEN[-INDEX]-readable, cut to 28 characters; the token keeps it unique."""
-    head = "%s%s-%s" % (CHAIN_PREFIX, role, object_token(kind, name, token_length))
+    return _named(role, object_token(kind, name, token_length), name, index)
+
+
+def _named(role, token, name, index):
+    head = "%s%s-%s" % (CHAIN_PREFIX, role, token)
     if index is not None:
         head += "-%d" % index
     if len(head) > MAX_CHAIN_LENGTH:
@@ -79,7 +83,7 @@ class ChainOwners:
             if not number:
                 return None
             index = int(number.group(1))
-        return key if chain == chain_name(role, key[0], key[1], index, len(token)) else None
+        return key if chain == _named(role, token, key[1], index) else None
 
 
 def token_collisions(keys):

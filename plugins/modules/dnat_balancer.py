@@ -34,7 +34,10 @@ options:
   vip:
     description:
       - The virtual IPv4 or IPv6 address clients connect to. Required when O(state=present).
-      - The backends must be of the same family.
+      - A unicast address without zone id (C(%eth0)); IPv4-mapped IPv6 addresses (C(::ffff:a.b.c.d)) are refused, give the
+        IPv4 address instead. The same holds for the backends' addresses.
+      - The backends must be of the same family, and no other balancer on this host may serve the same O(vip), O(port)
+        and O(protocol); such a definition is refused before anything changes, naming the other balancer.
       - Traffic to it must reach this host, for example because the address is configured on one
         of its interfaces.
     type: str
@@ -53,7 +56,7 @@ options:
       - The backends, at least one, each once.
       - An item is a string C(ADDRESS) or C(ADDRESS:PORT) (IPv6 as C([ADDRESS]:PORT)), or a
         dict with C(address) and optional C(port) and C(weight).
-      - The port defaults to O(port), the weight to C(1).
+      - The port defaults to O(port), the weight to C(1); a weight is a whole number from 1 to 65535.
       - Required when O(state=present).
     type: list
     elements: raw
@@ -62,7 +65,7 @@ options:
       - C(round_robin) rotates exactly; a backend of weight W takes W turns per cycle (weights
         are reduced by their common divisor, and expand to at most 4096 turns).
       - C(random) chooses each new connection at random, a backend's chance in proportion to its
-        weight.
+        weight. Its reduced weights add up to at most 4096 too.
     type: str
     choices: [round_robin, random]
     default: round_robin

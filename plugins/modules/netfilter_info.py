@@ -13,7 +13,8 @@ version_added: 0.2.0
 description:
   - Lists every mirror (M(netmagic.netfilter.tee_mirror)) and balancer
     (M(netmagic.netfilter.dnat_balancer)) the collection owns on the host, found from the jumps
-    tagged C(netmagic:KIND:NAME) and from the object token in the names of the C(NM-) chains.
+    whose comment is exactly C(netmagic:KIND:NAME) and from the chains whose whole name is one such an object gives its
+    chains (C(NM-ROLE-TOKEN-NAME), the token being 64 bits of a hash of kind and name).
   - Reports each owned rule with its packet and byte counters, so the number of mirrored packets
     (the C(TEE) rules) and the split of new connections over backends (the C(DNAT) rules of the
     C(NM-SEP-) chains) can be read off.
@@ -159,12 +160,12 @@ mirrors:
   sample:
     - name: http
       families: [4]
-      chains: [NM-MIRO-b02397ee-http]
+      chains: [NM-MIRO-b02397ee0500cf23-htt]
       rules:
         - {family: 4, table: mangle, chain: OUTPUT, packets: 12, bytes: 824,
-           rule: '-A OUTPUT -m comment --comment "netmagic:mirror:http" -j NM-MIRO-b02397ee-http'}
-        - {family: 4, table: mangle, chain: NM-MIRO-b02397ee-http, packets: 6, bytes: 412,
-           rule: '-A NM-MIRO-b02397ee-http -p tcp -m tcp --dport 80 -j TEE --gateway 198.18.0.3'}
+           rule: '-A OUTPUT -m comment --comment "netmagic:mirror:http" -j NM-MIRO-b02397ee0500cf23-htt'}
+        - {family: 4, table: mangle, chain: NM-MIRO-b02397ee0500cf23-htt, packets: 6, bytes: 412,
+           rule: '-A NM-MIRO-b02397ee0500cf23-htt -p tcp -m tcp --dport 80 -j TEE --gateway 198.18.0.3'}
       drift: []
 balancers:
   description: Every balancer the collection owns on the host, as RV(mirrors); the C(DNAT) rule of each C(NM-SEP-) chain counts
@@ -175,16 +176,18 @@ balancers:
 drift:
   description:
     - Every difference found. C(issue) is one of C(jump_duplicated), C(chain_missing) (a tagged jump's or a definition's chain
-      is not there), C(jump_missing) (an owned chain no tagged jump reaches), C(chain_orphaned) (an owned chain of no known
-      object; C(object) is null), and, against definitions, C(rule_missing), C(rule_added), C(rule_changed) (with the
+      is not there), C(jump_missing) (an owned chain no tagged jump reaches), C(chain_orphaned) (a chain named in the
+      collection's exact grammar that no known object claims; C(object) is null; it is reported, never touched),
+      C(foreign_jump) (a rule the collection does not own jumps into an owned chain, which blocks that chain's removal),
+      and, against definitions, C(rule_missing), C(rule_added), C(rule_changed) (with the
       C(expected) rule), C(rules_reordered), C(chain_added), C(object_missing) and C(object_unexpected).
     - C(object) is C(KIND:NAME); C(chain), C(rule), C(expected), C(copies), C(family) and C(table) are given where they apply.
   returned: success
   type: list
   elements: dict
   sample:
-    - {issue: rule_missing, object: "balancer:web", chain: NM-SEP-7c6509ab-1-web,
-       rule: "-A NM-SEP-7c6509ab-1-web -p tcp -j DNAT --to-destination 198.18.0.52:80"}
+    - {issue: rule_missing, object: "balancer:web", chain: NM-SEP-7c6509ab5641d564-1-we,
+       rule: "-A NM-SEP-7c6509ab5641d564-1-we -p tcp -j DNAT --to-destination 198.18.0.52:80"}
 drifted:
   description: Whether RV(drift) lists anything.
   returned: success

@@ -34,6 +34,8 @@ options:
       - IPv4 or IPv6 address of the collector. It must be on-link from this host and not one of
         its own addresses; the module checks both (C(ip route get)) before changing anything,
         unless O(force=true).
+      - A unicast address without zone id (C(%eth0)); IPv4-mapped IPv6 addresses are refused. The same holds for
+        O(peer).
       - Required when O(state=present).
     type: str
   protocol:
@@ -45,6 +47,7 @@ options:
   ports:
     description:
       - Service ports or ranges to mirror, such as C(80) or C("8000:8100").
+      - Ranges may not overlap (each packet would be cloned twice).
       - An empty list mirrors every port.
     type: list
     elements: str
