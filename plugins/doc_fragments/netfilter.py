@@ -38,8 +38,8 @@ options:
         tagged jumps (C(xtables-nft-4.rules), C(xtables-legacy-6.rules), ...), or for O(engine=nftables) one C(nft -j -f)
         batch that replaces the netmagic tables (C(nftables.json)); and the unit C(netmagic-netfilter-restore.service),
         whose C(ExecStart) lines run those tools on those files, so the host needs nothing of the collection at boot.
-      - Every object the engine's backend holds is saved, not only this one: the chains and jumps of each object with a
-        tagged jump, exactly named; rules and chains of others are never saved. A run that changes nothing rewrites nothing.
+      - Every object the engine's backend holds is saved, not only this one (the chains and jumps of each object with a
+        tagged jump, exactly named; rules and chains of others are never saved). A run that changes nothing rewrites nothing.
       - Running the unit again on a host that already holds the iptables rules adds their jumps a second time; the next
         run of the module removes the copies.
     type: bool
