@@ -128,8 +128,8 @@ def test_a_service_another_balancer_holds_is_refused_naming_it(netns, engine):
            "balancers[1].vip", "balancers[0] ('a')")
     assert rules_of(netns) == before
     # Removing the holder in the same run frees the service.
-    moved = ok(run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [{"name": "web", "state": "absent"},
-                                                                                    dict(WEB, name="web-renamed")]}))
+    balancers = [{"name": "web", "state": "absent"}, dict(WEB, name="web-renamed")]
+    moved = ok(run_module(netns, "netfilter_apply", {"engine": engine, "balancers": balancers}))
     assert moved["changed"]
 
 
