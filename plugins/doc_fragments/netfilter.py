@@ -100,3 +100,95 @@ options:
     choices: [present, absent]
     default: present
 """
+
+    # The items of the lists mirrors and balancers: netfilter_apply applies them, netfilter_info compares with them.
+    ITEMS = r"""
+options:
+  mirrors:
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: As O(netmagic.netfilter.tee_mirror#module:name).
+        type: str
+        required: true
+      state:
+        description: As O(netmagic.netfilter.tee_mirror#module:state).
+        type: str
+        choices: [present, absent]
+        default: present
+      gateway:
+        description: As O(netmagic.netfilter.tee_mirror#module:gateway); required when present.
+        type: str
+      protocol:
+        description: As O(netmagic.netfilter.tee_mirror#module:protocol).
+        type: str
+        choices: [tcp, udp, icmp, all]
+        default: tcp
+      ports:
+        description: As O(netmagic.netfilter.tee_mirror#module:ports).
+        type: list
+        elements: str
+        default: []
+      service:
+        description: As O(netmagic.netfilter.tee_mirror#module:service).
+        type: str
+        choices: [remote, local]
+        default: remote
+      direction:
+        description: As O(netmagic.netfilter.tee_mirror#module:direction).
+        type: str
+        choices: [both, ingress, egress]
+        default: both
+      peer:
+        description: As O(netmagic.netfilter.tee_mirror#module:peer).
+        type: str
+      interface:
+        description: As O(netmagic.netfilter.tee_mirror#module:interface).
+        type: str
+      force:
+        description: As O(netmagic.netfilter.tee_mirror#module:force).
+        type: bool
+        default: false
+  balancers:
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: As O(netmagic.netfilter.dnat_balancer#module:name).
+        type: str
+        required: true
+      state:
+        description: As O(netmagic.netfilter.dnat_balancer#module:state).
+        type: str
+        choices: [present, absent]
+        default: present
+      vip:
+        description: As O(netmagic.netfilter.dnat_balancer#module:vip); required when present.
+        type: str
+      port:
+        description: As O(netmagic.netfilter.dnat_balancer#module:port); required when present.
+        type: int
+      protocol:
+        description: As O(netmagic.netfilter.dnat_balancer#module:protocol).
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      backends:
+        description: As O(netmagic.netfilter.dnat_balancer#module:backends); required when present.
+        type: list
+        elements: raw
+      mode:
+        description: As O(netmagic.netfilter.dnat_balancer#module:mode).
+        type: str
+        choices: [round_robin, random]
+        default: round_robin
+      masquerade:
+        description: As O(netmagic.netfilter.dnat_balancer#module:masquerade).
+        type: bool
+        default: true
+      local_clients:
+        description: As O(netmagic.netfilter.dnat_balancer#module:local_clients).
+        type: bool
+        default: true
+"""

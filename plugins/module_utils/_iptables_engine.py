@@ -195,7 +195,7 @@ class IptablesEngine:
         names = " and ".join("IPv%d" % family for family in committed)
         try:
             for family in committed:
-                buffer = rules.restore_buffer(desired, current, family)
+                buffer = rules.restore_buffer(current=desired, desired=current, family=family)  # back to how it was
                 if buffer:
                     self._restore(family, check_restore_buffer(buffer, "the rollback input"))
         except EngineError as error:

@@ -26,6 +26,8 @@ description:
     M(netmagic.netfilter.dnat_balancer) for the object repairs drift.
 author:
   - netmagic.netfilter maintainers (@netmagic)
+extends_documentation_fragment:
+  - netmagic.netfilter.netfilter.items
 options:
   engine:
     description:
@@ -44,14 +46,10 @@ options:
       - An item with C(state=absent) expects that mirror not to be there. An owned mirror not in
         the list is reported as drift (C(object_unexpected)).
       - Unset, mirrors are not compared with definitions.
-    type: list
-    elements: dict
   balancers:
     description:
       - The balancers this host should hold, as O(netmagic.netfilter.netfilter_apply#module:balancers)
         takes them; otherwise as O(mirrors).
-    type: list
-    elements: dict
 notes:
   - Needs root on the managed host, and the tools of the engine read (C(iptables-save) of that
     backend, or C(nft)).

@@ -38,6 +38,10 @@ def built(build, params, options):
         return None
 
 
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def assert_canonical_address(text):
     assert "%" not in text
     assert str(ipaddress.ip_address(text)) == text
@@ -88,9 +92,9 @@ def test_any_balancer_definition_is_refused_or_canonical(params):
         return
     assert NAME_PATTERN.fullmatch(balancer.name)
     assert_canonical_address(balancer.vip)
-    assert type(balancer.port) is int and type(balancer.masquerade) is bool and type(balancer.local_clients) is bool
+    assert is_int(balancer.port) and isinstance(balancer.masquerade, bool) and isinstance(balancer.local_clients, bool)
     for backend in balancer.backends:
         assert_canonical_address(backend.address)
-        assert type(backend.port) is int and type(backend.weight) is int
+        assert is_int(backend.port) and is_int(backend.weight)
     assert_rendered_output_passes_the_guards(balancer)
     assert_it_reads_back_as_rendered(balancer)
