@@ -40,12 +40,15 @@ def _yaml_block(path, marker):
 def _plugin_options(path):
     """A plugin's own options plus those of the collection's doc fragments it extends."""
     documentation = _yaml_block(path, "DOCUMENTATION")
-    options = dict(documentation.get("options") or {})
+    own = documentation.get("options") or {}
+    options = {}
     for fragment in documentation.get("extends_documentation_fragment") or []:
         if fragment.startswith("netmagic.netfilter."):
-            fragment_file = REPO / "plugins" / "doc_fragments" / (fragment.split(".")[2] + ".py")
-            options.update(_yaml_block(fragment_file, "    DOCUMENTATION")["options"])
-    return options
+            parts = fragment.split(".")
+            fragment_file = REPO / "plugins" / "doc_fragments" / (parts[2] + ".py")
+            options.update(_yaml_block(fragment_file, "    %s" % (parts[3].upper() if len(parts) > 3 else "DOCUMENTATION"))["options"])
+    # As Ansible merges them: the plugin's own keys of an option over the fragment's.
+    return {name: dict(options.get(name, {}), **own.get(name, {})) for name in set(options) | set(own)}
 
 
 def _flatten(options, prefix=""):
