@@ -70,6 +70,10 @@ def argument_spec(**specific):
     return dict(OBJECT_OPTIONS, **SHARED_OPTIONS, **specific)
 
 
+# netfilter_apply's option exclusive names kinds by the option that lists them.
+KIND_OF_OPTION = {"mirrors": MIRROR, "balancers": BALANCER}
+
+
 def item_specs():
     """{option: spec} of the lists mirrors and balancers, each item as the one-object module takes it
     (netfilter_apply applies them, netfilter_info compares with them)."""
@@ -80,8 +84,9 @@ def item_specs():
 
 
 def objects_argument_spec():
-    """netfilter_apply: lists of mirrors and balancers, and the shared options."""
-    return dict(SHARED_OPTIONS, **{option: dict(spec, default=[]) for option, spec in item_specs().items()})
+    """netfilter_apply: lists of mirrors and balancers, the kinds it owns exclusively, and the shared options."""
+    return dict(SHARED_OPTIONS, exclusive=dict(type="list", elements="str", choices=sorted(KIND_OF_OPTION), default=[]),
+                **{option: dict(spec, default=[]) for option, spec in item_specs().items()})
 
 
 def _engine(host, name):
@@ -143,6 +148,7 @@ class Outcome:
     removed_keys: set = field(default_factory=set)
     persisted: dict = field(default_factory=dict)
     persist_changed: bool = False
+    unlisted: list = field(default_factory=list)  # removed because an exclusive kind does not list them
 
     @property
     def changed(self):
@@ -196,6 +202,12 @@ def refuse_removal_under_foreign_jumps(current, desired):
                                       "%s; delete or change that rule first" % (kind, name, target, line))
 
 
+def _unlisted(engine, objects, exclusive):
+    """The owned objects (with a tagged jump) of the exclusive kinds that objects does not list, sorted."""
+    kinds = {KIND_OF_OPTION[option] for option in exclusive}
+    return sorted(key for key in engine.claims if key[0] in kinds and key not in objects)
+
+
 def converge(host, params, objects, check_only):
     """Bring objects to their desired state in one read and one atomic apply.
 
@@ -209,6 +221,12 @@ def converge(host, params, objects, check_only):
     with host_lock():
         engine = select_engine(host, params["engine"])
         current = engine.read(keys)
+        unlisted = _unlisted(engine, objects, params.get("exclusive") or [])
+        if unlisted:
+            # Owned objects of an exclusive kind that the run does not list go in the same change.
+            objects = {**objects, **{key: None for key in unlisted}}
+            keys = list(objects)
+            current = engine.read(keys)
         desired = {key: engine.render(obj) if obj else {} for key, obj in objects.items()}
         refuse_conflicts_on_host(engine, objects, desired)
         refuse_removal_under_foreign_jumps(current, desired)
@@ -217,6 +235,7 @@ def converge(host, params, objects, check_only):
             # Every object read, changed or not: nftables deletes its table only when no object keeps it.
             engine.apply([(current[key], desired[key]) for key in keys], check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
+        outcome.unlisted = unlisted
         if params["persist"]:
             # Every backend this run changed is saved again, so no file brings back what was removed.
             outcome.persist_changed, outcome.persisted = persist(host, [engine] + outcome.removed_from, params["persist_path"],
@@ -290,7 +309,9 @@ def reconcile_objects(module):
     outcome, objects = fail_on_errors(module, run)
     result = {"changed": outcome.changed, "engine": outcome.engine.name, "mirrors": _object_results(outcome, params, MIRROR, "mirrors"),
               "balancers": _object_results(outcome, params, BALANCER, "balancers"),
-              "removed_from": [other.name for other in outcome.removed_from], "persisted": outcome.persisted}
+              "removed_from": [other.name for other in outcome.removed_from], "persisted": outcome.persisted,
+              "removed": [{"kind": kind, "name": name} for kind, name in outcome.unlisted]}
     if module._diff:
-        result["diff"] = outcome.diff(list(objects), "%d mirrors, %d balancers" % (len(params["mirrors"]), len(params["balancers"])))
+        result["diff"] = outcome.diff(list(objects) + outcome.unlisted,
+                                      "%d mirrors, %d balancers" % (len(params["mirrors"]), len(params["balancers"])))
     return result

@@ -20,13 +20,25 @@ description:
     can move between this module and those at any time.
   - Use it where a host has many objects; a run per object reads the whole ruleset each time, which
     grows with the number of services.
-  - Objects not listed are left as they are.
+  - Objects not listed are left as they are, unless their kind is in O(exclusive).
 author:
   - netmagic.netfilter maintainers (@netmagic)
 extends_documentation_fragment:
   - netmagic.netfilter.netfilter
   - netmagic.netfilter.netfilter.items
 options:
+  exclusive:
+    description:
+      - Kinds this run owns exclusively on the host, C(mirrors) and/or C(balancers).
+      - Every object of a listed kind that the collection owns on the host (found by its tagged jumps) and that the
+        run does not list is removed, in the same atomic change as the rest. Rules the collection does not own are
+        never touched.
+      - Check mode and C(--diff) show these removals; RV(removed) lists them.
+      - Empty, objects not listed are left as they are.
+    type: list
+    elements: str
+    choices: [balancers, mirrors]
+    default: []
   mirrors:
     description:
       - TEE mirrors, each with the options of M(netmagic.netfilter.tee_mirror). Names are unique within the list.
@@ -64,6 +76,12 @@ EXAMPLES = r"""
       - name: http
         gateway: 198.18.0.3
         ports: ["80"]
+
+- name: Exactly these balancers on the host; any other balancer the collection owns there goes
+  netmagic.netfilter.netfilter_apply:
+    exclusive: [balancers]
+    balancers:
+      - {name: web, vip: 198.18.0.100, port: 80, backends: [198.18.0.21, 198.18.0.22]}
 
 - name: Services from inventory, one run for all of them; retired ones listed as absent
   netmagic.netfilter.netfilter_apply:
@@ -116,6 +134,19 @@ balancers:
       description: Whether this run changed its rules, here or under another engine.
       type: bool
   sample: [{name: web, state: present, changed: false}, {name: old-web, state: absent, changed: true}]
+removed:
+  description: The objects removed because their kind is in O(exclusive) and the run does not list them.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    kind:
+      description: C(mirror) or C(balancer).
+      type: str
+    name:
+      description: The object's name.
+      type: str
+  sample: [{kind: balancer, name: old-web}]
 removed_from:
   description:
     - Other engines that held rules of listed objects, which this run removed there (see O(engine)).

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.integration.netfilter import in_netns, rules_of, run_module
+from tests.integration.netfilter import ENGINES, in_netns, plant_foreign, rules_of, run_module
 from tests.integration.test_core import DEFINITIONS, apply_all
 
 API = {4: {"name": "api", "vip": "198.18.0.100", "port": 443, "backends": ["198.18.0.21:8443", "198.18.0.22:8443"]},
@@ -124,3 +124,30 @@ def test_python_iptables_refuses_one_target_in_both_families_before_any_change(n
     for mirror in objects["mirrors"]:
         assert apply_listed(netns, "python-iptables", {"mirrors": [mirror]})["changed"]
     assert "TEE --gateway 2001:2::3" in in_netns(netns, ["ip6tables-legacy-save"], check=True).stdout
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_exclusive_removes_the_unlisted_objects_of_its_kinds_only(netns, engine):
+    plant_foreign(netns, engine)
+    foreign = rules_of(netns)
+    web = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21"]}
+    api = {"name": "api", "vip": "198.18.0.100", "port": 443, "backends": ["198.18.0.22"]}
+    mirror = {"name": "http", "gateway": "198.18.0.3", "ports": ["80"]}
+    first = run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [web, api], "mirrors": [mirror]})
+    assert first["changed"] and first["removed"] == [], first
+    params = {"engine": engine, "exclusive": ["balancers"], "balancers": [web]}
+    before = rules_of(netns)
+    checked = run_module(netns, "netfilter_apply", params, check=True, diff=True)
+    assert checked["changed"] and checked["removed"] == [{"kind": "balancer", "name": "api"}], checked
+    assert "netmagic:balancer:api" in checked["diff"]["before"] and "netmagic:balancer:api" not in checked["diff"]["after"]
+    assert rules_of(netns) == before
+    applied = run_module(netns, "netfilter_apply", params)
+    assert applied["changed"] and applied["removed"] == [{"kind": "balancer", "name": "api"}], applied
+    left = rules_of(netns)
+    assert "netmagic:balancer:api" not in left and "netmagic:balancer:web" in left and "netmagic:mirror:http" in left
+    again = run_module(netns, "netfilter_apply", params)
+    assert not again["changed"] and again["removed"] == [], again
+    # Owning both kinds with empty lists removes everything the collection made, and only that.
+    emptied = run_module(netns, "netfilter_apply", {"engine": engine, "exclusive": ["balancers", "mirrors"]})
+    assert sorted(o["name"] for o in emptied["removed"]) == ["http", "web"], emptied
+    assert rules_of(netns) == foreign
