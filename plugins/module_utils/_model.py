@@ -326,7 +326,9 @@ def _split_endpoint(text):
     text = text.strip(" ")
     if text.startswith("[") and "]" in text:
         address, _bracket, rest = text[1:].partition("]")
-        return address, rest[1:] if rest.startswith(":") else (rest or None)
+        if rest and not rest.startswith(":"):
+            return text, None  # '[V6]PORT' without its colon: refused whole, as an address
+        return address, rest[1:] if rest else None
     if text.count(":") > 1:
         return text, None
     address, separator, port = text.rpartition(":")

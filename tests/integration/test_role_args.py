@@ -19,7 +19,7 @@ from tests.integration.netfilter import REPO, collections_path
 
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 # Tasks that change rules or settings; none of them may run when a variable is bad.
-CHANGING_ACTIONS = {"netmagic.netfilter.tee_mirror", "netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}
+CHANGING_ACTIONS = {"netmagic.netfilter.netfilter_apply", "ansible.posix.sysctl"}
 # The namespace's own link: the collector is on-link there, and not this host itself.
 SUBNET_HOST, COLLECTOR = "198.18.99.1", "198.18.99.2"
 SUBNET_HOST_V6, COLLECTOR_V6 = "2001:2:0:99::1", "2001:2:0:99::2"
@@ -46,12 +46,12 @@ BAD = [
     ("mirror.yml", dict(GOOD_MIRROR, netmagic_collectors_group="no_such_group"),
      'mirror_sender_collector_group: the inventory has no host in group "no_such_group"', ["sender"]),
     ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "gateway": "not-an-address"}]},
-     'mirror_sender_mirrors[0] (http).gateway: "not-an-address" is not an IP address', ["sender"]),
+     "mirror_sender_mirrors[0] (http).gateway: 'not-an-address' is not an IPv4 or IPv6 address", ["sender"]),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_sender_collector_address_var="inventory_hostname"),
      'mirror_sender_collector_address_var: inventory_hostname of collector collector is "collector", not an IP address',
      ["sender"]),
     ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"], "peer": "198.18.99.0/99"}]},
-     'mirror_sender_mirrors[0] (http).peer: "198.18.99.0/99" is not an IP address or CIDR network', ["sender"]),
+     "mirror_sender_mirrors[0] (http).peer: '198.18.99.0/99' is not an IP address or CIDR network", ["sender"]),
     ("mirror.yml", {"mirror_sender_mirrors": [{"name": "http", "protocol": "sctp"}]},
      "found in mirror_sender_mirrors", ["sender"]),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_collector_capture_enabled=True, mirror_collector_capture_file_count=0),
@@ -77,42 +77,41 @@ BAD = [
      "state is present but any of the following are missing: backends, backends_from found in load_balancer_services",
      ["balancer"]),
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80, "backends": []}]},
-     "load_balancer_services[0] (web).backends: the list is empty", ["balancer"]),
+     "load_balancer_services[0] (web).backends: [] must list at least one backend", ["balancer"]),
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP, "port": 80, "backends": ["198.18.99.11", "backend-two"]}]},
-     'load_balancer_services[0] (web).backends[1]: address "backend-two" is not an IP address', ["balancer"]),
+     "load_balancer_services[0] (web).backends[1]: 'backend-two' is not an IPv4 or IPv6 address", ["balancer"]),
     ("balance.yml", services(vip="vip-address"),
-     'load_balancer_services[0] (web).vip: "vip-address" is not an IP address', ["balancer"]),
+     "load_balancer_services[0] (web).vip: 'vip-address' is not an IPv4 or IPv6 address", ["balancer"]),
     ("balance.yml", services(backends_from={"group": "no_such_group"}),
      'load_balancer_services[0] (web).backends_from.group: the inventory has no host in group "no_such_group"',
      ["balancer"]),
     ("balance.yml", services(backends_from={"address_var": "no_such_var"}),
-     "load_balancer_services[0] (web).backends_from[0] (host backend1, address_var no_such_var): address null is not an IP address",
+     "load_balancer_services[0] (web).backends_from[0] (host backend1).address: None is required",
      ["balancer"]),
     ("balance.yml", dict(services(), load_balancer_health_timeout="soon"),
      "load_balancer_health_timeout", ["balancer"]),
     ("balance.yml", services(vip=VIP_V6),
-     "load_balancer_services[0] (web).backends_from[0] (host backend1, address_var ansible_host, port_var backend_port): "
-     "address 198.18.99.11 is IPv4 but the VIP is IPv6", ["balancer"]),
+     "load_balancer_services[0] (web).backends_from[0] (host backend1): '198.18.99.11' is IPv4 but vip is IPv6", ["balancer"]),
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP_V6, "port": 80, "backends": ["[2001:2:0:99::11]8080"]}]},
-     'load_balancer_services[0] (web).backends[0]: "[2001:2:0:99::11]8080" is not [ADDRESS]:PORT', ["balancer"]),
+     "load_balancer_services[0] (web).backends[0]: '[2001:2:0:99::11]8080' is not an IPv4 or IPv6 address", ["balancer"]),
 ]
 
 GOOD = [
     # (playbook, extra vars, host, changing actions that must run on it)
     ("mirror.yml", GOOD_MIRROR, "collector", {"ansible.posix.sysctl"}),
-    ("mirror.yml", GOOD_MIRROR, "sender", {"netmagic.netfilter.tee_mirror"}),
+    ("mirror.yml", GOOD_MIRROR, "sender", {"netmagic.netfilter.netfilter_apply"}),
     # A BPF filter is free text: quotes, "$" and "%" pass (the unit quotes them).
     ("mirror.yml", capture(mirror_collector_capture_filter='tcp port 80 and not host 198.18.99.1 and "$x" 5%',
                            mirror_collector_capture_interface="nm-args1", mirror_collector_capture_user="u" * 32),
      "collector", {"ansible.posix.sysctl"}),
     ("mirror.yml", dict(GOOD_MIRROR, mirror_sender_collector_address_var="address_v6"),
-     "sender", {"netmagic.netfilter.tee_mirror"}),
-    ("balance.yml", services(), "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
+     "sender", {"netmagic.netfilter.netfilter_apply"}),
+    ("balance.yml", services(), "balancer", {"netmagic.netfilter.netfilter_apply", "ansible.posix.sysctl"}),
     ("balance.yml", services(vip=VIP_V6, backends_from={"address_var": "address_v6", "port_var": "backend_port"}),
-     "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
+     "balancer", {"netmagic.netfilter.netfilter_apply", "ansible.posix.sysctl"}),
     ("balance.yml", {"load_balancer_services": [{"name": "web", "vip": VIP_V6, "port": 80,
                                                  "backends": ["[2001:2:0:99::11]:8080", "2001:2:0:99::12"]}]},
-     "balancer", {"netmagic.netfilter.dnat_balancer", "ansible.posix.sysctl"}),
+     "balancer", {"netmagic.netfilter.netfilter_apply", "ansible.posix.sysctl"}),
 ]
 
 

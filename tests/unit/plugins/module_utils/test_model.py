@@ -117,6 +117,8 @@ BAD_BALANCERS = [
     ({"vip": "2001:2::100", "backends": ["198.18.0.21"]}, "backends[0]"),
     ({"vip": "2001:2::100", "backends": ["[2001:2::51]:99999"]}, "backends[0]"),
     ({"vip": "2001:2::100", "backends": ["[2001:2::51"]}, "backends[0]"),
+    ({"vip": "2001:2::100", "backends": ["[2001:2::51]8080"]}, "backends[0]"),
+    ({"vip": "2001:2::100", "backends": ["[2001:2::51]:"]}, "backends[0]"),
     ({"vip": "2001:db8::64%1\nCOMMIT\n*filter\n-F\n-X\n-P INPUT ACCEPT\n-P FORWARD ACCEPT\nCOMMIT\n*nat\n#"}, "vip"),
     ({"vip": "2001:2::100%1"}, "vip"),
     ({"vip": "::ffff:198.18.0.100", "backends": ["::ffff:198.18.0.21"]}, "vip"),

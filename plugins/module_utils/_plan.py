@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the roles do before any change, in Python: inventory definitions turned into the items
+of one netfilter_apply call, checked with the model's own validators (so a role and a module
+refuse the same input with the same message), and every problem named by the variable it
+comes from. Runs on the controller; pure data in, data out (name resolution aside).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from collections.abc import Mapping
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    BALANCER,
+    MIRROR,
+    ValidationError,
+    build_balancer,
+    build_listed,
+    build_mirror,
+    family_of,
+)
+
+FORWARDING_KEYS = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
+BALANCER_ITEM_KEYS = ("name", "state", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients")
+MIRROR_ITEM_KEYS = ("name", "state", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "force")
+
+
+class PlanError(ValueError):
+    """Every problem found, each naming the variable it comes from."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def host_variable(hostvars, path):
+    """A host variable, or a dotted path into one (ansible_default_ipv4.address); None where absent."""
+    value = hostvars
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def resolve(name, family, resolver=socket.getaddrinfo):
+    """An address of the family for an inventory name: the name itself when it is an address, else
+    the first address the controller's resolver gives, in sorted order so every run agrees."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        answers = resolver(name, None, socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    addresses = sorted({answer[4][0] for answer in answers}, key=lambda text: ipaddress.ip_address(text).packed)
+    return addresses[0] if addresses else None
+
+
+def host_address(host, hostvars, address_var, family, resolver=socket.getaddrinfo):
+    """A host's address: its address_var when set, else its inventory name, resolved on the controller."""
+    value = host_variable(hostvars, address_var)
+    if value in (None, ""):
+        value = resolve(host, family, resolver)
+    return value
+
+
+def _query(expression, data):
+    import jmespath  # a controller requirement of the roles; imported where it is used
+    return jmespath.search(expression, data)
+
+
+def _where(index, service, variable):
+    return "%s[%d] (%s)" % (variable, index, service.get("name"))
+
+
+def _vip_family(service):
+    try:
+        return family_of(str(ipaddress.ip_address(str(service.get("vip")).strip())))
+    except ValueError:
+        return 4
+
+
+def _backends_from(where, source, service, groups, hostvars, default_group, resolver):
+    """The backends drawn from an inventory group, or raises PlanError."""
+    group = source.get("group") or default_group
+    hosts = groups.get(group) or []
+    if not hosts:
+        raise PlanError(["%s.backends_from.group: the inventory has no host in group %s" % (where, _quoted(group))])
+    records = [dict(hostvars.get(host, {}), inventory_hostname=host) for host in hosts]
+    if source.get("query"):
+        found = _query(source["query"], records)
+        if not isinstance(found, list):
+            raise PlanError(["%s.backends_from.query: gives %s, not a list of backends" % (where, _quoted(found)[:200])])
+        return found, "backends_from.query", [None] * len(found)
+    family = _vip_family(service)
+    backends, hosts_of = [], []
+    for host, record in zip(hosts, records):
+        backend = {"address": host_address(host, record, source.get("address_var") or "ansible_host", family, resolver)}
+        for field in ("port", "weight"):
+            name = source.get(field + "_var")
+            value = host_variable(record, name) if name else None
+            if value is not None:
+                backend[field] = value
+        backends.append(backend)
+        hosts_of.append(host)
+    return backends, "backends_from", hosts_of
+
+
+def _quoted(value):
+    return json.dumps(value, default=str)
+
+
+def _renamed(error, where, origin, hosts):
+    """The model's message, its parameter put in terms of the role variable (and the host it came from)."""
+    parameter = error.parameter
+    if parameter.startswith("backends[") and origin != "backends":
+        index, _bracket, rest = parameter[len("backends["):].partition("]")
+        host = hosts[int(index)] if index.isdigit() and int(index) < len(hosts) and hosts[int(index)] else None
+        parameter = "%s[%s]%s%s" % (origin, index, " (host %s)" % host if host else "", rest)
+    return "%s.%s: %r %s" % (where, parameter, error.value, error.reason)
+
+
+def one_engine(definitions, default, variable):
+    """The one engine of a host's definitions: a host writes to one backend, in one netfilter_apply call."""
+    engines = sorted({definition.get("engine") or default for definition in definitions} or {default})
+    if len(engines) > 1:
+        raise PlanError(["%s: the items ask for engines %s; one host uses one engine (set it once, for all of them)"
+                         % (variable, ", ".join(engines))])
+    return engines[0]
+
+
+def balancer_plan(services, groups, hostvars, variable="load_balancer_services", default_group="backends",
+                  resolver=socket.getaddrinfo, engine="auto"):
+    """{"balancers": netfilter_apply items, "forwarding": sysctl keys to turn on, "engine"} for the
+    services, or PlanError with every problem."""
+    engine = one_engine(services, engine, variable)
+    items, problems = [], []
+    for index, service in enumerate(services):
+        where = _where(index, service, variable)
+        item = {key: service[key] for key in BALANCER_ITEM_KEYS if service.get(key) is not None}
+        item.setdefault("state", "present")
+        if item["state"] == "present":
+            origin, hosts = "backends", []
+            try:
+                if service.get("backends_from") is not None:
+                    item["backends"], origin, hosts = _backends_from(where, service["backends_from"], service, groups, hostvars,
+                                                                     default_group, resolver)
+                balancer = build_balancer(item)
+            except PlanError as error:
+                problems += error.problems
+                continue
+            except ValidationError as error:
+                problems.append(_renamed(error, where, origin, hosts))
+                continue
+            item["backends"] = [backend.as_dict() for backend in balancer.backends]
+            item.update(vip=balancer.vip, port=balancer.port, protocol=balancer.protocol)
+        items.append(item)
+    if problems:
+        raise PlanError(problems)
+    try:
+        build_listed(variable, BALANCER, build_balancer, items)
+    except ValidationError as error:
+        raise PlanError(["%s: %r %s" % (error.parameter, error.value, error.reason)]) from None
+    families = sorted({family_of(item["vip"]) for item in items if item["state"] == "present"})
+    return {"balancers": items, "forwarding": [FORWARDING_KEYS[family] for family in families], "engine": engine,
+            "tcp_endpoints": tcp_endpoints(items)}
+
+
+def tcp_endpoints(balancers):
+    """Each {address, port} of the backends of the present TCP services once: what a health check tries."""
+    endpoints = {(b["address"], b["port"]) for item in balancers if item["state"] == "present" and item["protocol"] == "tcp"
+                 for b in item["backends"]}
+    return [{"address": address, "port": port} for address, port in sorted(endpoints)]
+
+
+def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collectors", address_var="ansible_host",
+                variable="mirror_sender_mirrors", resolver=socket.getaddrinfo, engine="auto"):
+    """{"mirrors": netfilter_apply items, "forwarding": [{collector, key, value}], "engine"} for the
+    mirrors: each present mirror gets a collector's address as gateway (the first collector's by
+    default), or PlanError with every problem."""
+    engine = one_engine(mirrors, engine, variable)
+    present = [mirror for mirror in mirrors if (mirror.get("state") or "present") == "present"]
+    collectors, problems = {}, []
+    if present:
+        hosts = groups.get(collector_group) or []
+        if not hosts:
+            raise PlanError(["mirror_sender_collector_group: the inventory has no host in group %s, and present mirrors need "
+                             "a collector" % _quoted(collector_group)])
+        for host in hosts:
+            address = host_address(host, hostvars.get(host, {}), address_var, 4, resolver)
+            try:
+                collectors[str(ipaddress.ip_address(str(address)))] = host
+            except ValueError:
+                problems.append("mirror_sender_collector_address_var: %s of collector %s is %s, not an IP address"
+                                % (address_var, host, _quoted(address)))
+    if problems:
+        raise PlanError(problems)
+    default_gateway = next(iter(collectors), None)
+    items, checks = [], []
+    for index, mirror in enumerate(mirrors):
+        where = _where(index, mirror, variable)
+        item = {key: mirror[key] for key in MIRROR_ITEM_KEYS if mirror.get(key) is not None}
+        item.setdefault("state", "present")
+        if item["state"] == "present":
+            item.setdefault("gateway", default_gateway)
+            try:
+                built = build_mirror(item)
+            except ValidationError as error:
+                problems.append("%s.%s: %r %s" % (where, error.parameter, error.value, error.reason))
+                continue
+            collector = collectors.get(built.gateway)
+            if collector is None:
+                problems.append("%s.gateway: %s is not the address of a host in group %s (mirror_sender_collector_group), so its "
+                                "forwarding cannot be checked" % (where, built.gateway, _quoted(collector_group)))
+                continue
+            if collector == this_host:
+                problems.append("%s: the collector %s (%s) is this host itself; a host cannot mirror to itself" % (where, collector, built.gateway))
+                continue
+            item["gateway"] = built.gateway
+            key = FORWARDING_KEYS[built.family]
+            value = (hostvars.get(collector, {}).get("mirror_collector_forwarding") or {}).get(key)
+            check = {"collector": collector, "gateway": built.gateway, "key": key, "value": value}
+            if check not in checks:
+                checks.append(check)
+        items.append(item)
+    if problems:
+        raise PlanError(problems)
+    try:
+        build_listed(variable, MIRROR, build_mirror, items)
+    except ValidationError as error:
+        raise PlanError(["%s: %r %s" % (error.parameter, error.value, error.reason)]) from None
+    return {"mirrors": items, "forwarding": checks, "engine": engine}
+
+
+def forwarding_conflicts(host, services, collector_hosts, variable="load_balancer_services"):
+    """Why this host cannot be both a collector (forwarding off) and a balancer (forwarding on), or []."""
+    present = [service for service in services or [] if (service.get("state") or "present") == "present"]
+    if host not in (collector_hosts or []) or not present:
+        return []
+    names = ", ".join(str(service.get("name")) for service in present)
+    return ["%s is a collector, which keeps forwarding off so that it never passes mirrored packets on, and a balancer "
+            "(%s lists %s), which needs forwarding on: give the two roles different hosts" % (host, variable, names)]
+
+
+def without_backends(balancers, down):
+    """The items with the backends in down ({address, port}) left out; a service left with none is an error."""
+    down = [(d["address"], int(d["port"])) for d in down]
+    kept, empty = [], []
+    for item in balancers:
+        if item.get("backends") and item.get("protocol") == "tcp":
+            backends = [b for b in item["backends"] if (b["address"], int(b["port"])) not in down]
+            if not backends:
+                empty.append(item["name"])
+            item = dict(item, backends=backends)
+        kept.append(item)
+    if empty:
+        raise PlanError(["load_balancer_services: no backend of %s accepts TCP connections; nothing was changed" % ", ".join(empty)])
+    return kept
