@@ -344,3 +344,19 @@ def build_expected(mirrors, balancers):
             expected.kinds += (kind,)
             expected.objects.update(build_listed(option, kind, build, items))
     return expected
+
+
+def _connections(report):
+    """New connections a balancer sent to its backends: the packets of its NM-SEP- rules (None without counters)."""
+    counts = [rule["packets"] for rule in report["rules"] if rule["chain"].startswith("NM-SEP-")]
+    return None if not counts or None in counts else sum(counts)
+
+
+def summary(info):
+    """One line for a host's netfilter_info result: its objects, their counters and its drift."""
+    mirrors = ", ".join("%s (%s clones)" % (m["name"], "?" if m["mirrored_packets"] is None else m["mirrored_packets"])
+                        for m in info["mirrors"]) or "none"
+    balancers = ", ".join("%s (%s connections)" % (b["name"], "?" if _connections(b) is None else _connections(b))
+                          for b in info["balancers"]) or "none"
+    drift = "; ".join("%s %s" % (f["issue"], f["object"] or f.get("chain")) for f in info["drift"])
+    return "engine %s; mirrors: %s; balancers: %s; drift: %s" % (info["engine"], mirrors, balancers, drift or "none")
