@@ -235,8 +235,12 @@ def _chain_drift(owner, chain, found, expected):
 
 def definition_drift(engine, owner, current, desired):
     """How the object's owned rules differ from the rendering of its definition."""
-    current_chains, current_lines = engine.describe(current)
-    desired_chains, desired_lines = engine.describe(desired)
+    return described_drift(owner, engine.describe(current), engine.describe(desired))
+
+
+def described_drift(owner, current, desired):
+    """How an object's rules differ from what they should be, both as (chains, rule lines) as the engine describes them."""
+    (current_chains, current_lines), (desired_chains, desired_lines) = current, desired
     findings = [finding("chain_missing", owner, chain=c) for c in desired_chains if c not in current_chains]
     findings += [finding("chain_added", owner, chain=c) for c in current_chains if c not in desired_chains]
     found, expected = _grouped(current_lines), _grouped(desired_lines)
@@ -315,7 +319,20 @@ def expected_drift(engine, expected, objects, owned_of):
     return findings
 
 
-def host_info(engine, expected):
+def recorded_drift(engine, recorded, objects, owned_of, kinds):
+    """Without definitions: how each object of the other kinds differs from what the collection last applied."""
+    recorded = {owner: rules for owner, rules in recorded.items() if owner[0] not in kinds}
+    owned = owned_of(list(recorded))
+    findings = []
+    for owner, rules in sorted(recorded.items()):
+        if owner not in objects and not owned[owner]:
+            findings.append(finding("object_missing", owner, detail="applied by the collection, and its rules are gone"))
+        else:
+            findings += described_drift(owner, engine.describe(owned[owner]), (rules["chains"], rules["rules"]))
+    return findings
+
+
+def host_info(engine, expected, recorded=None):
     """The module result: engine, every owned mirror and balancer with rules and counters, and drift."""
     live, owned_of = _snapshot(engine)
     objects, orphans = objects_of(live)
@@ -323,6 +340,7 @@ def host_info(engine, expected):
     findings += [finding("chain_orphaned", chain=chain, family=scope[0], table=scope[1]) for scope, chain in orphans]
     findings += foreign_jumps(live, objects)
     findings += expected_drift(engine, expected, objects, owned_of)
+    findings += recorded_drift(engine, recorded or {}, objects, owned_of, expected.kinds)
     reports = {kind: [object_report(owner, rules, findings) for owner, rules in objects.items() if owner[0] == kind] for kind in (MIRROR, BALANCER)}
     return {
         "changed": False,

@@ -23,6 +23,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     naming,
     validate_name,
 )
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _record as record
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import token_collisions
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist, validate_persist_path
 from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import check_gateway
@@ -149,6 +150,7 @@ class Outcome:
     persisted: dict = field(default_factory=dict)
     persist_changed: bool = False
     unlisted: list = field(default_factory=list)  # removed because an exclusive kind does not list them
+    warnings: list = field(default_factory=list)
 
     @property
     def changed(self):
@@ -208,6 +210,22 @@ def _unlisted(engine, objects, exclusive):
     return sorted(key for key in engine.claims if key[0] in kinds and key not in objects)
 
 
+def _record(engine, desired, changed_keys):
+    """Records what the objects now hold, for netfilter_info's drift without definitions; returns warnings.
+
+    Written when something changed, or when a listed object is not recorded yet (a host applied before records)."""
+    if not changed_keys:
+        recorded = record.load(engine.backend)
+        if all(key in recorded for key, rules in desired.items() if rules):
+            return []
+    try:
+        record.update(engine, {key: engine.describe(rules) if rules else None for key, rules in desired.items()})
+    except OSError as error:
+        return ["the record of what was applied could not be written (%s): netfilter_info without definitions will not "
+                "see drift of these objects" % error]
+    return []
+
+
 def converge(host, params, objects, check_only):
     """Bring objects to their desired state in one read and one atomic apply.
 
@@ -236,6 +254,8 @@ def converge(host, params, objects, check_only):
             engine.apply([(current[key], desired[key]) for key in keys], check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
         outcome.unlisted = unlisted
+        if not check_only:
+            outcome.warnings += _record(engine, desired, changed_keys)
         if params["persist"]:
             # Every backend this run changed is saved again, so no file brings back what was removed.
             outcome.persist_changed, outcome.persisted = persist(host, [engine] + outcome.removed_from, params["persist_path"],
@@ -276,6 +296,8 @@ def reconcile(module, kind, build, preflight=None):
         return converge(host, params, {key: obj}, module.check_mode), obj
 
     outcome, obj = fail_on_errors(module, run)
+    for warning in outcome.warnings:
+        module.warn(warning)
     result = outcome.object_result(key)
     result.update(changed=outcome.changed, engine=outcome.engine.name, removed_from=[other.name for other in outcome.removed_from],
                   persisted=outcome.persisted)
@@ -307,6 +329,8 @@ def reconcile_objects(module):
         return converge(host, params, objects, module.check_mode), objects
 
     outcome, objects = fail_on_errors(module, run)
+    for warning in outcome.warnings:
+        module.warn(warning)
     result = {"changed": outcome.changed, "engine": outcome.engine.name, "mirrors": _object_results(outcome, params, MIRROR, "mirrors"),
               "balancers": _object_results(outcome, params, BALANCER, "balancers"),
               "removed_from": [other.name for other in outcome.removed_from], "persisted": outcome.persisted,

@@ -22,6 +22,10 @@ description:
     chains of an object that no tagged jump reaches, and owned chains of no object at all. When
     O(mirrors) or O(balancers) is given, each object's owned rules are also compared with the
     rendering of its definition.
+  - For the kinds not given, each object is compared with what the collection last applied on this host, which every
+    run that changes rules records under C(/var/lib/netmagic/netfilter) (one file per engine backend and network
+    namespace). A rule deleted, added or changed inside the object's chains, a jump removed, or every rule of the
+    object gone (C(object_missing)) is reported with the object's name, without any definition.
   - Changes nothing; a run of M(netmagic.netfilter.tee_mirror) or
     M(netmagic.netfilter.dnat_balancer) for the object repairs drift.
 author:
@@ -194,6 +198,7 @@ drifted:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _record as record
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import build_expected, host_info
 from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, fail_on_errors, item_specs, select_engine
@@ -210,7 +215,8 @@ def main():
 
     def run():
         expected = build_expected(module.params["mirrors"], module.params["balancers"])
-        return host_info(select_engine(AnsibleHost(module), module.params["engine"]), expected)
+        engine = select_engine(AnsibleHost(module), module.params["engine"])
+        return host_info(engine, expected, record.load(engine.backend))
 
     module.exit_json(**fail_on_errors(module, run))
 

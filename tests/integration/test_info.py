@@ -1,5 +1,8 @@
 """netfilter_info on real hosts: counters that match the traffic sent, and drift."""
 
+import json
+import shlex
+
 import pytest
 
 from tests.integration.netfilter import in_netns, restore, run_module
@@ -115,7 +118,8 @@ def test_a_jump_deleted_by_hand_is_drift_without_definitions(netns, engine):
     builtin = "mangle-output" if engine == "nftables" else "OUTPUT"
     delete_rule(netns, engine, builtin, "mangle")
     issues = [(f["issue"], f["object"], f["chain"][:8]) for f in info(netns, engine=engine)["drift"]]
-    assert issues == [("jump_missing", "mirror:http", "NM-MIRO-")]
+    # Seen twice: an owned chain nothing reaches, and, against the record of what was applied, the jump missing.
+    assert issues == [("jump_missing", "mirror:http", "NM-MIRO-"), ("rule_missing", "mirror:http", builtin[:8])]
 
 
 def test_an_unknown_definition_key_is_refused(netns):
@@ -126,3 +130,40 @@ def test_an_unknown_definition_key_is_refused(netns):
     assert result.get("failed") and "'port'" in result["msg"] and "'balancers'" in result["msg"], result
     result = run_module(netns, "netfilter_info", {"balancers": [dict(BALANCER, vip="2001:2::100%1")]})
     assert result.get("failed") and result["parameter"] == "balancers[0].vip" and "zone id" in result["msg"], result
+
+
+@pytest.mark.parametrize("engine", ("iptables-nft", "iptables-legacy", "nftables"))
+def test_drift_is_reported_without_definitions_from_the_record_of_what_was_applied(netns, engine):
+    """The case of a dead VIP: a jump and a DNAT rule deleted by hand, and netfilter_info given no definition."""
+    result = run_module(netns, "dnat_balancer", dict(BALANCER, engine=engine))
+    assert result["changed"], result
+    assert info(netns, engine=engine)["drift"] == []
+    sep = [c for c in result["chains"] if c.startswith("NM-SEP-")][1]
+    if engine == "nftables":
+        listing = json.loads(in_netns(netns, ["nft", "-j", "-a", "list", "table", "ip", "netmagic"], check=True).stdout)["nftables"]
+        handles = [(r["rule"]["chain"], r["rule"]["handle"]) for r in listing if "rule" in r
+                   and (r["rule"]["chain"] == sep or r["rule"]["chain"] == "nat-prerouting")]
+        for chain, handle in handles:
+            in_netns(netns, ["nft", "delete", "rule", "ip", "netmagic", chain, "handle", str(handle)], check=True)
+    else:
+        variant = engine.split("-")[1]
+        saved = in_netns(netns, ["iptables-%s-save" % variant, "-t", "nat"], check=True).stdout
+        jump = [line for line in saved.splitlines() if line.startswith("-A PREROUTING") and "netmagic:balancer:web" in line][0]
+        dnat = [line for line in saved.splitlines() if line.startswith("-A %s " % sep)][0]
+        for line in (jump, dnat):
+            in_netns(netns, ["iptables-%s" % variant, "-t", "nat", "-D"] + shlex.split(line)[1:], check=True)
+    found = info(netns, engine=engine)
+    assert found["drifted"], found
+    issues = {(f["issue"], f["object"]) for f in found["drift"]}
+    assert ("rule_missing", "balancer:web") in issues, found["drift"]
+    # Every rule gone: the object is still reported, from the record.
+    assert run_module(netns, "dnat_balancer", {"name": "web", "state": "absent", "engine": engine})["changed"]
+    assert info(netns, engine=engine)["drift"] == []
+    run_module(netns, "dnat_balancer", dict(BALANCER, engine=engine))
+    if engine == "nftables":
+        in_netns(netns, ["nft", "delete", "table", "ip", "netmagic"], check=True)
+    else:
+        for flag in ("-F", "-X"):
+            in_netns(netns, ["iptables-%s" % engine.split("-")[1], "-t", "nat", flag], check=True)
+    found = info(netns, engine=engine)
+    assert [(f["issue"], f["object"]) for f in found["drift"] if f["issue"] == "object_missing"] == [("object_missing", "balancer:web")]
