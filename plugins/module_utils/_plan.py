@@ -126,6 +126,17 @@ def _renamed(error, where, origin, hosts):
     return "%s.%s: %r %s" % (where, parameter, error.value, error.reason)
 
 
+def _refuse_listed(problems, variable, kind, build, items):
+    """Raises PlanError with the problems found so far, or with what the list as a whole breaks
+    (a name twice, two balancers on one service), checked as netfilter_apply checks it."""
+    if problems:
+        raise PlanError(problems)
+    try:
+        build_listed(variable, kind, build, items)
+    except ValidationError as error:
+        raise PlanError(["%s: %r %s" % (error.parameter, error.value, error.reason)]) from None
+
+
 def one_engine(definitions, default, variable):
     """The one engine of a host's definitions: a host writes to one backend, in one netfilter_apply call."""
     engines = sorted({definition.get("engine") or default for definition in definitions} or {default})
@@ -161,12 +172,7 @@ def balancer_plan(services, groups, hostvars, variable="load_balancer_services",
             item["backends"] = [backend.as_dict() for backend in balancer.backends]
             item.update(vip=balancer.vip, port=balancer.port, protocol=balancer.protocol)
         items.append(item)
-    if problems:
-        raise PlanError(problems)
-    try:
-        build_listed(variable, BALANCER, build_balancer, items)
-    except ValidationError as error:
-        raise PlanError(["%s: %r %s" % (error.parameter, error.value, error.reason)]) from None
+    _refuse_listed(problems, variable, BALANCER, build_balancer, items)
     families = sorted({family_of(item["vip"]) for item in items if item["state"] == "present"})
     return {"balancers": items, "forwarding": [FORWARDING_KEYS[family] for family in families], "engine": engine,
             "tcp_endpoints": tcp_endpoints(items)}
@@ -229,12 +235,7 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
             if check not in checks:
                 checks.append(check)
         items.append(item)
-    if problems:
-        raise PlanError(problems)
-    try:
-        build_listed(variable, MIRROR, build_mirror, items)
-    except ValidationError as error:
-        raise PlanError(["%s: %r %s" % (error.parameter, error.value, error.reason)]) from None
+    _refuse_listed(problems, variable, MIRROR, build_mirror, items)
     return {"mirrors": items, "forwarding": checks, "engine": engine}
 
 
