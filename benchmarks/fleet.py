@@ -71,33 +71,49 @@ def run_playbook(inventory_path, forks, timeout):
     return seconds, {host: changed for host, (changed, _bad) in recap.items()}
 
 
+def run_ping(inventory_path, forks, timeout):
+    """Wall seconds of `ansible all -m ping` on the same hosts: the floor any playbook run pays."""
+    argv = [os.path.join(collection.REPO, ".venv", "bin", "ansible"), "-i", inventory_path, "-f", str(forks), "all", "-m", "ping"]
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1")
+    seconds, completed = measure.timed(
+        lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env))
+    if completed.returncode != 0:
+        raise RuntimeError("ansible -m ping with %d forks failed: %s" % (forks, completed.stdout[-2000:]))
+    return seconds
+
+
 def fresh_run(lab, forks, timeout):
-    """A fresh lab, then the first and the second run of site.yml."""
+    """A fresh lab, then the first and the second run of site.yml, and the ping floor in between."""
     lab.down()
     lab.up()
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as handle:
         json.dump(inventory(lab), handle)  # JSON is YAML
         handle.flush()
         first, first_changed = run_playbook(handle.name, forks, timeout)
+        ping = run_ping(handle.name, forks, timeout)
         second, second_changed = run_playbook(handle.name, forks, timeout)
     if not all(first_changed.values()) or any(second_changed.values()):
         raise RuntimeError("site.yml: every host must change on the first run and none on the second: %s / %s"
                            % (first_changed, second_changed))
-    return {"first": first, "second": second, "hosts": len(first_changed)}
+    return {"first": first, "second": second, "ping": ping, "hosts": len(first_changed)}
 
 
 def run(hosts, forks_list, repeats, timeout, log):
     collection.use_installed_build()
     lab = Lab(LAB_ID, backends=hosts - NAMED_HOSTS, subnet=SUBNET)
-    samples = {forks: {"first": [], "second": []} for forks in forks_list}
+    samples = {forks: {"first": [], "second": [], "ping": []} for forks in forks_list}
     try:
         for repeat in range(repeats):
             for forks in forks_list:
                 result = fresh_run(lab, forks, timeout)
-                for run_name in ("first", "second"):
+                for run_name in ("first", "second", "ping"):
                     samples[forks][run_name].append(result[run_name])
-                log("  fleet forks %d repeat %d: first %.1fs second %.1fs (%d hosts)" % (forks, repeat + 1, result["first"], result["second"], result["hosts"]))
+                log("  fleet forks %d repeat %d: first %.1fs second %.1fs ping %.1fs (%d hosts)"
+                    % (forks, repeat + 1, result["first"], result["second"], result["ping"], result["hosts"]))
     finally:
         lab.down()
     return {"hosts": len(lab.hosts), "repeats": repeats, "groups": {k: len(v) for k, v in groups(lab).items()},
-            "forks": {str(forks): {name: measure.summary(values) for name, values in runs.items()} for forks, runs in samples.items()}}
+            "forks": {str(forks): dict({name: measure.summary(values) for name, values in runs.items()},
+                                       first_to_ping=measure.summary([a / b for a, b in zip(runs["first"], runs["ping"])]),
+                                       second_to_ping=measure.summary([a / b for a, b in zip(runs["second"], runs["ping"])]))
+                      for forks, runs in samples.items()}}
