@@ -61,6 +61,11 @@ def test_a_changed_inventory_leaves_exactly_its_services(lab, tmp_path):
     assert completed.returncode == 0, completed.stdout[-3000:]
     assert tags(lab) == ["api", "web"]
     assert sorted(answers(lab, 80, 10)) == ["be1"] * 5 + ["be2"] * 5
+    # The audit: one line per host, with the connections each balancer sent on.
+    completed, recap = play(lab, tmp_path, "audit.yml", [], "--limit", "lb")
+    assert completed.returncode == 0 and recap["lb"] == (0, 0), completed.stdout[-3000:]
+    assert "lb: engine iptables-nft; mirrors: none; balancers: api (0 connections), web (10 connections); drift: none" \
+        in completed.stdout, completed.stdout[-3000:]
 
     # api removed, web renamed www, be3 added: one run leaves exactly www over three backends.
     completed, recap = play(lab, tmp_path, "balance.yml", [service("www", 80, ["be1", "be2", "be3"])])
