@@ -65,4 +65,5 @@ podman network create --internal --disable-dns --subnet "$subnet" "$network" >/d
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export PATH="$repo/.venv/bin:$PATH"
 cd "$repo"
-molecule test --all
+# Arguments pick scenarios (-s NAME); without, every scenario runs.
+if [ $# -gt 0 ]; then molecule test "$@"; else molecule test --all; fi

@@ -70,9 +70,16 @@ def host_address(host, hostvars, address_var, family, resolver=socket.getaddrinf
     return value
 
 
-def _query(expression, data):
-    import jmespath  # a controller requirement of the roles; imported where it is used
-    return jmespath.search(expression, data)
+def _query(where, expression, data):
+    try:
+        import jmespath  # needed on the controller for backends_from.query only
+    except ImportError:
+        raise PlanError(["%s.backends_from.query: needs the jmespath Python library on the controller "
+                         "(pip install jmespath)" % where]) from None
+    try:
+        return jmespath.search(expression, data)
+    except jmespath.exceptions.JMESPathError as error:
+        raise PlanError(["%s.backends_from.query: %s is not a JMESPath expression (%s)" % (where, _quoted(expression), error)]) from None
 
 
 def _where(index, service, variable):
@@ -94,7 +101,7 @@ def _backends_from(where, source, service, groups, hostvars, default_group, reso
         raise PlanError(["%s.backends_from.group: the inventory has no host in group %s" % (where, _quoted(group))])
     records = [dict(hostvars.get(host, {}), inventory_hostname=host) for host in hosts]
     if source.get("query"):
-        found = _query(source["query"], records)
+        found = _query(where, source["query"], records)
         if not isinstance(found, list):
             raise PlanError(["%s.backends_from.query: gives %s, not a list of backends" % (where, _quoted(found)[:200])])
         return found, "backends_from.query", [None] * len(found)

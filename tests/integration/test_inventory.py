@@ -48,8 +48,8 @@ def answers(lab, port, count):
 
 
 def service(name, port, backends):
-    return {"name": name, "vip": "{{ vip }}", "port": port, "backends_from": {"query": "[?contains(`%s`, inventory_hostname)]"
-                                                                                        ".{address: ansible_host, port: `80`}" % json.dumps(backends)}}
+    query = "[?contains(`%s`, inventory_hostname)].{address: ansible_host, port: `80`}" % json.dumps(backends)
+    return {"name": name, "vip": "{{ vip }}", "port": port, "backends_from": {"query": query}}
 
 
 def tags(lab):

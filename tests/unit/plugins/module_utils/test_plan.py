@@ -85,6 +85,7 @@ BAD = [
      "load_balancer_services[0] (web).backends_from[0] (host app1): '198.18.0.21' is IPv4 but vip is IPv6"),
     ([service(backends=[])], "load_balancer_services[0] (web).backends: [] must list at least one backend"),
     ([service(backends_from={"query": "length(@)"})], "load_balancer_services[0] (web).backends_from.query: gives 3, not a list"),
+    ([service(backends_from={"query": "[?"})], 'load_balancer_services[0] (web).backends_from.query: "[?" is not a JMESPath expression'),
     ([service(vip="2001:2::100%1", backends=["2001:2::21"])], "load_balancer_services[0] (web).vip: '2001:2::100%1' has an IPv6 zone id"),
     ([service(backends=["198.18.0.21"]), service(name="web2", backends=["198.18.0.22"])],
      "load_balancer_services[1].vip: '198.18.0.100' port 80/tcp is balanced by load_balancer_services[0] ('web') too"),

@@ -28,8 +28,8 @@ def test_a_record_that_cannot_be_read_is_no_record(tmp_path):
 
 def drift(live, recorded, kinds=()):
     chains, rules = ENGINE.describe(recorded)
-    return [(f["issue"], f["object"]) for f in recorded_drift(ENGINE, {WEB: {"chains": chains, "rules": rules}},
-                                                               {WEB: []} if live else {}, lambda keys: {WEB: live}, kinds)]
+    found = recorded_drift(ENGINE, {WEB: {"chains": chains, "rules": rules}}, {WEB: []} if live else {}, lambda keys: {WEB: live}, kinds)
+    return [(f["issue"], f["object"]) for f in found]
 
 
 def test_live_rules_are_compared_with_the_record():
