@@ -106,3 +106,38 @@ def test_installed_balance_playbook_rotates_connections_over_the_backends(collec
                                  check=True, timeout=60).stdout)["answers"]
     assert sorted(answers) == ["be1"] * 5 + ["be2"] * 5, answers
     assert all(first != second for first, second in zip(answers, answers[1:])), "not in rotation: %s" % answers
+
+
+def _pins(*names):
+    """The versions requirements.txt pins for these packages, so the fresh controller is reproducible."""
+    pins = dict(line.split("==", 1) for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line)
+    return ["%s==%s" % (name, pins[name]) for name in names]
+
+
+def test_a_fresh_controller_set_up_as_readme_says_runs_site_yml(tarball, lab, tmp_path):
+    """README's install section on an empty virtual environment: `pip install ansible jmespath`, then
+    the tarball with ansible-galaxy (its dependency ansible.posix found in the ansible package), then
+    the collection's site playbook on lab hosts, proven with real connections and the mirror's rules."""
+    venv = tmp_path / "controller"
+    _run([sys.executable, "-m", "venv", venv])
+    _run([venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", *_pins("ansible", "jmespath")], timeout=600)
+    collections = tmp_path / "collections"
+    installed = _run([venv / "bin" / "ansible-galaxy", "collection", "install", "-p", collections, tarball], env=_only(collections))
+    assert "ansible.posix" in installed.stdout, installed.stdout
+    inventory = lab.write_inventory(tmp_path / "hosts.yml")
+    (tmp_path / "group_vars").mkdir()
+    state = lab.state_dir
+    for group, variables in {
+        "collectors": {"mirror_collector_sysctl_file": str(state / "collector-sysctl.conf")},
+        "senders": {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]},
+        "balancers": {"load_balancer_sysctl_file": str(state / "balancer-sysctl.conf"),
+                      "load_balancer_services": [{"name": "web", "vip": lab.vip, "port": 80,
+                                                  "backends_from": {"query": "[].{address: ansible_host, port: backend_port}"}}]},
+    }.items():
+        (tmp_path / "group_vars" / ("%s.yml" % group)).write_text(json.dumps(variables))
+    played = _run([venv / "bin" / "ansible-playbook", "-i", inventory, "netmagic.netfilter.site"], env=_only(collections), timeout=600)
+    assert re.search(r"^lb\s+: ok=\d+\s+changed=[1-9]", played.stdout, re.M), played.stdout[-3000:]
+    assert "-j TEE --gateway %s" % lab.addr("collector") in lab.run("sender", ["iptables-save", "-t", "mangle"], check=True).stdout
+    answers = json.loads(lab.run("client", [sys.executable, str(CLIENT), lab.vip, "--count", "4", "--max-seconds", "30"],
+                                 check=True, timeout=60).stdout)["answers"]
+    assert sorted(answers) == ["be1", "be1", "be2", "be2"], answers
