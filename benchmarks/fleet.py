@@ -58,16 +58,17 @@ def inventory(lab):
     return {"all": {"vars": base["vars"], "children": children}}
 
 
-def run_playbook(inventory_path, forks, timeout):
+def run_playbook(inventory_path, forks, timeout, playbook=PLAYBOOK):
     """Wall seconds of one ansible-playbook run, and changed tasks per host from the recap."""
-    argv = [os.path.join(collection.REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory_path, "-f", str(forks), PLAYBOOK]
+    argv = [os.path.join(collection.REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory_path, "-f", str(forks), playbook]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1")
     seconds, completed = measure.timed(
         lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env))
     recap = {host: (int(changed), int(unreachable) + int(failed)) for host, changed, unreachable, failed in RECAP.findall(completed.stdout)}
     if completed.returncode != 0 or any(bad for _changed, bad in recap.values()):
         errors = [line for line in completed.stdout.splitlines() if line.startswith(("fatal:", "failed:"))]
-        raise RuntimeError("site.yml with %d forks failed (rc=%d): %s" % (forks, completed.returncode, "\n".join(errors)[:4000]))
+        raise RuntimeError("%s with %d forks failed (rc=%d): %s" % (os.path.basename(playbook), forks, completed.returncode,
+                                                                    "\n".join(errors)[:4000]))
     return seconds, {host: changed for host, (changed, _bad) in recap.items()}
 
 
@@ -98,6 +99,39 @@ def fresh_run(lab, forks, timeout):
     return {"first": first, "second": second, "ping": ping, "hosts": len(first_changed)}
 
 
+BALANCE_PLAYBOOK = os.path.join(collection.REPO, "playbooks", "balance.yml")
+
+
+def balancer_inventory(lab, services):
+    """Only lb balancing, with this many services of three backends each (ports 8001, 8002, ...)."""
+    base = lab.inventory()["all"]
+    host_vars = {host: info for group in base["children"].values() for host, info in group["hosts"].items()}
+    backends = [lab.addr(host) for host in lab.backend_hosts[:3]]
+    balancer_vars = {"load_balancer_sysctl_file": os.path.join(str(lab.state_dir), "sysctl-lb.conf"),
+                     "load_balancer_services": [{"name": "svc%d" % index, "vip": lab.vip, "port": 8001 + index, "backends": backends}
+                                                for index in range(services)]}
+    return {"all": {"vars": base["vars"], "children": {
+        "balancers": {"hosts": {"lb": host_vars["lb"]}, "vars": balancer_vars},
+        "backends": {"hosts": {host: host_vars[host] for host in lab.backend_hosts}}}}}
+
+
+def service_scaling(lab, timeout, counts=(1, 50)):
+    """Seconds of balance.yml on one host, first and no-change run, for each service count."""
+    found = {}
+    for services in counts:
+        lab.down()
+        lab.up()
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as handle:
+            json.dump(balancer_inventory(lab, services), handle)
+            handle.flush()
+            first, _changed = run_playbook(handle.name, 1, timeout, BALANCE_PLAYBOOK)
+            second, changed = run_playbook(handle.name, 1, timeout, BALANCE_PLAYBOOK)
+        if any(changed.values()):
+            raise RuntimeError("balance.yml with %d services changed something on its second run: %s" % (services, changed))
+        found[services] = {"first": first, "second": second}
+    return found
+
+
 def run(hosts, forks_list, repeats, timeout, log):
     collection.use_installed_build()
     lab = Lab(LAB_ID, backends=hosts - NAMED_HOSTS, subnet=SUBNET)
@@ -110,10 +144,14 @@ def run(hosts, forks_list, repeats, timeout, log):
                     samples[forks][run_name].append(result[run_name])
                 log("  fleet forks %d repeat %d: first %.1fs second %.1fs ping %.1fs (%d hosts)"
                     % (forks, repeat + 1, result["first"], result["second"], result["ping"], result["hosts"]))
+        scaling = [service_scaling(lab, timeout) for _repeat in range(repeats)]
+        log("  one host, 1 and 50 services: " + "; ".join("%d: first %.1fs second %.1fs" % (n, r["first"], r["second"])
+                                                         for run in scaling for n, r in run.items()))
     finally:
         lab.down()
     return {"hosts": len(lab.hosts), "repeats": repeats, "groups": {k: len(v) for k, v in groups(lab).items()},
             "forks": {str(forks): dict({name: measure.summary(values) for name, values in runs.items()},
                                        first_to_ping=measure.summary([a / b for a, b in zip(runs["first"], runs["ping"])]),
                                        second_to_ping=measure.summary([a / b for a, b in zip(runs["second"], runs["ping"])]))
-                      for forks, runs in samples.items()}}
+                      for forks, runs in samples.items()},
+            "services": {name: measure.summary([run[50][name] / run[1][name] for run in scaling]) for name in ("first", "second")}}

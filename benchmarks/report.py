@@ -274,7 +274,11 @@ def fleet_section(fleet):
             "%d repeat(s); wall time, wall time ÷ hosts, and each run as a ratio to `ansible all -m ping` on the same "
             "hosts with the same forks, measured in the same repeat (goal for the no-change run: at most 3×)."
             % (fleet["hosts"], groups, fleet["repeats"]), "",
-            table(["forks", "first run", "per host", "second run", "per host", "ping", "first ÷ ping", "second ÷ ping"], rows), ""]
+            table(["forks", "first run", "per host", "second run", "per host", "ping", "first ÷ ping", "second ÷ ping"], rows), ""] + (
+                ["`playbooks/balance.yml` on one host with 50 services against the same host with 1 service, in the same run: "
+                 "first run %.2f×, no-change run %.2f× (goal: at most 1.5×)." % (fleet["services"]["first"]["median"],
+                                                                               fleet["services"]["second"]["median"]), ""]
+                if fleet.get("services") else [])
 
 
 # --- data plane -------------------------------------------------------------------------------
