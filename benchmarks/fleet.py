@@ -145,8 +145,8 @@ def run(hosts, forks_list, repeats, timeout, log):
                 log("  fleet forks %d repeat %d: first %.1fs second %.1fs ping %.1fs (%d hosts)"
                     % (forks, repeat + 1, result["first"], result["second"], result["ping"], result["hosts"]))
         scaling = [service_scaling(lab, timeout) for _repeat in range(repeats)]
-        log("  one host, 1 and 50 services: " + "; ".join("%d: first %.1fs second %.1fs" % (n, r["first"], r["second"])
-                                                         for run in scaling for n, r in run.items()))
+        timings = ["%d: first %.1fs second %.1fs" % (n, r["first"], r["second"]) for run in scaling for n, r in run.items()]
+        log("  one host, 1 and 50 services: " + "; ".join(timings))
     finally:
         lab.down()
     return {"hosts": len(lab.hosts), "repeats": repeats, "groups": {k: len(v) for k, v in groups(lab).items()},

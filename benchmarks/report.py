@@ -276,8 +276,8 @@ def fleet_section(fleet):
             % (fleet["hosts"], groups, fleet["repeats"]), "",
             table(["forks", "first run", "per host", "second run", "per host", "ping", "first ÷ ping", "second ÷ ping"], rows), ""] + (
                 ["`playbooks/balance.yml` on one host with 50 services against the same host with 1 service, in the same run: "
-                 "first run %.2f×, no-change run %.2f× (goal: at most 1.5×)." % (fleet["services"]["first"]["median"],
-                                                                               fleet["services"]["second"]["median"]), ""]
+                 "first run %.2f×, no-change run %.2f× (goal: at most 1.5×)."
+                 % (fleet["services"]["first"]["median"], fleet["services"]["second"]["median"]), ""]
                 if fleet.get("services") else [])
 
 
