@@ -71,6 +71,9 @@ notes:
   - Rules the collection does not own are never changed, reordered or flushed. The change is
     applied with one C(iptables-restore --noflush), atomically per table; a run that finds the
     owned rules already as desired changes nothing.
+  - A run that changes rules records each object's rules in C(/var/lib/netmagic/netfilter) (one file per engine
+    backend and network namespace), so that M(netmagic.netfilter.netfilter_info) reports drift without definitions;
+    where that file cannot be written the run warns and its rules are applied all the same.
 attributes:
   check_mode:
     support: full
