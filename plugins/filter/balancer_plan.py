@@ -63,7 +63,7 @@ _value:
     - C(balancers), the items for O(netmagic.netfilter.netfilter_apply#module:balancers) with canonical addresses and
       every backend as C(address), C(port), C(weight); C(forwarding), the sysctl keys the present services need on;
       C(engine), the one engine of the services; C(tcp_endpoints), each backend C(address) and C(port) of the TCP
-      services once;
+      services once, with the C(services) it serves;
       C(problems), every problem found (empty when there is none).
   type: dict
 """

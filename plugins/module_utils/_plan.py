@@ -186,10 +186,14 @@ def balancer_plan(services, groups, hostvars, variable="load_balancer_services",
 
 
 def tcp_endpoints(balancers):
-    """Each {address, port} of the backends of the present TCP services once: what a health check tries."""
-    endpoints = {(b["address"], b["port"]) for item in balancers if item["state"] == "present" and item["protocol"] == "tcp"
-                 for b in item["backends"]}
-    return [{"address": address, "port": port} for address, port in sorted(endpoints)]
+    """Each {address, port} of the backends of the present TCP services once, with the names of the
+    services it serves: what a health check tries, and what its warning names."""
+    endpoints = {}
+    for item in balancers:
+        if item["state"] == "present" and item["protocol"] == "tcp":
+            for backend in item["backends"]:
+                endpoints.setdefault((backend["address"], backend["port"]), []).append(item["name"])
+    return [{"address": address, "port": port, "services": names} for (address, port), names in sorted(endpoints.items())]
 
 
 def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collectors", address_var="ansible_host",

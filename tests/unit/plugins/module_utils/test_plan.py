@@ -154,3 +154,10 @@ def test_backends_down_are_left_out_and_a_service_left_empty_is_refused():
     assert [b["address"] for b in kept[0]["backends"]] == ["198.18.0.22"]
     with pytest.raises(PlanError, match="no backend of web"):
         without_backends(kept, [{"address": "198.18.0.22", "port": 80}])
+
+
+def test_the_health_check_tries_each_tcp_backend_once_and_knows_its_services():
+    result = plan(service(backends=["198.18.0.21", "198.18.0.22"]), service(name="api", port=443, backends=["198.18.0.21:80"]),
+                  service(name="dns", port=53, protocol="udp", backends=["198.18.0.23:53"]))
+    assert result["tcp_endpoints"] == [{"address": "198.18.0.21", "port": 80, "services": ["web", "api"]},
+                                       {"address": "198.18.0.22", "port": 80, "services": ["web"]}]
