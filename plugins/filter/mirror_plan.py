@@ -48,7 +48,14 @@ options:
     description: The engine of the mirrors that name none; all of a host's mirrors must come to one engine.
     type: str
     default: auto
-"""
+  forwarding_read:
+    description:
+      - The results of a looped M(ansible.builtin.slurp) of the forwarding settings under C(/proc/sys) on collectors
+        that did not publish them, each with the C(item) it read (a C(collector) and a C(key)).
+      - A collector found forwarding, published or read, is a problem.
+    type: list
+    elements: dict
+    default: []
 
 EXAMPLES = r"""
 - name: Give each mirror its collector and check the mirrors
@@ -64,17 +71,20 @@ _value:
   description:
     - C(mirrors), the items for O(netmagic.netfilter.netfilter_apply#module:mirrors), each present one with its
       C(gateway); C(forwarding), one C(collector), C(gateway), C(key), C(value) per collector and sysctl key to check,
-      C(value) being what the P(netmagic.netfilter.mirror_collector#role) role published or null; C(problems), every
-      problem found; C(engine), the one engine of the mirrors.
+      C(value) being what the P(netmagic.netfilter.mirror_collector#role) role published, else what O(forwarding_read)
+      read, else null; C(problems), every
+      problem found, a collector that forwards among them; C(engine), the one engine of the mirrors.
   type: dict
 """
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._plan import PlanError, mirror_plan as plan
 
 
-def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collectors", address_var="ansible_host", engine="auto"):
+def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collectors", address_var="ansible_host", engine="auto",
+                forwarding_read=()):
     try:
-        return dict(plan(mirrors, groups, hostvars, this_host, collector_group, address_var, engine=engine), problems=[])
+        return dict(plan(mirrors, groups, hostvars, this_host, collector_group, address_var, engine=engine,
+                         forwarding_read=forwarding_read), problems=[])
     except PlanError as error:
         return {"mirrors": [], "forwarding": [], "engine": engine, "problems": error.problems}
 

@@ -11,6 +11,7 @@ violation is an internal error, raised before anything is applied or written.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, excerpt
@@ -44,19 +45,25 @@ RULE_SHAPES = (
 )
 RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6,
                                         tag=TAG, owned=OWNED) for shape in RULE_SHAPES)
-RESTORE_LINE = re.compile("|".join((
+# Compiled on the first write, not at import: a run that changes nothing never needs it.
+RESTORE_LINE_PATTERN = "|".join((
     r":{owned} - \[0:0\]",
     r"-A (?:{owned}|{builtin}) {rule}",
     r"-I {builtin} 1 {rule}",
     # A deletion names a rule as iptables-save printed it: printable ASCII, one line.
     r"-D {builtin} [\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?",
     r"-X {owned}",
-)).format(owned=OWNED, builtin=BUILTIN, rule=RULE))
+)).format(owned=OWNED, builtin=BUILTIN, rule=RULE)
 TABLE_LINE = re.compile(r"\*(nat|mangle)")
 
 
 class GuardError(EngineError):
     """A buffer or batch holds what no renderer of this collection writes."""
+
+
+@functools.lru_cache(maxsize=1)
+def _restore_line():
+    return re.compile(RESTORE_LINE_PATTERN)
 
 
 def _refuse(what, lines, index, reason):
@@ -78,7 +85,7 @@ def check_restore_buffer(buffer, what="the iptables-restore input"):
             table = match.group(1)
         elif line == "COMMIT":
             table = None
-        elif not RESTORE_LINE.fullmatch(line):
+        elif not _restore_line().fullmatch(line):
             _refuse(what, lines, index, "a line of a shape this collection never writes")
     if table is not None:
         _refuse(what, lines, len(lines) - 1, "table %s is not committed" % table)

@@ -78,8 +78,26 @@ class AnsibleHost:
 
     def __init__(self, module):
         self.module = module
+        self._reads = {}
+
+    def read(self, argv):
+        """(rc, stdout, stderr) of a program that only reads the host's state: run once, and the
+        same answer again until a program run through run() (a write) may have changed it."""
+        key = tuple(argv)
+        if key not in self._reads:
+            self._reads[key] = self._execute(argv)
+        return self._reads[key]
 
     def run(self, argv, data=None):
+        """(rc, stdout, stderr) of argv, which may change the host: every earlier read is forgotten."""
+        self.forget_reads()
+        return self._execute(argv, data)
+
+    def forget_reads(self):
+        """After a change made other than through run() (python-iptables)."""
+        self._reads.clear()
+
+    def _execute(self, argv, data=None):
         """(rc, stdout, stderr) of argv, in the C locale (its output is parsed), with no expansion of
         '~' or '$' in the arguments; a program that cannot be started or fed is an EngineError."""
         try:

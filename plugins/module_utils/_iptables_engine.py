@@ -46,7 +46,7 @@ def _save_output(host, binary):
     path = host.which(binary)
     if not path:
         return ""
-    rc, out, err = host.run([path])
+    rc, out, err = host.read([path])
     if rc != 0:
         raise EngineError("%s failed (rc=%d): %s" % (binary, rc, err.strip()))
     return out
@@ -80,7 +80,7 @@ def _version_tag(host):
     path = host.which("iptables")
     if not path:
         raise EngineError("iptables is not installed on this host: install the 'iptables' package (1.8 or later)")
-    rc, out, err = host.run([path, "--version"])
+    rc, out, err = host.read([path, "--version"])
     text = out + err
     if "(legacy)" in text:
         return "legacy"
@@ -152,7 +152,7 @@ class IptablesEngine:
             save = self._binary(family, "save", required=family == 4)
             if not save:
                 continue
-            rc, out, err = self.host.run([save] + (["-c"] if counters else []))
+            rc, out, err = self.host.read([save] + (["-c"] if counters else []))
             if rc != 0:
                 raise EngineError("%s failed (rc=%d): %s" % (save, rc, err.strip()))
             saves[family] = out

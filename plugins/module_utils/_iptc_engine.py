@@ -306,4 +306,5 @@ class IptcEngine(IptablesEngine):
             prepared = [(family, table, prepare_table(iptc, family, table, steps, rules))
                         for (family, table, steps), rules in zip(work, built) if not check_only or table in existing[family]]
             if not check_only:
+                self.host.forget_reads()
                 commit_tables(iptc, prepared)

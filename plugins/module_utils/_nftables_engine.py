@@ -394,13 +394,21 @@ class NftablesEngine:
 
     def holds_tables(self):
         """Whether this host already has a netmagic table: then it is the engine in use."""
-        rc, out, _err = self.host.run([self._nft(), "list", "tables"])
+        return bool(self._families_with_table())
+
+    def _families_with_table(self):
+        """The families whose netmagic table exists, from one `nft list tables` (None where it failed:
+        then each family is listed, and a real error shows there)."""
+        rc, out, _err = self.host.read([self._nft(), "list", "tables"])
+        if rc != 0:
+            return None
         # Only this engine's own families: a table named netmagic in inet, arp or bridge is someone else's.
-        return rc == 0 and any(line.split() in (["table", family, TABLE] for family in FAMILIES.values()) for line in out.splitlines())
+        listed = [line.split() for line in out.splitlines()]
+        return [family for family, name in FAMILIES.items() if ["table", name, TABLE] in listed]
 
     def _listing(self, family):
         """`nft -j list table` output of one family's netmagic table, or None where there is none."""
-        rc, out, err = self.host.run([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])
+        rc, out, err = self.host.read([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])
         if rc == 0:
             return out
         if "No such file or directory" in err:
@@ -410,7 +418,8 @@ class NftablesEngine:
     def snapshot(self):
         """{family: `nft -j list table` output} of each netmagic table that exists; rules carry
         counters only if someone added counter statements (this engine writes none)."""
-        listings = {family: self._listing(family) for family in FAMILIES}
+        families = self._families_with_table()
+        listings = {family: self._listing(family) for family in (FAMILIES if families is None else families)}
         return {family: listing for family, listing in listings.items() if listing is not None}
 
     def read(self, keys):

@@ -9,6 +9,7 @@ comes from. Runs on the controller; pure data in, data out (name resolution asid
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import socket
@@ -197,10 +198,13 @@ def tcp_endpoints(balancers):
 
 
 def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collectors", address_var="ansible_host",
-                variable="mirror_sender_mirrors", resolver=socket.getaddrinfo, engine="auto"):
+                variable="mirror_sender_mirrors", resolver=socket.getaddrinfo, engine="auto", forwarding_read=()):
     """{"mirrors": netfilter_apply items, "forwarding": [{collector, key, value}], "engine"} for the
     mirrors: each present mirror gets a collector's address as gateway (the first collector's by
-    default), or PlanError with every problem."""
+    default), or PlanError with every problem, a collector that forwards among them.
+
+    A value is what the collector published (its mirror_collector_forwarding fact), else what
+    forwarding_read (slurp results of /proc/sys on the collector) says, else None: not known yet."""
     engine = one_engine(mirrors, engine, variable)
     present = [mirror for mirror in mirrors if (mirror.get("state") or "present") == "present"]
     collectors, problems = {}, []
@@ -242,12 +246,29 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
             item["gateway"] = built.gateway
             key = FORWARDING_KEYS[built.family]
             value = (hostvars.get(collector, {}).get("mirror_collector_forwarding") or {}).get(key)
+            if value is None:
+                value = _read_setting(forwarding_read, collector, key)
             check = {"collector": collector, "gateway": built.gateway, "key": key, "value": value}
             if check not in checks:
                 checks.append(check)
         items.append(item)
+    problems += [_forwarding_on(check) for check in checks if check["value"] not in (None, 0)]
     _refuse_listed(problems, variable, MIRROR, build_mirror, items)
     return {"mirrors": items, "forwarding": checks, "engine": engine}
+
+
+def _read_setting(reads, collector, key):
+    """The value a slurp of the key's /proc/sys file on the collector read, or None."""
+    for read in reads:
+        if read.get("item", {}).get("collector") == collector and read.get("item", {}).get("key") == key and "content" in read:
+            return int(base64.b64decode(read["content"]).decode("ascii").strip())
+    return None
+
+
+def _forwarding_on(check):
+    return ("collector %s forwards (%s is %s) and would pass every mirrored packet on to its real destination, where "
+            "TCP sees it twice; apply the netmagic.netfilter.mirror_collector role to it first"
+            % (check["collector"], check["key"], check["value"]))
 
 
 def forwarding_conflicts(host, services, collector_hosts, variable="load_balancer_services"):

@@ -34,10 +34,10 @@ def next_hop(ip_route_get_output):
 def check_gateway(host, mirror):
     """TEE needs a collector that is another host on this host's L2 segment."""
     ip = _ip(host)
-    _rc, out, _err = host.run([ip, "-o", "addr", "show"])
+    _rc, out, _err = host.read([ip, "-o", "addr", "show"])
     if mirror.gateway in own_addresses(out):
         raise ValidationError("gateway", mirror.gateway, "is an address of this host: the clones would never leave it" + FORCE_HINT)
-    rc, out, err = host.run([ip, "route", "get", mirror.gateway])
+    rc, out, err = host.read([ip, "route", "get", mirror.gateway])
     if rc != 0:
         raise ValidationError("gateway", mirror.gateway, "has no route from this host (%s)%s" % (err.strip(), FORCE_HINT))
     via = next_hop(out)

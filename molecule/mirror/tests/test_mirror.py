@@ -89,7 +89,7 @@ def test_sender_refuses_a_collector_that_forwards(container, molecule_inventory,
     finally:
         collector.check_output("sysctl -qw net.ipv4.ip_forward=0")
     assert result.returncode != 0
-    assert f"collector {COLLECTOR} forwards and would pass every" in result.output
+    assert f"collector {COLLECTOR} forwards (net.ipv4.ip_forward is 1) and would pass every" in result.output
     assert sender.check_output(MANGLE_RULES) == rules_before
 
 

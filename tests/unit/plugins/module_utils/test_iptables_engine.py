@@ -28,6 +28,8 @@ class ScriptedHost:
         self.calls.append((argv, data))
         return self.outputs.get(argv[0].rsplit("/", 1)[1], (0, "", ""))
 
+    read = run
+
 
 @pytest.mark.parametrize(
     "outputs, variant",

@@ -56,6 +56,11 @@ class ScriptedHost:
         self.calls.append(argv[0].rsplit("/", 1)[1])
         return self.outputs.get(argv[0].rsplit("/", 1)[1], (0, "", ""))
 
+    read = run
+
+    def forget_reads(self):
+        self.calls.append("forget_reads")
+
 
 def mirror(**params):
     return build_mirror(dict({"name": "http", "gateway": "198.18.0.3"}, **params))

@@ -130,6 +130,33 @@ def test_a_mirror_goes_to_the_first_collector_whose_forwarding_is_checked():
     assert result["forwarding"] == [{"collector": "col1", "gateway": "198.18.0.3", "key": "net.ipv4.ip_forward", "value": 0}]
 
 
+def read(content, collector="col1", key="net.ipv4.ip_forward"):
+    """One result of the role's looped slurp of a forwarding setting on a collector."""
+    return {"item": {"collector": collector, "key": key}, "content": content, "encoding": "base64"}
+
+
+@pytest.mark.parametrize("published, reads, value, problem", [
+    (None, [], None, None),  # not known yet: the role reads it
+    (None, [read("MAo=")], 0, None),  # "0\n"
+    (None, [read("MAo=", collector="col2")], None, None),  # another collector's read
+    (None, [read("MQo=")], 1, "collector col1 forwards (net.ipv4.ip_forward is 1) and would pass every mirrored packet on"),
+    (1, [], 1, "collector col1 forwards (net.ipv4.ip_forward is 1) and would pass every mirrored packet on"),
+    (0, [read("MQo=")], 0, None),  # what the collector role published wins over an earlier read
+])
+def test_a_collector_that_forwards_is_a_problem_whether_published_or_read(published, reads, value, problem):
+    hostvars = dict(HOSTVARS, col1={"ansible_host": "198.18.0.3"})
+    if published is not None:
+        hostvars["col1"]["mirror_collector_forwarding"] = {"net.ipv4.ip_forward": published}
+    arguments = ([{"name": "http", "ports": ["80"]}], GROUPS, hostvars, "web1")
+    if problem:
+        with pytest.raises(PlanError) as error:
+            mirror_plan(*arguments, resolver=fake_resolver, forwarding_read=reads)
+        assert [found[:len(problem)] for found in error.value.problems] == [problem]
+    else:
+        result = mirror_plan(*arguments, resolver=fake_resolver, forwarding_read=reads)
+        assert [check["value"] for check in result["forwarding"]] == [value]
+
+
 @pytest.mark.parametrize("items, host, problem", [
     ([{"name": "http", "gateway": "198.18.0.9"}], "web1", "mirror_sender_mirrors[0] (http).gateway: 198.18.0.9 is not the address"),
     ([{"name": "http"}], "col1", "mirror_sender_mirrors[0] (http): the collector col1 (198.18.0.3) is this host itself"),
