@@ -56,6 +56,7 @@ options:
     type: list
     elements: dict
     default: []
+"""
 
 EXAMPLES = r"""
 - name: Give each mirror its collector and check the mirrors
@@ -72,8 +73,7 @@ _value:
     - C(mirrors), the items for O(netmagic.netfilter.netfilter_apply#module:mirrors), each present one with its
       C(gateway); C(forwarding), one C(collector), C(gateway), C(key), C(value) per collector and sysctl key to check,
       C(value) being what the P(netmagic.netfilter.mirror_collector#role) role published, else what O(forwarding_read)
-      read, else null; C(problems), every
-      problem found, a collector that forwards among them; C(engine), the one engine of the mirrors.
+      read, else null; C(problems), every problem found, a collector that forwards among them; C(engine), the one engine of the mirrors.
   type: dict
 """
 
