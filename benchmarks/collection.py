@@ -39,13 +39,13 @@ def module_utils(name):
 
 
 def engines():
-    """Every engine the modules accept, from _reconcile.ENGINES."""
-    return [engine for engine in module_utils("_reconcile").ENGINES if engine not in NOT_ENGINES]
+    """Every engine the modules accept, from the registry (_engines.ENGINE_NAMES)."""
+    return [engine for engine in module_utils("_engines").ENGINE_NAMES if engine not in NOT_ENGINES]
 
 
 def chain_name(role, kind, name, index=None):
-    return module_utils("_iptables_rules").chain_name(role, kind, name, index)
+    return module_utils("_naming").chain_name(role, kind, name, index)
 
 
 def tag(kind, name):
-    return module_utils("_iptables_rules").tag(kind, name)
+    return module_utils("_naming").tag(kind, name)

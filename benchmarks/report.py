@@ -215,7 +215,7 @@ def control_section(control, plot_name):
              "Cells: median (min–max) seconds, and below it the ratio to the floor of the same kernel tables, computed per "
              "repeat (both ran side by side) and summarised the same way."
              % control["loop_repeats"], "",
-             "Engines measured (from `_reconcile.ENGINES`): %s." % ", ".join("`%s`" % e for e in control["engines"]), ""]
+             "Engines measured (from the registry, `_engines.ENGINE_NAMES`): %s." % ", ".join("`%s`" % e for e in control["engines"]), ""]
     for size in control["sizes"]:
         startup = size["startup"]
         parts += ["### %s: %d services × %d backends + %d mirrors = %d endpoints, %d rules (%d repeats)" % (

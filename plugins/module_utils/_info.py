@@ -4,20 +4,15 @@
 """What the collection owns on a host: every mirror and balancer, their rules and counters, and drift.
 
 Objects are found from the tagged jumps (`netmagic:<kind>:<name>`) and from the object token of
-the NM- chains. Reading is the engine's own: `iptables-save -c` per family for the iptables
-engines (python-iptables reads as iptables-legacy), `nft -j list table` for nftables, whose rules
-hold no counters unless someone added counter statements. Nothing here changes the host.
+the NM- chains, in the Live rules the engine's snapshot gives (read with counters where the
+engine has them). Nothing here knows an engine's format, and nothing here changes the host.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import re
 from dataclasses import dataclass, field
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
-from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
@@ -25,119 +20,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_listed,
     build_mirror,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_GRAMMAR, ChainOwners, owner_of_tag
-
-COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A .*)$")
-
-
-@dataclass(frozen=True)
-class LiveRule:
-    """One rule in an owned chain, or one tagged jump; scope is (family, table)."""
-
-    scope: tuple
-    chain: str
-    text: str
-    packets: int = None
-    bytes: int = None
-    owner: tuple = None  # (kind, name) of a tagged jump
-    targets: tuple = ()  # owned chains it jumps to
-    foreign: bool = False  # a rule of someone else's that jumps into an owned chain
-
-
-@dataclass
-class Live:
-    """The owned part of a host's ruleset: owned chain names per scope, their rules and the tagged jumps."""
-
-    chains: dict = field(default_factory=dict)
-    rules: list = field(default_factory=list)
-
-
-def _is_owned_chain(chain):
-    """Whether a chain name has the shape of an owned chain (whose object objects_of then finds)."""
-    return bool(CHAIN_GRAMMAR.fullmatch(chain))
-
-
-# --- iptables ---------------------------------------------------------------
-
-def _iptables_rule(scope, line):
-    """LiveRule of a save line ('[P:B] -A CHAIN ...' or '-A CHAIN ...'), or None when not owned."""
-    counted = COUNTED.match(line)
-    packets, octets, text = (int(counted.group(1)), int(counted.group(2)), counted.group(3)) if counted else (None, None, line)
-    chain = text.split(" ", 2)[1]
-    owned_chain = _is_owned_chain(chain)
-    owner = None if owned_chain else owner_of_tag(iprules.rule_tag(text))
-    targets = tuple(t for t in iprules.jump_targets(text) if _is_owned_chain(t))
-    if not owner and not owned_chain:
-        return LiveRule(scope, chain, text, packets, octets, targets=targets, foreign=True) if targets else None
-    return LiveRule(scope, chain, text, packets, octets, owner, targets)
-
-
-def iptables_live(saves):
-    """Live from {family: `iptables-save [-c]` text}."""
-    live = Live()
-    for family, text in sorted(saves.items()):
-        scope = None
-        for raw in text.splitlines():
-            line = raw.strip()
-            if line.startswith("*"):
-                scope = (family, line[1:])
-                live.chains.setdefault(scope, set())
-            elif line.startswith(":" + iprules.CHAIN_PREFIX) and _is_owned_chain(line[1:].split(" ", 1)[0]):
-                live.chains[scope].add(line[1:].split(" ", 1)[0])
-            elif line.startswith("-A ") or COUNTED.match(line):
-                rule = _iptables_rule(scope, line)
-                if rule:
-                    live.rules.append(rule)
-    return live
-
-
-def iptables_owned(saves, keys):
-    """The objects' owned rules as the engine reads them, from the same snapshot."""
-    plain = {family: "\n".join(match.group(3) if match else line for line, match in ((line, COUNTED.match(line.strip())) for line in text.splitlines()))
-             for family, text in saves.items()}
-    return iprules.owned_rules_of_saves(plain, keys)
-
-
-# --- nftables ---------------------------------------------------------------
-
-def _nft_rule(scope, rule):
-    expr = rule["expr"]
-    counters = [statement["counter"] for statement in expr if "counter" in statement]
-    packets = sum(c["packets"] for c in counters) if counters else None
-    octets = sum(c["bytes"] for c in counters) if counters else None
-    bare = nft.canonical([statement for statement in expr if "counter" not in statement])
-    owned_chain = _is_owned_chain(rule["chain"])
-    owner = owner_of_tag(rule.get("comment")) if rule["chain"] in nft.BASE_CHAINS else None
-    targets = tuple(t for t in nft.jump_targets(expr) if _is_owned_chain(t))
-    text = "%s: %s" % (rule["chain"], nft.rule_text(bare))
-    if not owner and not owned_chain:
-        return LiveRule(scope, rule["chain"], text, packets, octets, targets=targets, foreign=True) if targets else None
-    return LiveRule(scope, rule["chain"], text, packets, octets, owner, targets)
-
-
-def nftables_live(listings):
-    """Live from {family: `nft -j list table FAMILY netmagic` output}."""
-    live = Live()
-    for family, listing in sorted(listings.items()):
-        scope = (family, nft.TABLE)
-        live.chains[scope] = set()
-        for item in json.loads(listing).get("nftables", []):
-            if "chain" in item and _is_owned_chain(item["chain"]["name"]):
-                live.chains[scope].add(item["chain"]["name"])
-            elif "rule" in item:
-                rule = _nft_rule(scope, item["rule"])
-                if rule:
-                    live.rules.append(rule)
-    return live
-
-
-def nftables_owned(listings, keys):
-    owned = {key: {} for key in keys}
-    for family, listing in listings.items():
-        for key, mine in nft.owned_rules_of(*nft.parse_table(listing), keys).items():
-            if mine.chains or mine.jumps:
-                owned[key][family] = mine
-    return owned
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX, ChainOwners
 
 
 # --- objects and drift ------------------------------------------------------
@@ -248,7 +131,7 @@ def described_drift(owner, current, desired):
         whole_chain = chain in current_chains and chain not in desired_chains or chain in desired_chains and chain not in current_chains
         if whole_chain or found.get(chain, []) == expected.get(chain, []):
             continue
-        if chain.startswith(iprules.CHAIN_PREFIX):
+        if chain.startswith(CHAIN_PREFIX):
             findings += _chain_drift(owner, chain, found.get(chain, []), expected.get(chain, []))
         else:  # built-in chains: the jumps' positions are not ours to keep
             unordered = _chain_drift(owner, chain, sorted(found.get(chain, [])), sorted(expected.get(chain, [])))
@@ -296,14 +179,6 @@ class Expected:
     kinds: tuple = ()
 
 
-def _snapshot(engine):
-    if engine.backend == "nftables":
-        listings = engine.snapshot()
-        return nftables_live(listings), lambda keys: nftables_owned(listings, keys)
-    saves = engine.snapshot(counters=True)
-    return iptables_live(saves), lambda keys: iptables_owned(saves, keys)
-
-
 def expected_drift(engine, expected, objects, owned_of):
     findings = []
     owned = owned_of(list(expected.objects))
@@ -334,7 +209,8 @@ def recorded_drift(engine, recorded, objects, owned_of, kinds):
 
 def host_info(engine, expected, recorded=None):
     """The module result: engine, every owned mirror and balancer with rules and counters, and drift."""
-    live, owned_of = _snapshot(engine)
+    snapshot = engine.read(counters=True)
+    live, owned_of = snapshot.live(), snapshot.owned
     objects, orphans = objects_of(live)
     findings = [f for owner, rules in objects.items() for f in structural_drift(owner, rules, live)]
     findings += [finding("chain_orphaned", chain=chain, family=scope[0], table=scope[1]) for scope, chain in orphans]
@@ -345,7 +221,7 @@ def host_info(engine, expected, recorded=None):
     return {
         "changed": False,
         "engine": engine.name,
-        "counters": any(rule.packets is not None for rule in live.rules) or engine.backend != "nftables",
+        "counters": live.counters,
         "mirrors": reports[MIRROR],
         "balancers": reports[BALANCER],
         "drift": findings,

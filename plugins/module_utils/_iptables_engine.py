@@ -9,7 +9,10 @@ host uses is detected the way kube-proxy's iptables-wrapper does it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as rules
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Snapshot
 from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_restore_buffer
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, failing_line, writer_failure
 
@@ -42,7 +45,7 @@ def count_rule_lines(save_output):
     return sum(1 for line in save_output.splitlines() if line.startswith("-"))
 
 
-def _save_output(host, binary):
+def save_output(host, binary):
     path = host.which(binary)
     if not path:
         return ""
@@ -62,7 +65,7 @@ def detect_variant(host):
     counts = {}
     for variant in VARIANTS:
         counts[variant] = sum(
-            count_rule_lines(_save_output(host, "%s-%s-save" % (family, variant))) for family in ("iptables", "ip6tables")
+            count_rule_lines(save_output(host, "%s-%s-save" % (family, variant))) for family in ("iptables", "ip6tables")
         )
     in_use = [variant for variant in VARIANTS if counts[variant]]
     if len(in_use) == 2:
@@ -94,6 +97,28 @@ FAMILY_COMMANDS = {4: "iptables", 6: "ip6tables"}
 LEGACY_TABLE_NAMES = {4: "/proc/net/ip_tables_names", 6: "/proc/net/ip6_tables_names"}
 
 
+def saved_file(variant, family):
+    """The file persistence saves one family's owned rules of one backend in."""
+    return "xtables-%s-%d.rules" % (variant, family)
+
+
+def persist_files(variant):
+    """The engine's persist_files: each family's file, restored with --noflush at boot."""
+    return [(saved_file(variant, family), ["%s-%s-restore" % (tool, variant), "--noflush"]) for family, tool in FAMILY_COMMANDS.items()]
+
+
+@dataclass
+class RestorePlan:
+    """{family: restore input}, and the owned rules before and after, merged."""
+
+    buffers: dict
+    current: dict
+    desired: dict
+
+    def __bool__(self):
+        return bool(self.buffers)
+
+
 def table_parts(buffer):
     """A restore buffer as {table: its own buffer}."""
     parts, table = {}, None
@@ -104,17 +129,43 @@ def table_parts(buffer):
     return {table: "\n".join(lines) + "\n" for table, lines in parts.items()}
 
 
-class IptablesEngine:
-    """Reads and writes the owned part of the IPv4 and IPv6 rulesets through one iptables backend."""
+class IptablesSnapshot(Snapshot):
+    """{family: iptables-save text} parsed once; the owned rules of any objects come from it."""
 
-    backend_of = {"nft": "xtables-nft", "legacy": "xtables-legacy"}
+    def __init__(self, saves, file_names):
+        self.file_names = file_names
+        self.counts = {family: {} for family in saves}
+        self.tables = {family: rules.parse_save(text, self.counts[family]) for family, text in saves.items()}
+        self._claims = {}
+        for tables in self.tables.values():
+            for key, lines in rules.tagged_jumps(tables).items():
+                self._claims.setdefault(key, set()).update(filter(None, map(rules.service_signature, lines)))
 
-    def __init__(self, host, variant):
-        self.host = host
-        self.claims = {}
-        self.variant = variant
-        self.name = "iptables-%s" % variant
-        self.backend = self.backend_of[variant]
+    @property
+    def claims(self):
+        return self._claims
+
+    def owned(self, keys):
+        """{(kind, name): owned rules in both families}; a family whose tools are missing holds none."""
+        owned = {key: {} for key in keys}
+        for family, tables in self.tables.items():
+            for key, scopes in rules.owned_rules_of(tables, keys, family).items():
+                owned[key].update(scopes)
+        return owned
+
+    def live(self):
+        return rules.live_of(self.tables, self.counts)
+
+    def persisted(self):
+        return {self.file_names[family]: check_restore_buffer(rules.saved_buffer(tables), "the saved rules")
+                for family, tables in self.tables.items()}
+
+
+class IptablesEngine(Engine):
+    """Reads and writes the owned part of the IPv4 and IPv6 rulesets through one iptables backend
+    (variant nft or legacy, as the tools are named)."""
+
+    variant = None
 
     def _binary(self, family, tool, required=True):
         binary = "%s-%s-%s" % (FAMILY_COMMANDS[family], self.variant, tool)
@@ -126,26 +177,15 @@ class IptablesEngine:
     def available(self):
         return bool(self._binary(4, "save", required=False))
 
-    def read(self, keys):
-        """{(kind, name): owned rules in both families} for each key, from one save per family;
-        a family whose tools are missing holds none. Also sets claims: {(kind, name): service
-        signatures} of every tagged object on the host, listed or not."""
-        owned = {key: {} for key in keys}
-        self.claims = {}
-        for family, text in self.snapshot().items():
-            tables = rules.parse_save(text)
-            for key, scopes in rules.owned_rules_of(tables, keys, family).items():
-                owned[key].update(scopes)
-            for key, lines in rules.tagged_jumps(tables).items():
-                self.claims.setdefault(key, set()).update(filter(None, map(rules.service_signature, lines)))
-        return owned
+    def read(self, counters=False):
+        return IptablesSnapshot(self.saves(counters), {family: saved_file(self.variant, family) for family in FAMILY_COMMANDS})
 
     @staticmethod
     def signatures(owned):
         """The service signatures of an object's rendered rules."""
         return {signature for scope in owned.values() for signature in map(rules.service_signature, scope.jumps) if signature}
 
-    def snapshot(self, counters=False):
+    def saves(self, counters=False):
         """{family: iptables-save text} of every table, with [packets:bytes] before each rule when counters."""
         saves = {}
         for family in FAMILY_COMMANDS:
@@ -162,21 +202,21 @@ class IptablesEngine:
     same = staticmethod(rules.same_rules)
     as_text = staticmethod(rules.as_text)
 
-    def buffers(self, changes):
-        """{family: iptables-restore --noflush input} for the changes, each checked by the writer guard."""
+    def plan(self, snapshot, changes):
+        """RestorePlan: one iptables-restore --noflush input per family with changes, each checked
+        by the writer guard, and the merged rules before and after (for a rollback)."""
         current, desired = rules.merged(c for c, _d in changes), rules.merged(d for _c, d in changes)
         buffers = {}
         for family in FAMILY_COMMANDS:
             buffer = rules.restore_buffer(current, desired, family)
             if buffer:
                 buffers[family] = check_restore_buffer(buffer, "the %s-restore input" % FAMILY_COMMANDS[family])
-        return buffers, current, desired
+        return RestorePlan(buffers, current, desired)
 
-    def apply(self, changes, check_only=False):
-        """changes: (current, desired) of each object. One restore per family with changes;
-        --test in check mode verifies without committing. When a later family fails, the
-        families already committed are put back as they were."""
-        buffers, current, desired = self.buffers(changes)
+    def apply(self, plan, check_only=False):
+        """One restore per family with changes; --test in check mode verifies without committing.
+        When a later family fails, the families already committed are put back as they were."""
+        buffers, current, desired = plan.buffers, plan.current, plan.desired
         if check_only:
             for family, buffer in buffers.items():
                 self._test(family, buffer)
@@ -237,3 +277,17 @@ class IptablesEngine:
         chains = sorted(chain for table in owned.values() for chain in table.chains)
         lines = [line for line in rules.as_text(owned).splitlines() if line.startswith("-A ")]
         return chains, lines
+
+
+class IptablesNftEngine(IptablesEngine):
+    name = "iptables-nft"
+    backend = "xtables-nft"
+    variant = "nft"
+    persist_files = persist_files("nft")
+
+
+class IptablesLegacyEngine(IptablesEngine):
+    name = "iptables-legacy"
+    backend = "xtables-legacy"
+    variant = "legacy"
+    persist_files = persist_files("legacy")

@@ -21,11 +21,22 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     random_probabilities,
     round_robin_slots,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX, ChainOwners, chain_name, owner_of_tag, tag
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Live, LiveRule
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import (
+    CHAIN_PREFIX,
+    ChainOwners,
+    chain_name,
+    is_owned_shape,
+    jumps_home,
+    owner_of_tag,
+    tag,
+)
 
 # A word of an iptables-save line: a double-quoted string (with \" and \\ escapes) or a run of non-blanks.
 SAVE_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
 JUMP_TARGET = re.compile(r"(?:^| )-[jg] (%s\S+)" % CHAIN_PREFIX)
+# A rule line of `iptables-save -c`: "[packets:bytes] -A ...".
+COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A .*)$")
 
 
 @dataclass
@@ -146,20 +157,31 @@ def render(obj):
 
 # --- live ruleset -----------------------------------------------------------
 
-def parse_save(text):
-    """iptables-save output as {table: {chain: [rule lines]}}, chains in save order."""
+def parse_save(text, counts=None):
+    """iptables-save output as {table: {chain: [rule lines]}}, chains in save order, rule lines
+    without their counters; with counts (a dict), the `iptables-save -c` counters go there as
+    {(table, chain): [(packets, bytes) of each line]}."""
     tables = {}
-    chains = None
+    chains = table = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#") or line == "COMMIT":
             continue
         if line.startswith("*"):
-            chains = tables.setdefault(line[1:], {})
+            table = line[1:]
+            chains = tables.setdefault(table, {})
         elif line.startswith(":"):
             chains.setdefault(line[1:].split(" ", 1)[0], [])
-        elif line.startswith("-A "):
-            chains.setdefault(line.split(" ", 2)[1], []).append(line)
+        else:
+            counted = COUNTED.match(line)
+            if counted:
+                line = counted.group(3)
+            if line.startswith("-A "):
+                chain = line.split(" ", 2)[1]
+                chains.setdefault(chain, []).append(line)
+                if counts is not None:
+                    counts.setdefault((table, chain), []).append(
+                        (int(counted.group(1)), int(counted.group(2))) if counted else (None, None))
     return tables
 
 
@@ -245,15 +267,6 @@ def _table_rules(owned, family, table):
     return owned.setdefault((family, table), TableRules())
 
 
-def owned_rules_of_saves(saves, keys):
-    """{(kind, name): owned rules of every family} from {family: iptables-save text}."""
-    owned = {key: {} for key in keys}
-    for family, text in saves.items():
-        for key, tables in owned_rules_of(parse_save(text), keys, family).items():
-            owned[key].update(tables)
-    return owned
-
-
 def same_rules(current, desired):
     tables = set(current) | set(desired)
     empty = TableRules()
@@ -275,7 +288,7 @@ def as_text(owned):
     return "\n".join(out) + ("\n" if out else "")
 
 
-def _rule_spec(line):
+def rule_spec(line):
     """'-A CHAIN rest' -> ('CHAIN', 'rest')."""
     chain, spec = (line.split(" ", 2) + [""])[1:3]
     return chain, spec
@@ -290,12 +303,12 @@ def _table_restore_lines(current, desired):
     # Counted once: netfilter_apply merges the jumps of every listed object.
     current_jumps, desired_jumps = collections.Counter(current.jumps), collections.Counter(desired.jumps)
     for jump in sorted(current_jumps - desired_jumps):
-        lines.extend(["-D %s %s" % _rule_spec(jump)] * (current_jumps[jump] - desired_jumps[jump]))
+        lines.extend(["-D %s %s" % rule_spec(jump)] * (current_jumps[jump] - desired_jumps[jump]))
     for chain in rewritten:
         lines.extend(desired.chains[chain])
     for jump in desired.jumps:
         if jump not in current_jumps:
-            lines.append("-I %s 1 %s" % _rule_spec(jump))
+            lines.append("-I %s 1 %s" % rule_spec(jump))
     lines.extend("-X %s" % chain for chain in stale_chains)
     return lines
 
@@ -322,4 +335,55 @@ def restore_buffer(current, desired, family=4):
         lines = _table_restore_lines(current.get(key, empty), desired.get(key, empty))
         if lines:
             out.extend(["*%s" % table] + lines + ["COMMIT"])
+    return "\n".join(out) + "\n" if out else ""
+
+
+# --- what netfilter_info reports, and what persistence saves ----------------
+
+def _live_rule(scope, line, counted):
+    """LiveRule of a rule line, or None when it is neither owned nor a jump into an owned chain."""
+    packets, octets = counted
+    chain = line.split(" ", 2)[1]
+    owned_chain = is_owned_shape(chain)
+    owner = None if owned_chain else owner_of_tag(rule_tag(line))
+    targets = tuple(t for t in jump_targets(line) if is_owned_shape(t))
+    if not owner and not owned_chain:
+        return LiveRule(scope, chain, line, packets, octets, targets=targets, foreign=True) if targets else None
+    return LiveRule(scope, chain, line, packets, octets, owner, targets)
+
+
+def live_of(tables_by_family, counts_by_family):
+    """Live from {family: parse_save tables} and {family: their counts}."""
+    live = Live()
+    for family, tables in sorted(tables_by_family.items()):
+        counts = counts_by_family.get(family, {})
+        for table, chains in tables.items():
+            scope = (family, table)
+            live.chains[scope] = {chain for chain in chains if is_owned_shape(chain)}
+            for chain, lines in chains.items():
+                counted = counts.get((table, chain)) or [(None, None)] * len(lines)
+                live.rules.extend(filter(None, (_live_rule(scope, line, count) for line, count in zip(lines, counted))))
+    return live
+
+
+def saved_buffer(tables):
+    """The owned part of one family's parsed ruleset as an iptables-restore --noflush buffer:
+    the chains of every object with a tagged jump, exactly named, and those jumps (not yet
+    checked by the writer guard).
+
+    Jumps are inserted at the top in reverse, so they end in the order they had, ahead of
+    rules other tools load later.
+    """
+    owners = ChainOwners(tagged_jumps(tables))
+    out = []
+    for table, chains in tables.items():
+        owned = sorted(chain for chain in chains if chain.startswith(CHAIN_PREFIX) and owners.owner(chain))
+        jumps = [line for chain, lines in chains.items() if not chain.startswith(CHAIN_PREFIX)
+                 for line in lines if jumps_home(owner_of_tag(rule_tag(line)), jump_targets(line), owners)]
+        if not owned and not jumps:
+            continue
+        out += ["*%s" % table] + [":%s - [0:0]" % chain for chain in owned]
+        out += [line for chain in owned for line in chains[chain]]
+        out += ["-I %s 1 %s" % rule_spec(line) for line in reversed(jumps)]
+        out.append("COMMIT")
     return "\n".join(out) + "\n" if out else ""

@@ -22,9 +22,9 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._host import An
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import (
     FAMILY_COMMANDS,
     XTABLES_WAIT,
-    IptablesEngine,
-    _save_output,
+    IptablesLegacyEngine,
     count_rule_lines,
+    save_output,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX
 
@@ -249,12 +249,13 @@ def _refuse_a_target_in_two_families(buffers):
                           % " and ".join(both))
 
 
-class IptcEngine(IptablesEngine):
-    """Writes legacy x_tables through python-iptables; reads, renders and compares as engine iptables-legacy."""
+class IptcEngine(IptablesLegacyEngine):
+    """Writes legacy x_tables through python-iptables; reads, renders, compares and persists as engine iptables-legacy."""
+
+    name = "python-iptables"
 
     def __init__(self, host, library=None):
-        super().__init__(host, "legacy")
-        self.name = "python-iptables"
+        super().__init__(host)
         self._library = library
 
     def _iptc(self):
@@ -271,14 +272,14 @@ class IptcEngine(IptablesEngine):
             return False
         return True
 
-    def read(self, keys):
+    def read(self, counters=False):
         """Refuses before reading when iptc is missing or the host's rules are in nf_tables."""
         self._iptc()
         self._refuse_nf_tables()
-        return super().read(keys)
+        return super().read(counters)
 
     def _refuse_nf_tables(self):
-        count = sum(count_rule_lines(_save_output(self.host, "%s-nft-save" % command)) for command in FAMILY_COMMANDS.values())
+        count = sum(count_rule_lines(save_output(self.host, "%s-nft-save" % command)) for command in FAMILY_COMMANDS.values())
         if count:
             raise EngineError(
                 "this host's live rules are in nf_tables (%d rules in iptables-nft-save): engine python-iptables reads and "
@@ -286,7 +287,7 @@ class IptcEngine(IptablesEngine):
                 "precedence; use engine iptables-nft (or auto) on this host" % count
             )
 
-    def apply(self, changes, check_only=False):
+    def apply(self, plan, check_only=False):
         """Every table with changes prepared on its own handle, then each committed once; none in check mode.
 
         Only desired rules carry target extensions (TEE, DNAT, MASQUERADE): iptc loads each for
@@ -294,8 +295,7 @@ class IptcEngine(IptablesEngine):
         writing one target in both families is refused before anything is built.
         """
         iptc = self._iptc()
-        buffers, _current, _desired = self.buffers(changes)
-        buffers = {family: buffers.get(family, "") for family in FAMILY_COMMANDS}
+        buffers = {family: plan.buffers.get(family, "") for family in FAMILY_COMMANDS}
         _refuse_a_target_in_two_families(buffers)
         work = [(family, table, steps) for family in FAMILY_COMMANDS for table, steps in table_operations(buffers[family])]
         with xtables_lock(int(XTABLES_WAIT)):

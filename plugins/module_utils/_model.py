@@ -399,13 +399,13 @@ def build_balancer(params):
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
             raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
     # Both modes: round robin writes one rule per slot, random one numgen interval per weight unit.
-    if sum(_reduced_weights(balancer.backends)) > MAX_SLOTS:
+    if sum(reduced_weights(balancer.backends)) > MAX_SLOTS:
         raise ValidationError("backends", "weights", "add up to more than %d (after dividing by their common divisor); "
                                                      "reduce the weights or the number of backends" % MAX_SLOTS)
     return balancer
 
 
-def _reduced_weights(backends):
+def reduced_weights(backends):
     """Weights divided by their common divisor: 2:2 rotates like 1:1, in fewer rules."""
     divisor = reduce(gcd, (b.weight for b in backends))
     return [b.weight // divisor for b in backends]
@@ -419,7 +419,7 @@ def round_robin_slots(backends):
     the earlier backend. Sorting keeps this O(T log T) for T turns.
     """
     turns = []
-    for index, weight in enumerate(_reduced_weights(backends)):
+    for index, weight in enumerate(reduced_weights(backends)):
         turns.extend(((2 * k + 1) / (2 * weight), index) for k in range(weight))
     return [backends[index] for _moment, index in sorted(turns)]
 

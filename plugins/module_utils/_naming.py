@@ -86,6 +86,16 @@ class ChainOwners:
         return key if chain == _named(role, token, key[1], index) else None
 
 
+def is_owned_shape(chain):
+    """Whether a chain name has the shape of an owned chain (ChainOwners then finds whose)."""
+    return bool(CHAIN_GRAMMAR.fullmatch(chain))
+
+
+def jumps_home(owner, targets, owners):
+    """Whether a tagged rule is one of its object's jumps: into that object's own chains, and nowhere else."""
+    return bool(owner and targets and all(owners.owner(target) == owner for target in targets))
+
+
 def token_collisions(keys):
     """Pairs of different objects whose chains would share a token."""
     seen, pairs = {}, []

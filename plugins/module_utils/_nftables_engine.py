@@ -20,13 +20,16 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._host import En
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
-    _reduced_weights,
+    reduced_weights,
     mirror_hooks,
     round_robin_slots,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, owner_of_tag, tag
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Live, LiveRule, Snapshot
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, is_owned_shape, jumps_home, owner_of_tag, tag
 
 TABLE = "netmagic"
+# The file persistence saves both families' tables in, as one batch.
+SAVED_FILE = "nftables.json"
 FAMILIES = {4: "ip", 6: "ip6"}
 # Priorities as iptables uses them: mangle -150, dstnat -100, srcnat 100.
 BASE_CHAINS = {
@@ -160,7 +163,7 @@ def render_balancer(balancer):
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
         chains = [endpoint_chains[b.endpoint] for b in balancer.backends]
-        choice = _choice("random", _weighted_runs(chains, _reduced_weights(balancer.backends)))
+        choice = _choice("random", _weighted_runs(chains, reduced_weights(balancer.backends)))
     service_chain = chain_name("SVC", kind, name)
     rules.chains[service_chain] = [canonical(choice)]
 
@@ -188,10 +191,10 @@ def render(obj):
 
 # --- live table -------------------------------------------------------------
 
-def parse_table(listing):
-    """`nft -j list table` output as (chain names, rules as (chain, handle, comment, expr))."""
+def parse_table(items):
+    """The items of `nft -j list table` as (chain names, rules as (chain, handle, comment, expr))."""
     chains, rules = [], []
-    for item in json.loads(listing).get("nftables", []):
+    for item in items:
         if "chain" in item:
             chains.append(item["chain"]["name"])
         elif "rule" in item:
@@ -372,16 +375,131 @@ def _kernel_hint(error):
             "numgen (CONFIG_NFT_NUMGEN), nat and masquerade (CONFIG_NFT_NAT, CONFIG_NFT_MASQ), ct (CONFIG_NFT_CT)")
 
 
-class NftablesEngine:
+# --- what netfilter_info reports, and what persistence saves ----------------
+
+def _live_rule(scope, rule):
+    expr = rule["expr"]
+    counters = [statement["counter"] for statement in expr if "counter" in statement]
+    packets = sum(c["packets"] for c in counters) if counters else None
+    octets = sum(c["bytes"] for c in counters) if counters else None
+    bare = canonical([statement for statement in expr if "counter" not in statement])
+    owned_chain = is_owned_shape(rule["chain"])
+    owner = owner_of_tag(rule.get("comment")) if rule["chain"] in BASE_CHAINS else None
+    targets = tuple(t for t in jump_targets(expr) if is_owned_shape(t))
+    text = "%s: %s" % (rule["chain"], rule_text(bare))
+    if not owner and not owned_chain:
+        return LiveRule(scope, rule["chain"], text, packets, octets, targets=targets, foreign=True) if targets else None
+    return LiveRule(scope, rule["chain"], text, packets, octets, owner, targets)
+
+
+def live_of(items_by_family):
+    """Live from {family: items of the family's netmagic table}; counters only where rules hold counter statements."""
+    live = Live()
+    for family, items in sorted(items_by_family.items()):
+        scope = (family, TABLE)
+        live.chains[scope] = set()
+        for item in items:
+            if "chain" in item and is_owned_shape(item["chain"]["name"]):
+                live.chains[scope].add(item["chain"]["name"])
+            elif "rule" in item:
+                rule = _live_rule(scope, item["rule"])
+                if rule:
+                    live.rules.append(rule)
+    live.counters = any(rule.packets is not None for rule in live.rules)
+    return live
+
+
+def _without_handle(fields):
+    return {key: value for key, value in fields.items() if key != "handle"}
+
+
+def _owned_items(items):
+    """The table, its base chains, the chains of every object with a tagged base-chain rule, and their rules."""
+    keys = {owner_of_tag(item["rule"].get("comment")) for item in items if "rule" in item and item["rule"]["chain"] in BASE_CHAINS}
+    owners = ChainOwners(keys - {None})
+    kept = []
+    for item in items:
+        if "table" in item:
+            kept.append(item)
+        elif "chain" in item and (item["chain"]["name"] in BASE_CHAINS or owners.owner(item["chain"]["name"])):
+            kept.append(item)
+        elif "rule" in item:
+            rule = item["rule"]
+            base = rule["chain"] in BASE_CHAINS
+            if (base and jumps_home(owner_of_tag(rule.get("comment")), jump_targets(rule["expr"]), owners)) or (
+                    not base and owners.owner(rule["chain"])):
+                kept.append(item)
+    return kept
+
+
+def saved_batch(items_by_family):
+    """The owned part of the netmagic tables as the commands of one `nft -j -f` batch that replaces
+    them whole (add, delete, refill); not yet checked by the writer guard."""
+    commands = []
+    for _family, items in sorted(items_by_family.items()):
+        for item in _owned_items(items):
+            if "table" in item:
+                table = _without_handle(item["table"])
+                commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
+            else:
+                (kind, fields), = item.items()
+                commands.append({"add": {kind: _without_handle(fields)}})
+    return commands
+
+
+class NftablesSnapshot(Snapshot):
+    """{family: items of `nft -j list table FAMILY netmagic`} parsed once."""
+
+    def __init__(self, listings):
+        self.items = {family: json.loads(listing).get("nftables", []) for family, listing in listings.items()}
+        self.tables = {family: parse_table(items) for family, items in self.items.items()}
+        self._claims = {}
+        for chains_and_rules in self.tables.values():
+            for chain, _handle, comment, expr in chains_and_rules[1]:
+                owner = owner_of_tag(comment) if chain in BASE_CHAINS else None
+                if owner:
+                    self._claims.setdefault(owner, set()).update(filter(None, [service_signature(chain, canonical(expr))]))
+
+    @property
+    def claims(self):
+        return self._claims
+
+    def owned(self, keys):
+        """{(kind, name): {family: NftRules}} for each key."""
+        owned = {key: {} for key in keys}
+        for family, (chains, rules) in self.tables.items():
+            for key, mine in owned_rules_of(chains, rules, keys).items():
+                if mine.chains or mine.jumps:
+                    owned[key][family] = mine
+        return owned
+
+    def live(self):
+        return live_of(self.items)
+
+    def persisted(self):
+        return {SAVED_FILE: json.dumps({"nftables": check_nft_commands(saved_batch(self.items), "the saved rules")}) + "\n"}
+
+    def chains(self, family):
+        """Every chain of one family's table."""
+        return self.tables.get(family, ([], []))[0]
+
+
+@dataclass
+class NftPlan:
+    """One nft JSON batch, one command per line, checked by the writer guard ("" when nothing changes)."""
+
+    batch: str = ""
+
+    def __bool__(self):
+        return bool(self.batch)
+
+
+class NftablesEngine(Engine):
     """Owns tables `ip netmagic` and `ip6 netmagic`; one `nft -j -f` per change."""
 
     name = "nftables"
     backend = "nftables"
-
-    def __init__(self, host):
-        self.host = host
-        self.claims = {}
-        self._other_chains = {}
+    persist_files = [(SAVED_FILE, ["nft", "-j", "-f"])]
 
     def _nft(self):
         path = self.host.which("nft")
@@ -415,31 +533,12 @@ class NftablesEngine:
             return None
         raise EngineError("nft list table %s %s failed (rc=%d): %s" % (FAMILIES[family], TABLE, rc, err.strip()))
 
-    def snapshot(self):
-        """{family: `nft -j list table` output} of each netmagic table that exists; rules carry
-        counters only if someone added counter statements (this engine writes none)."""
+    def read(self, counters=False):
+        """The netmagic table of each family that has one; its rules carry counters only if someone
+        added counter statements (this engine writes none), so counters changes nothing."""
         families = self._families_with_table()
         listings = {family: self._listing(family) for family in (FAMILIES if families is None else families)}
-        return {family: listing for family, listing in listings.items() if listing is not None}
-
-    def read(self, keys):
-        """{(kind, name): {family: NftRules}} for each key, from one listing per family."""
-        owned = {key: {} for key in keys}
-        self._other_chains = {}
-        self.claims = {}
-        for family, listing in self.snapshot().items():
-            chains, rules = parse_table(listing)
-            for chain, _handle, comment, expr in rules:
-                owner = owner_of_tag(comment) if chain in BASE_CHAINS else None
-                if owner:
-                    self.claims.setdefault(owner, set()).update(filter(None, [service_signature(chain, canonical(expr))]))
-            for key, mine in owned_rules_of(chains, rules, keys).items():
-                if mine.chains or mine.jumps:
-                    owned[key][family] = mine
-            read_chains = {chain for tables in owned.values() if family in tables for chain in tables[family].chains}
-            # Any other chain keeps the table: deleting it would take that chain along.
-            self._other_chains[family] = [c for c in chains if c not in BASE_CHAINS and c not in read_chains]
-        return owned
+        return NftablesSnapshot({family: listing for family, listing in listings.items() if listing is not None})
 
     @staticmethod
     def signatures(owned):
@@ -450,25 +549,32 @@ class NftablesEngine:
     same = staticmethod(same_rules)
     as_text = staticmethod(as_text)
 
-    def apply(self, changes, check_only=False):
-        """changes: (current, desired) of each object read. Every family's change in one
-        transaction; nft -c in check mode."""
+    def plan(self, snapshot, changes):
+        """changes: (current, desired) of each object read. Every family's change in one batch."""
         empty = NftRules()
         commands = []
         for family in FAMILIES:
             pairs = [(current.get(family, empty), desired.get(family, empty)) for current, desired in changes]
             if any(c.canonical() != d.canonical() for c, d in pairs):
-                commands += _family_commands(family, pairs, self._other_chains.get(family, []))
+                read_chains = {chain for current, _desired in pairs for chain in current.chains}
+                # Any other chain keeps the table: deleting it would take that chain along.
+                other_chains = [c for c in snapshot.chains(family) if c not in BASE_CHAINS and c not in read_chains]
+                commands += _family_commands(family, pairs, other_chains)
+        if not commands:
+            return NftPlan()
         # One command per line, so an error that names a line of the input can be shown in context.
-        batch = '{"nftables": [\n%s\n]}' % ",\n".join(json.dumps(command) for command in check_nft_commands(commands))
+        return NftPlan('{"nftables": [\n%s\n]}' % ",\n".join(json.dumps(command) for command in check_nft_commands(commands)))
+
+    def apply(self, plan, check_only=False):
+        """The batch in one transaction; nft -c in check mode."""
         # From a file, not stdin: nft 1.0.6 answers 0 to JSON on stdin that it cannot parse.
         with tempfile.NamedTemporaryFile("w", prefix="netmagic-", suffix=".json") as handle:
-            handle.write(batch)
+            handle.write(plan.batch)
             handle.flush()
             argv = [self._nft()] + (["-c"] if check_only else []) + ["-j", "-f", handle.name]
             rc, _out, err = self.host.run(argv)
         if rc != 0:
-            raise EngineError("%s%s%s" % (writer_failure("nft", rc, err), _kernel_hint(err), failing_line(batch, err)))
+            raise EngineError("%s%s%s" % (writer_failure("nft", rc, err), _kernel_hint(err), failing_line(plan.batch, err)))
 
     @staticmethod
     def describe(owned):

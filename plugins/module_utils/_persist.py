@@ -10,104 +10,18 @@ collection owns: owned chains and tagged jumps (iptables), or the netmagic table
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 import tempfile
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import persist_files
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
-from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_nft_commands, check_restore_buffer
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, owner_of_tag
 
 UNIT_NAME = "netmagic-netfilter-restore.service"
 DEFAULT_PATH = "/etc/netmagic/netfilter"
 SYSTEMD_DIR = "/etc/systemd/system"
-FAMILY_TOOLS = {4: "iptables", 6: "ip6tables"}
-# backend -> (file name, family, restore argv before the file name)
-FILES = {
-    "xtables-nft": [("xtables-nft-%d.rules" % f, f, ["%s-nft-restore" % t, "--noflush"]) for f, t in FAMILY_TOOLS.items()],
-    "xtables-legacy": [("xtables-legacy-%d.rules" % f, f, ["%s-legacy-restore" % t, "--noflush"]) for f, t in FAMILY_TOOLS.items()],
-    "nftables": [("nftables.json", None, ["nft", "-j", "-f"])],
-}
-
-
-def _jumps_home(owner, targets, owners):
-    """Whether a tagged rule is one of its object's jumps: into that object's own chains, and nowhere else."""
-    return bool(owner and targets and all(owners.owner(target) == owner for target in targets))
-
-
-def iptables_buffer(save_text):
-    """The owned part of one family's iptables-save as an iptables-restore --noflush buffer:
-    the chains of every object with a tagged jump, exactly named, and those jumps.
-
-    Jumps are inserted at the top in reverse, so they end in the order they had, ahead of
-    rules other tools load later.
-    """
-    tables = iprules.parse_save(save_text)
-    owners = ChainOwners(iprules.tagged_jumps(tables))
-    out = []
-    for table, chains in tables.items():
-        owned = sorted(chain for chain in chains if chain.startswith(iprules.CHAIN_PREFIX) and owners.owner(chain))
-        jumps = [line for chain, lines in chains.items() if not chain.startswith(iprules.CHAIN_PREFIX)
-                 for line in lines if _jumps_home(owner_of_tag(iprules.rule_tag(line)), iprules.jump_targets(line), owners)]
-        if not owned and not jumps:
-            continue
-        out += ["*%s" % table] + [":%s - [0:0]" % chain for chain in owned]
-        out += [line for chain in owned for line in chains[chain]]
-        out += ["-I %s 1 %s" % iprules._rule_spec(line) for line in reversed(jumps)]
-        out.append("COMMIT")
-    return check_restore_buffer("\n".join(out) + "\n", "the saved rules") if out else ""
-
-
-def _without_handle(fields):
-    return {key: value for key, value in fields.items() if key != "handle"}
-
-
-def _owned_items(items):
-    """The table, its base chains, the chains of every object with a tagged base-chain rule, and their rules."""
-    keys = {owner_of_tag(item["rule"].get("comment")) for item in items if "rule" in item and item["rule"]["chain"] in nft.BASE_CHAINS}
-    owners = ChainOwners(keys - {None})
-    kept = []
-    for item in items:
-        if "table" in item:
-            kept.append(item)
-        elif "chain" in item and (item["chain"]["name"] in nft.BASE_CHAINS or owners.owner(item["chain"]["name"])):
-            kept.append(item)
-        elif "rule" in item:
-            rule = item["rule"]
-            base = rule["chain"] in nft.BASE_CHAINS
-            if (base and _jumps_home(owner_of_tag(rule.get("comment")), nft.jump_targets(rule["expr"]), owners)) or (
-                    not base and owners.owner(rule["chain"])):
-                kept.append(item)
-    return kept
-
-
-def nftables_batch(listings):
-    """The owned part of the netmagic tables as one `nft -j -f` batch that replaces them whole (add, delete, refill)."""
-    commands = []
-    for _family, listing in sorted(listings.items()):
-        for item in _owned_items(json.loads(listing).get("nftables", [])):
-            if "table" in item:
-                table = _without_handle(item["table"])
-                commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
-            else:
-                (kind, fields), = item.items()
-                commands.append({"add": {kind: _without_handle(fields)}})
-    return json.dumps({"nftables": check_nft_commands(commands, "the saved rules")}) + "\n"
-
-
-def contents(engine):
-    """{file name: text} of the engine's backend, one file per family (iptables) or one batch (nftables)."""
-    if engine.backend == "nftables":
-        return {FILES["nftables"][0][0]: nftables_batch(engine.snapshot())}
-    saves = engine.snapshot()
-    return {name: iptables_buffer(saves.get(family, "")) for name, family, _argv in FILES[engine.backend] if family in saves}
-
-
 # persist_path reaches the unit's ExecStart lines: plain path characters only.
 PERSIST_PATH = re.compile(r"[A-Za-z0-9_./-]+")
 DIRECTORY_MODE = 0o755
@@ -224,14 +138,13 @@ def restore_commands(host, directory, written=()):
     """The argv of every restore the unit runs: one per saved file (there already, or in written,
     the paths about to be written), tools by absolute path."""
     commands = []
-    for backend in sorted(FILES):
-        for name, _family, argv in FILES[backend]:
-            path = os.path.join(directory, name)
-            if path in written or os.path.exists(path):
-                tool = host.which(argv[0])
-                if not tool:
-                    raise EngineError("persist: %s not found to restore %s at boot" % (argv[0], path))
-                commands.append([tool] + argv[1:] + [path])
+    for _backend, name, argv in sorted(persist_files()):
+        path = os.path.join(directory, name)
+        if path in written or os.path.exists(path):
+            tool = host.which(argv[0])
+            if not tool:
+                raise EngineError("persist: %s not found to restore %s at boot" % (argv[0], path))
+            commands.append([tool] + argv[1:] + [path])
     return commands
 
 
@@ -325,7 +238,7 @@ def persist(host, engines, directory, service, check_only):
     try:
         files = {}
         for engine in engines:
-            files.update((os.path.join(directory, name), text) for name, text in contents(engine).items())
+            files.update((os.path.join(directory, name), text) for name, text in engine.read().persisted().items())
         unit = unit_text(restore_commands(host, directory, written=files))
         check_unit(unit, unit_path)
         changed = False

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, MissingLibraryError, host_lock
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine, detect_variant
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import IptcEngine
-from ansible_collections.netmagic.netfilter.plugins.module_utils._nftables_engine import NftablesEngine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import ENGINE_NAMES, other_backends, select_engine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
@@ -28,12 +26,9 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, persist, validate_persist_path
 from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import check_gateway
 
-ENGINES = ("auto", "iptables-nft", "iptables-legacy", "nftables", "python-iptables")
-
-
 # Options of every rule-managing module (doc fragment netmagic.netfilter.netfilter).
 SHARED_OPTIONS = dict(
-    engine=dict(type="str", choices=list(ENGINES), default="auto"),
+    engine=dict(type="str", choices=list(ENGINE_NAMES), default="auto"),
     persist=dict(type="bool", default=False),
     persist_path=dict(type="path", default=DEFAULT_PATH),
     persist_service=dict(type="bool", default=True),
@@ -90,48 +85,17 @@ def objects_argument_spec():
                 **{option: dict(spec, default=[]) for option, spec in item_specs().items()})
 
 
-def _engine(host, name):
-    if name == "nftables":
-        return NftablesEngine(host)
-    if name == "python-iptables":
-        return IptcEngine(host)
-    return IptablesEngine(host, name.split("-", 1)[1])
-
-
-def select_engine(host, requested):
-    """The engine asked for; for auto, the one this host already uses."""
-    if requested != "auto":
-        return _engine(host, requested)
-    nftables = NftablesEngine(host)
-    if nftables.available() and (nftables.holds_tables() or not host.which("iptables")):
-        return nftables
-    return IptablesEngine(host, detect_variant(host))
-
-
-def _other_backends(host, engine):
-    """One engine for each kernel backend other than engine's that this host has.
-
-    The first listed wins: iptables-legacy, not python-iptables, for legacy x_tables, as it
-    needs no library.
-    """
-    found = {}
-    for name in ENGINES[1:]:
-        other = _engine(host, name)
-        if other.backend != engine.backend and other.backend not in found and other.available():
-            found[other.backend] = other
-    return list(found.values())
-
-
 def _remove_elsewhere(host, engine, keys, check_only):
     """What the objects owned under another engine goes, so a host never holds both.
 
     Returns (the engines that held any, the keys they held)."""
     engines, removed_keys = [], set()
-    for other in _other_backends(host, engine):
-        owned = other.read(keys)
+    for other in other_backends(host, engine):
+        snapshot = other.read()
+        owned = snapshot.owned(keys)
         held = [key for key in keys if owned[key]]
         if held:
-            other.apply([(owned[key], {}) for key in held], check_only=check_only)
+            other.apply(other.plan(snapshot, [(owned[key], {}) for key in held]), check_only=check_only)
             engines.append(other)
             removed_keys.update(held)
     return engines, removed_keys
@@ -178,15 +142,16 @@ def refuse_token_collisions(keys):
         raise ValidationError("name", second[1], "gives the same chain token as %s '%s': rename one of them" % first)
 
 
-def refuse_conflicts_on_host(engine, objects, desired):
-    """A listed balancer may not take a service another balancer on the host already balances,
-    nor an object share a chain token with one on the host; checked before anything changes."""
-    refuse_token_collisions(list(objects) + [key for key in engine.claims if key not in objects])
+def refuse_conflicts_on_host(engine, claims, objects, desired):
+    """A listed balancer may not take a service another balancer on the host already balances
+    (claims: the snapshot's), nor an object share a chain token with one on the host; checked
+    before anything changes."""
+    refuse_token_collisions(list(objects) + [key for key in claims if key not in objects])
     for key, obj in objects.items():
         if obj is None or obj.kind != BALANCER:
             continue
         mine = engine.signatures(desired[key])
-        for other, claimed in sorted(engine.claims.items()):
+        for other, claimed in sorted(claims.items()):
             if other != key and other not in objects and mine & claimed:
                 raise ValidationError("vip", obj.vip, "port %d/%s of balancer '%s' is balanced already by balancer '%s' on this host: "
                                                       "remove that one (state: absent) or give this definition its name"
@@ -204,10 +169,10 @@ def refuse_removal_under_foreign_jumps(current, desired):
                                       "%s; delete or change that rule first" % (kind, name, target, line))
 
 
-def _unlisted(engine, objects, exclusive):
+def _unlisted(claims, objects, exclusive):
     """The owned objects (with a tagged jump) of the exclusive kinds that objects does not list, sorted."""
     kinds = {KIND_OF_OPTION[option] for option in exclusive}
-    return sorted(key for key in engine.claims if key[0] in kinds and key not in objects)
+    return sorted(key for key in claims if key[0] in kinds and key not in objects)
 
 
 def _record(engine, desired, changed_keys):
@@ -238,20 +203,18 @@ def converge(host, params, objects, check_only):
     refuse_token_collisions(keys)
     with host_lock():
         engine = select_engine(host, params["engine"])
-        current = engine.read(keys)
-        unlisted = _unlisted(engine, objects, params.get("exclusive") or [])
-        if unlisted:
-            # Owned objects of an exclusive kind that the run does not list go in the same change.
-            objects = {**objects, **{key: None for key in unlisted}}
-            keys = list(objects)
-            current = engine.read(keys)
+        snapshot = engine.read()
+        # Owned objects of an exclusive kind that the run does not list go in the same change.
+        unlisted = _unlisted(snapshot.claims, objects, params.get("exclusive") or [])
+        objects = {**objects, **{key: None for key in unlisted}}
+        keys = list(objects)
+        current = snapshot.owned(keys)
         desired = {key: engine.render(obj) if obj else {} for key, obj in objects.items()}
-        refuse_conflicts_on_host(engine, objects, desired)
+        refuse_conflicts_on_host(engine, snapshot.claims, objects, desired)
         refuse_removal_under_foreign_jumps(current, desired)
         changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
         if changed_keys:
-            # Every object read, changed or not: nftables deletes its table only when no object keeps it.
-            engine.apply([(current[key], desired[key]) for key in keys], check_only=check_only)
+            engine.apply(engine.plan(snapshot, [(current[key], desired[key]) for key in keys]), check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
         outcome.unlisted = unlisted
         if not check_only:

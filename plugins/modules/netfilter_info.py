@@ -201,13 +201,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _record as record
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import build_expected, host_info
-from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import ENGINES, fail_on_errors, item_specs, select_engine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import ENGINE_NAMES, select_engine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import fail_on_errors, item_specs
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", choices=list(ENGINES), default="auto"),
+            engine=dict(type="str", choices=list(ENGINE_NAMES), default="auto"),
             **item_specs(),
         ),
         supports_check_mode=True,

@@ -6,9 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import REGISTRY
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_mirror
-from ansible_collections.netmagic.netfilter.plugins.module_utils._nftables_engine import NftablesEngine
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import (
     balancer_params,
     mirror_params,
@@ -22,11 +21,7 @@ DEFINITIONS = st.one_of(
     st.tuples(st.just("mirror"), st.one_of(valid_mirror_params(), mirror_params())),
     st.tuples(st.just("balancer"), st.one_of(valid_balancer_params(), balancer_params())),
 )
-ENGINES = {
-    "iptables-nft": lambda host: IptablesEngine(host, "nft"),
-    "iptables-legacy": lambda host: IptablesEngine(host, "legacy"),
-    "nftables": NftablesEngine,
-}
+ENGINES = {name: REGISTRY[name] for name in ("iptables-nft", "iptables-legacy", "nftables")}
 
 
 @pytest.fixture(scope="module", params=sorted(ENGINES))
@@ -49,10 +44,12 @@ def test_the_kernel_takes_what_validation_lets_through_and_gives_it_back(lab, de
         return
     key = (kind, obj.name)
     desired = engine.render(obj)
-    current = engine.read([key])[key]
-    engine.apply([(current, desired)], check_only=True)
+    snapshot = engine.read()
+    change = engine.plan(snapshot, [(snapshot.owned([key])[key], desired)])
+    engine.apply(change, check_only=True)
     assert rules_of(netns) == foreign, "the dry run changed the ruleset"
-    engine.apply([(current, desired)])
-    assert engine.same(engine.read([key])[key], desired), "what was applied does not read back as rendered"
-    engine.apply([(engine.read([key])[key], {})])
+    engine.apply(change)
+    snapshot = engine.read()
+    assert engine.same(snapshot.owned([key])[key], desired), "what was applied does not read back as rendered"
+    engine.apply(engine.plan(snapshot, [(snapshot.owned([key])[key], {})]))
     assert rules_of(netns) == foreign

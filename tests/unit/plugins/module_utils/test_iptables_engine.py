@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine, detect_variant
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesLegacyEngine, IptablesNftEngine, detect_variant
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import render
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_mirror
 
@@ -58,11 +58,17 @@ def test_missing_iptables_says_what_to_install():
         detect_variant(host)
 
 
+def apply_mirror(engine, check_only=False):
+    """Applies one new mirror; the iptables engines plan without the snapshot."""
+    engine.apply(engine.plan(None, [({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))]), check_only=check_only)
+
+
 def test_apply_is_one_restore_with_noflush_and_the_lock():
     host = ScriptedHost({})
-    engine = IptablesEngine(host, "legacy")
+    engine = IptablesLegacyEngine(host)
     desired = render(build_mirror({"name": "m", "gateway": "198.18.0.3"}))
-    engine.apply([({}, desired)])
+    engine.apply(engine.plan(engine.read(), [({}, desired)]))
+    host.calls = [call for call in host.calls if not call[0][0].endswith("-save")]
     [(argv, data)] = host.calls
     assert argv == ["/usr/sbin/iptables-legacy-restore", "--noflush", "--wait=10"]
     assert data.startswith("*mangle\n") and data.endswith("COMMIT\n")
@@ -70,14 +76,14 @@ def test_apply_is_one_restore_with_noflush_and_the_lock():
 
 def test_check_mode_only_tests_the_buffer():
     host = ScriptedHost({})
-    IptablesEngine(host, "nft").apply([({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))], check_only=True)
+    apply_mirror(IptablesNftEngine(host), check_only=True)
     assert host.calls[0][0][-1] == "--test"
 
 
 def test_refused_restore_reports_iptables_error():
     host = ScriptedHost({"iptables-nft-restore": (2, "", "iptables-restore: line 3 failed")})
     with pytest.raises(EngineError, match="line 3 failed"):
-        IptablesEngine(host, "nft").apply([({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))])
+        apply_mirror(IptablesNftEngine(host))
 
 
 @pytest.mark.parametrize(
@@ -94,7 +100,7 @@ def test_a_refusal_for_a_missing_extension_names_it(listed_targets, listed_match
         "/proc/net/ip_tables_matches": listed_matches,
     })
     with pytest.raises(EngineError) as raised:
-        IptablesEngine(host, "nft").apply([({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))])
+        apply_mirror(IptablesNftEngine(host))
     message = str(raised.value)
     for name in named:
         assert "the kernel lacks the %s" % name in message

@@ -15,7 +15,7 @@ import iptc as iptc_library  # python-iptables, from tests/unit/requirements.txt
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptc_engine as engine_module
-from ansible_collections.netmagic.netfilter.plugins.module_utils import _reconcile
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _engines, _reconcile
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, MissingLibraryError, xtables_lock
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import render, restore_buffer
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import (
@@ -148,14 +148,14 @@ def test_each_step_keeps_its_restore_line_and_inserted_rules_drop_the_position()
 def test_a_host_whose_rules_are_in_nf_tables_is_refused_before_anything_is_read():
     host = ScriptedHost({"ip6tables-nft-save": (0, NFT_RULES, ""), "iptables-legacy-save": (0, LEGACY_RULES, "")})
     with pytest.raises(EngineError, match=r"live rules are in nf_tables \(1 rules .*use engine iptables-nft"):
-        IptcEngine(host, library=object()).read([("mirror", "http")])
+        IptcEngine(host, library=object()).read()
     assert "iptables-legacy-save" not in host.calls
 
 
 def test_a_legacy_host_is_read_with_iptables_legacy_save():
     warning = "# Warning: iptables-legacy tables present, use iptables-legacy-save to see them\n"
     host = ScriptedHost({"iptables-nft-save": (0, warning, ""), "iptables-legacy-save": (0, LEGACY_RULES, "")})
-    owned = IptcEngine(host, library=object()).read([("mirror", "http")])[("mirror", "http")]
+    owned = IptcEngine(host, library=object()).read().owned([("mirror", "http")])[("mirror", "http")]
     # A chain named by release 0.1.0 (8-hex token) is still the object's, so an upgrade replaces it.
     assert owned[(4, "mangle")].chains == {"NM-MIRO-b02397ee-http": ["-A NM-MIRO-b02397ee-http -p tcp -j TEE --gateway 198.18.0.3"]}
     assert host.calls[-2:] == ["iptables-legacy-save", "ip6tables-legacy-save"]
@@ -223,7 +223,7 @@ def test_the_module_fails_with_ansibles_missing_library_message(without_iptc, mo
 def test_other_engines_never_need_the_library(monkeypatch):
     monkeypatch.setattr(engine_module, "load_iptc", refuse_to_import)
     host = ScriptedHost({})
-    others = _reconcile._other_backends(host, _reconcile._engine(host, "iptables-nft"))
+    others = _engines.other_backends(host, _engines.engine_named(host, "iptables-nft"))
     assert [other.name for other in others] == ["iptables-legacy", "nftables"]
 
 
@@ -290,7 +290,7 @@ def test_check_mode_on_a_host_without_the_tables_builds_the_rules_and_opens_noth
     monkeypatch.setattr(engine_module, "build_rule", lambda *args: built.append(args[1]) or real_build_rule(*args))
     desired = [render(balancer()), render(mirror(gateway="2001:2::3", ports=["80"]))]
     engine = IptcEngine(ScriptedHost({}), library=iptc)
-    engine.apply([({}, owned) for owned in desired], check_only=True)
+    engine.apply(engine.plan(None, [({}, owned) for owned in desired]), check_only=True)
     rule_lines = {family: [line for owned in desired for line in restore_buffer({}, owned, family).splitlines() if line[:3] in ("-A ", "-I ")]
                   for family in (4, 6)}
     assert sorted(built) == [4] * len(rule_lines[4]) + [6] * len(rule_lines[6]) and rule_lines[4] and rule_lines[6]

@@ -266,13 +266,21 @@ class FakeHost:
 
 
 class FakeEngine:
+    """An engine whose owned rules save as one empty nftables batch."""
+
     backend = "nftables"
+
+    def read(self):
+        return self
+
+    @staticmethod
+    def persisted():
+        return {"nftables.json": "{}\n"}
 
 
 def test_persist_writes_nothing_when_the_guard_refuses(tmp_path, monkeypatch):
     """With the quoting broken on purpose, a newline in an argument reaches the unit's text: the
     guard refuses it and neither the rules nor the unit are written."""
-    monkeypatch.setattr(_persist, "contents", lambda engine: {"nftables.json": "{}\n"})
     directory_ = tmp_path / "persist"
     # The control: with the real quoting the same directory is written.
     assert persist(FakeHost(), [FakeEngine()], str(directory_), False, False)[0] is True
@@ -285,7 +293,6 @@ def test_persist_writes_nothing_when_the_guard_refuses(tmp_path, monkeypatch):
 
 
 def test_an_os_error_while_persisting_names_persist_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(_persist, "contents", lambda engine: {"nftables.json": "{}\n"})
     (tmp_path / "file").write_text("")
     with pytest.raises(EngineError, match=r"^persist_path %s/file/persist: " % re.escape(str(tmp_path))):
         persist(FakeHost(), [FakeEngine()], str(tmp_path / "file" / "persist"), False, False)
@@ -299,7 +306,6 @@ def mode(path):
 
 @pytest.mark.parametrize("umask", [0o000, 0o077, 0o022], ids=["umask-000", "umask-077", "umask-022"])
 def test_directories_and_files_get_fixed_modes_whatever_the_umask(tmp_path, umask, monkeypatch):
-    monkeypatch.setattr(_persist, "contents", lambda engine: {"nftables.json": "{}\n"})
     directory_ = tmp_path / "etc" / "netmagic" / "netfilter"
     before = mode(tmp_path)
     previous = os.umask(umask)
@@ -315,7 +321,6 @@ def test_directories_and_files_get_fixed_modes_whatever_the_umask(tmp_path, umas
 
 
 def test_check_mode_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(_persist, "contents", lambda engine: {"nftables.json": "{}\n"})
     changed, result = persist(FakeHost(), [FakeEngine()], str(tmp_path / "persist"), False, True)
     assert changed is True and result["unit"] == str(tmp_path / "persist" / UNIT_NAME)
     assert not (tmp_path / "persist").exists()

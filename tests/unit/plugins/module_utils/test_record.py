@@ -2,12 +2,12 @@
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _record as record
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import recorded_drift
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesEngine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesNftEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import render
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer
 
 WEB = ("balancer", "web")
-ENGINE = IptablesEngine(host=None, variant="nft")
+ENGINE = IptablesNftEngine(host=None)
 BALANCER = build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22"]})
 
 

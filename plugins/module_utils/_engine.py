@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: netmagic.netfilter contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The contract every engine fills in, and the data it hands to the engine-independent code.
+
+An engine owns one way of writing netfilter rules (a restore tool, nft, a library). The pipeline
+(_reconcile), the report (_info) and persistence (_persist) use engines only through this
+contract, so none of them knows any engine's format; _engines lists the engines.
+
+Owned rules of one object are the engine's own value ({scope: rules}), compared with same(),
+shown with as_text() and describe(). One read gives a Snapshot; from it come the owned rules of
+any objects, the services already claimed on the host, what netfilter_info reports and what
+persistence saves. A plan is the engine's checked input for one atomic write.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LiveRule:
+    """One rule in an owned chain, or one tagged jump; scope is (family, table)."""
+
+    scope: tuple
+    chain: str
+    text: str
+    packets: int = None
+    bytes: int = None
+    owner: tuple = None  # (kind, name) of a tagged jump
+    targets: tuple = ()  # owned chains it jumps to
+    foreign: bool = False  # a rule of someone else's that jumps into an owned chain
+
+
+@dataclass
+class Live:
+    """The owned part of a host's ruleset: owned chain names per scope, their rules and the tagged jumps.
+
+    counters: whether the rules' packet and byte counts are known."""
+
+    chains: dict = field(default_factory=dict)
+    rules: list = field(default_factory=list)
+    counters: bool = True
+
+
+class Snapshot(abc.ABC):
+    """One read of the host's rules of one engine, parsed once."""
+
+    @property
+    @abc.abstractmethod
+    def claims(self):
+        """{(kind, name): set of service signatures} of every object with a tagged jump on the host."""
+
+    @abc.abstractmethod
+    def owned(self, keys):
+        """{(kind, name): owned rules} of each key; empty owned rules for an object the host lacks."""
+
+    @abc.abstractmethod
+    def live(self):
+        """Live: every owned chain and rule, with counters when the read asked for them."""
+
+    @abc.abstractmethod
+    def persisted(self):
+        """{file name: text} of the owned rules, for the engine's restore tool at boot."""
+
+
+class Engine(abc.ABC):
+    """One engine. name is the engine option's value; backend names the kernel tables it writes
+    (engines with one backend see the same rules); persist_files lists, per file persistence may
+    write, (file name, the restore command's argv before the file's path)."""
+
+    name = None
+    backend = None
+    persist_files = ()
+
+    def __init__(self, host):
+        self.host = host
+
+    @abc.abstractmethod
+    def available(self):
+        """Whether the host has what the engine needs to run."""
+
+    @abc.abstractmethod
+    def read(self, counters=False):
+        """Snapshot of the host's rules (with packet counters when asked)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def render(obj):
+        """The owned rules a validated model object should have."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def same(current, desired):
+        """Whether two owned rules are the same rules."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def signatures(owned):
+        """The service signatures of owned rules: two balancers sharing one claim the same service."""
+
+    @abc.abstractmethod
+    def plan(self, snapshot, changes):
+        """The checked input of one write turning each (current, desired) of changes into desired;
+        falsy when there is nothing to write."""
+
+    @abc.abstractmethod
+    def apply(self, plan, check_only=False):
+        """Writes the plan in one atomic change, or only tests it (check_only)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def as_text(owned):
+        """Owned rules as text, for diffs."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def describe(owned):
+        """(chain names, rule lines) of owned rules, for results, drift and the record."""
