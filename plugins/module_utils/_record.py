@@ -39,11 +39,11 @@ def namespace_id():
             return "i0"
 
 
-def record_path(backend, directory=RECORD_DIR):
-    return os.path.join(directory, "applied-%s-%s.json" % (backend, namespace_id()))
+def record_path(backend, directory=None):
+    return os.path.join(directory or RECORD_DIR, "applied-%s-%s.json" % (backend, namespace_id()))
 
 
-def load(backend, directory=RECORD_DIR):
+def load(backend, directory=None):
     """{(kind, name): {"chains", "rules"}} last recorded for the backend here; {} when none (or unreadable)."""
     try:
         with open(record_path(backend, directory)) as handle:
@@ -53,7 +53,7 @@ def load(backend, directory=RECORD_DIR):
     return {tuple(key.split(":", 1)): value for key, value in data.items() if isinstance(value, dict) and ":" in key}
 
 
-def update(engine, described, directory=RECORD_DIR):
+def update(engine, described, directory=None):
     """Records, for each (kind, name) in described, its rules (engine.describe output) or, for None,
     that it is gone. Only the canonical output of the engine's describe is written."""
     record = load(engine.backend, directory)
