@@ -1,0 +1,72 @@
+"""netfilter_apply as cases of test_netfilter_apply.yaml: the module's arguments (checked by
+its own argument spec), the programs it runs on a simulated host, and its result."""
+
+import os
+
+import pytest
+import yaml
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _host, _record, _reconcile
+from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.kernel import SimulatedHost
+
+with open(os.path.join(os.path.dirname(__file__), "test_netfilter_apply.yaml")) as handle:
+    CASES = yaml.safe_load(handle)
+
+
+class Failed(Exception):
+    pass
+
+
+class ScriptedModule:
+    """What the pipeline uses of AnsibleModule, its programs run on a SimulatedHost."""
+
+    _name = "netmagic.netfilter.netfilter_apply"
+
+    def __init__(self, args, host, check_mode=False):
+        validated = ArgumentSpecValidator(_reconcile.objects_argument_spec()).validate(args)
+        assert not validated.error_messages, validated.error_messages
+        self.params = validated.validated_parameters
+        self.host = host
+        self.check_mode = check_mode
+        self._diff = False
+        self.warnings = []
+
+    def run_command(self, argv, data=None, **_options):
+        return self.host.run(argv, data)
+
+    def get_bin_path(self, name):
+        return self.host.which(name)
+
+    def warn(self, warning):
+        self.warnings.append(warning)
+
+    def fail_json(self, **result):
+        raise Failed(result)
+
+
+@pytest.fixture(autouse=True)
+def private_paths(tmp_path, monkeypatch):
+    monkeypatch.setattr(_host, "LOCK_PATHS", (str(tmp_path / "lock"),))
+    monkeypatch.setattr(_record, "RECORD_DIR", str(tmp_path / "record"))
+
+
+def run(host, args, check_mode=False):
+    module = ScriptedModule(args, host, check_mode)
+    try:
+        return _reconcile.reconcile_objects(module)
+    except Failed as failed:
+        return dict(failed.args[0], failed=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
+def test_netfilter_apply(case):
+    host = SimulatedHost()
+    for earlier in case.get("before", []):
+        assert not run(host, earlier).get("failed")
+    host.ran.clear()
+    result = run(host, case["input"], case.get("check_mode", False))
+    assert host.ran == case["run"]
+    for key, value in case["output"].items():
+        assert result.get(key) == value, key
