@@ -1,7 +1,8 @@
 """A host for the engines without root: the iptables tools of both backends simulated over
 in-memory tables, strict where the real tools are (a chain deleted while it has rules or a
 jump into it, a rule deleted that is not there, a jump to a chain that does not exist), and
-every program run recorded. nft is absent, so engine auto picks an iptables backend.
+every program run recorded. nft is absent, so engine auto picks an iptables backend. `ip`
+answers from the host's addresses and the gateways it reaches through a router.
 """
 
 import copy
@@ -26,11 +27,13 @@ class SimulatedHost:
         self.missing = set(missing)
         self.ran = []
         self.refused = set()  # (variant, family) whose restores fail, as a kernel without an extension would
+        self.addresses = ["198.18.0.11/24", "2001:2::11/64"]
+        self.routed = {}  # destination -> the router `ip route get` goes via
 
     # --- what the engines call ---------------------------------------------------------
 
     def which(self, name):
-        known = TOOL.fullmatch(name) or name in ("iptables", "unshare")
+        known = TOOL.fullmatch(name) or name in ("iptables", "unshare", "ip")
         return "/usr/sbin/" + name if known and name not in self.missing else None
 
     def read(self, argv):
@@ -48,6 +51,8 @@ class SimulatedHost:
         self.ran.append([name] + argv[1:])
         if name == "iptables":
             return 0, "iptables v1.8.9 (%s)\n" % self.version, ""
+        if name == "ip":
+            return self._ip(argv[1:])
         family_tool, variant, verb = TOOL.fullmatch(name).groups()
         tables = self.kernel[(variant, 4 if family_tool == "iptables" else 6)]
         if verb == "save":
@@ -62,6 +67,13 @@ class SimulatedHost:
             tables.clear()
             tables.update(restored)
         return 0, "", ""
+
+    def _ip(self, args):
+        if args == ["-o", "addr", "show"]:
+            return 0, "".join("2: eth0    inet%s %s scope global eth0\n" % ("6" if ":" in a else "", a) for a in self.addresses), ""
+        destination = args[-1]
+        via = " via %s" % self.routed[destination] if destination in self.routed else ""
+        return 0, "%s%s dev eth0 src 198.18.0.11 uid 0\n" % (destination, via), ""
 
     # --- for tests ---------------------------------------------------------------------
 

@@ -24,13 +24,13 @@ class ScriptedModule:
 
     _name = "netmagic.netfilter.netfilter_apply"
 
-    def __init__(self, args, host, check_mode=False):
+    def __init__(self, args, host, check_mode=False, diff=False):
         validated = ArgumentSpecValidator(_reconcile.objects_argument_spec()).validate(args)
         assert not validated.error_messages, validated.error_messages
         self.params = validated.validated_parameters
         self.host = host
         self.check_mode = check_mode
-        self._diff = False
+        self._diff = diff
         self.warnings = []
 
     def run_command(self, argv, data=None, **_options):
@@ -52,8 +52,8 @@ def private_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(_record, "RECORD_DIR", str(tmp_path / "record"))
 
 
-def run(host, args, check_mode=False):
-    module = ScriptedModule(args, host, check_mode)
+def run(host, args, check_mode=False, diff=False):
+    module = ScriptedModule(args, host, check_mode, diff)
     try:
         return _reconcile.reconcile_objects(module)
     except Failed as failed:
@@ -63,10 +63,11 @@ def run(host, args, check_mode=False):
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
 def test_netfilter_apply(case):
     host = SimulatedHost()
+    host.routed.update(case.get("routed", {}))
     for earlier in case.get("before", []):
         assert not run(host, earlier).get("failed")
     host.ran.clear()
-    result = run(host, case["input"], case.get("check_mode", False))
+    result = run(host, case["input"], case.get("check_mode", False), case.get("diff", False))
     assert host.ran == case["run"]
     for key, value in case["output"].items():
         assert result.get(key) == value, key
