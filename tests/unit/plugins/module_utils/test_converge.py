@@ -43,8 +43,8 @@ def test_a_new_object_is_one_restore_and_the_second_run_writes_nothing():
     host.ran.clear()
     again = converge(host, {WEB: web(), HTTP: http()})
     assert not again.changed and host.writes() == []
-    assert _record.load("xtables-nft") == {key: {"chains": chains, "rules": lines} for key, (chains, lines) in
-                                            ((key, again.engine.describe(again.desired[key])) for key in (WEB, HTTP))}
+    described = {key: again.engine.describe(again.desired[key]) for key in (WEB, HTTP)}
+    assert _record.load("xtables-nft") == {key: {"chains": chains, "rules": lines} for key, (chains, lines) in described.items()}
 
 
 def test_check_mode_tests_the_change_and_leaves_the_host_as_it_was():
