@@ -132,9 +132,9 @@ def table_parts(buffer):
 class IptablesSnapshot(Snapshot):
     """{family: iptables-save text} parsed once; the owned rules of any objects come from it."""
 
-    def __init__(self, saves, file_names):
+    def __init__(self, saves, file_names, counters=False):
         self.file_names = file_names
-        self.counts = {family: {} for family in saves}
+        self.counts = {family: {} if counters else None for family in saves}
         self.tables = {family: rules.parse_save(text, self.counts[family]) for family, text in saves.items()}
         self._claims = {}
         for tables in self.tables.values():
@@ -154,7 +154,7 @@ class IptablesSnapshot(Snapshot):
         return owned
 
     def live(self):
-        return rules.live_of(self.tables, self.counts)
+        return rules.live_of(self.tables, {family: counts or {} for family, counts in self.counts.items()})
 
     def persisted(self):
         return {self.file_names[family]: check_restore_buffer(rules.saved_buffer(tables), "the saved rules")
@@ -178,7 +178,7 @@ class IptablesEngine(Engine):
         return bool(self._binary(4, "save", required=False))
 
     def read(self, counters=False):
-        return IptablesSnapshot(self.saves(counters), {family: saved_file(self.variant, family) for family in FAMILY_COMMANDS})
+        return IptablesSnapshot(self.saves(counters), {family: saved_file(self.variant, family) for family in FAMILY_COMMANDS}, counters)
 
     @staticmethod
     def signatures(owned):

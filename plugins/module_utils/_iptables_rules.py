@@ -116,11 +116,11 @@ def _cascade(chain, targets, conditions):
 
 def _service_rules(balancer, chain, endpoint_chains):
     if balancer.mode == "round_robin":
-        slots = [endpoint_chains[backend.endpoint] for backend in round_robin_slots(balancer.backends)]
+        slots = [endpoint_chains[backend] for backend in round_robin_slots(balancer.backends)]
         count = len(slots)
         conditions = ["-m statistic --mode nth --every %d --packet 0" % (count - i) for i in range(count - 1)]
         return _cascade(chain, slots, conditions)
-    targets = [endpoint_chains[backend.endpoint] for backend in balancer.backends]
+    targets = [endpoint_chains[backend] for backend in balancer.backends]
     conditions = ["-m statistic --mode random --probability %s" % iptables_probability(p) for p in random_probabilities(balancer.backends)]
     return _cascade(chain, targets, conditions)
 
@@ -132,7 +132,7 @@ def render_balancer(balancer):
     endpoint_chains = {}
     for index, backend in enumerate(balancer.backends):
         chain = chain_name("SEP", kind, name, index)
-        endpoint_chains[backend.endpoint] = chain
+        endpoint_chains[backend] = chain
         rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, "-j DNAT --to-destination %s" % backend.endpoint)]
     rules.chains[service_chain] = _service_rules(balancer, service_chain, endpoint_chains)
 
@@ -163,25 +163,28 @@ def parse_save(text, counts=None):
     {(table, chain): [(packets, bytes) of each line]}."""
     tables = {}
     chains = table = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or line == "COMMIT":
-            continue
-        if line.startswith("*"):
-            table = line[1:]
-            chains = tables.setdefault(table, {})
-        elif line.startswith(":"):
-            chains.setdefault(line[1:].split(" ", 1)[0], [])
-        else:
-            counted = COUNTED.match(line)
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") or line[-1:] in (" ", "\t", "\r"):
+            line = line.strip()
+        first = line[:1]
+        if first == "-" or first == "[":
+            counted = COUNTED.match(line) if first == "[" else None
             if counted:
                 line = counted.group(3)
-            if line.startswith("-A "):
-                chain = line.split(" ", 2)[1]
-                chains.setdefault(chain, []).append(line)
-                if counts is not None:
-                    counts.setdefault((table, chain), []).append(
-                        (int(counted.group(1)), int(counted.group(2))) if counted else (None, None))
+            if not line.startswith("-A "):
+                continue
+            chain = line[3:line.find(" ", 3) if " " in line[3:] else len(line)]
+            rules = chains.get(chain)
+            if rules is None:
+                rules = chains[chain] = []
+            rules.append(line)
+            if counts is not None:
+                counts.setdefault((table, chain), []).append((int(counted.group(1)), int(counted.group(2))) if counted else (None, None))
+        elif first == "*":
+            table = line[1:]
+            chains = tables.setdefault(table, {})
+        elif first == ":":
+            chains.setdefault(line[1:].split(" ", 1)[0], [])
     return tables
 
 

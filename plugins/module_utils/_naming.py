@@ -10,6 +10,7 @@ the name one known object gives one of its chains.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -24,8 +25,6 @@ LEGACY_TOKEN_LENGTH = 8
 ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER}
 
 TAG_PATTERN = re.compile(r"netmagic:(%s|%s):(%s{1,64})" % (MIRROR, BALANCER, NAME_CHARACTERS))
-CHAIN_HEAD = re.compile(r"NM-(MIRO|MIRI|SVC|SEP|MASQ)-([0-9a-f]{%d}|[0-9a-f]{%d})(?=-|$)" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH))
-SEP_INDEX = re.compile(r"-(\d{1,4})(?=-|$)")
 # What fits the shape of an owned chain name, whatever object it names (for writer guards).
 CHAIN_GRAMMAR = re.compile(r"NM-(?:MIRO|MIRI|SVC|SEP|MASQ)-(?:[0-9a-f]{%d}|[0-9a-f]{%d})(?:-%s*)?" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH, NAME_CHARACTERS))
 
@@ -40,6 +39,7 @@ def owner_of_tag(text):
     return (match.group(1), match.group(2)) if match else None
 
 
+@functools.lru_cache(maxsize=65536)
 def object_token(kind, name, length=TOKEN_LENGTH):
     """Hash shared by every chain of one object: identity survives truncation."""
     return hashlib.sha256(("%s:%s" % (kind, name)).encode()).hexdigest()[:length]
@@ -70,20 +70,22 @@ class ChainOwners:
                 self.by_token[object_token(*key, length=length)] = key
 
     def owner(self, chain):
-        head = CHAIN_HEAD.match(chain)
-        if not head:
+        """The key whose object gives exactly this name to one of its chains, or None. Split, not
+        matched, for speed (10,000 chains per read): the final comparison with the name the
+        object would give that chain is what makes it exact."""
+        if not chain.startswith(CHAIN_PREFIX):
             return None
-        role, token = head.groups()
-        key = self.by_token.get(token)
-        if key is None or ROLES[role] != key[0]:
+        parts = chain.split("-", 3)
+        key = self.by_token.get(parts[2]) if len(parts) > 2 else None
+        if key is None or ROLES.get(parts[1]) != key[0]:
             return None
         index = None
-        if role == "SEP":
-            number = SEP_INDEX.match(chain, head.end())
-            if not number:
+        if parts[1] == "SEP":
+            number = parts[3].split("-", 1)[0] if len(parts) > 3 else ""
+            if not (number.isascii() and number.isdigit() and len(number) <= 4):
                 return None
-            index = int(number.group(1))
-        return key if chain == _named(role, token, key[1], index) else None
+            index = int(number)
+        return key if chain == _named(parts[1], parts[2], key[1], index) else None
 
 
 def is_owned_shape(chain):

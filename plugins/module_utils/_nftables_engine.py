@@ -156,13 +156,13 @@ def render_balancer(balancer):
     endpoint_chains = {}
     for index, backend in enumerate(balancer.backends):
         chain = chain_name("SEP", kind, name, index)
-        endpoint_chains[backend.endpoint] = chain
+        endpoint_chains[backend] = chain
         rules.chains[chain] = [canonical([_l4proto(balancer.protocol), {"dnat": {"addr": backend.address, "port": backend.port}}])]
     if balancer.mode == "round_robin":
-        choice = _choice("inc", _runs([endpoint_chains[b.endpoint] for b in round_robin_slots(balancer.backends)]))
+        choice = _choice("inc", _runs([endpoint_chains[b] for b in round_robin_slots(balancer.backends)]))
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
-        chains = [endpoint_chains[b.endpoint] for b in balancer.backends]
+        chains = [endpoint_chains[b] for b in balancer.backends]
         choice = _choice("random", _weighted_runs(chains, reduced_weights(balancer.backends)))
     service_chain = chain_name("SVC", kind, name)
     rules.chains[service_chain] = [canonical(choice)]

@@ -45,7 +45,7 @@ class FakeEngine(IptablesNftEngine):
 
 
 def iptables_live(saves):
-    return IptablesSnapshot(saves, {}).live()
+    return IptablesSnapshot(saves, {}, counters=True).live()
 
 
 def nftables_live(listings):
