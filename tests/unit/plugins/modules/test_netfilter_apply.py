@@ -70,4 +70,10 @@ def test_netfilter_apply(case):
     result = run(host, case["input"], case.get("check_mode", False), case.get("diff", False))
     assert host.ran == case["run"]
     for key, value in case["output"].items():
-        assert result.get(key) == value, key
+        if key == "diff_headers":
+            assert {header: result["diff"][header] for header in value} == value
+        else:
+            assert result.get(key) == value, key
+    for side in ("before", "after"):
+        if "diff_" + side in case:
+            assert result["diff"][side] == "".join(line + "\n" for line in case["diff_" + side])
