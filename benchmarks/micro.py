@@ -59,7 +59,7 @@ def iptables_steps(engine_module, objects):
 
     return {
         "render": lambda: [engine.render(obj) for obj in objects.values()],
-        "floor": lambda: save[4].splitlines(),
+        "floor": save[4].splitlines,
         "read + compare (no-op)": noop,
         "read + plan one change": change_one,
     }
