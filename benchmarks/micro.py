@@ -55,7 +55,7 @@ def iptables_steps(engine_module, objects):
     def change_one():
         snapshot = engine_module.IptablesSnapshot(save, {})
         current = snapshot.owned(keys)
-        return engine.plan(snapshot, [(current[key], changed[key]) for key in keys])
+        return engine.plan(snapshot, {key: (current[key], changed[key]) for key in keys})
 
     return {
         "render": lambda: [engine.render(obj) for obj in objects.values()],

@@ -102,7 +102,8 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def plan(self, snapshot, changes):
-        """The checked input of one write turning each (current, desired) of changes into desired;
+        """The checked input of one write turning each object of changes ({key: (current,
+        desired)}) into its desired rules, leaving every other object of the snapshot as it is;
         falsy when there is nothing to write."""
 
     @abc.abstractmethod

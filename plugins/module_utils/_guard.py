@@ -102,8 +102,15 @@ VERBS = ("add", "delete", "flush")
 EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
-    "offset", "data", "counter", "packets", "bytes", "device", "family",
+    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat",
 ))
+# The table's maps and set, with the types of their keys.
+SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}
+SET_TYPES = {
+    "services": (["ipv4_addr", "inet_proto", "inet_service"], ["ipv6_addr", "inet_proto", "inet_service"]),
+    "local-services": (["ipv4_addr", "inet_proto", "inet_service"], ["ipv6_addr", "inet_proto", "inet_service"]),
+    "masquerading": (["ipv4_addr", "ipv4_addr", "inet_proto", "inet_service"], ["ipv6_addr", "ipv6_addr", "inet_proto", "inet_service"]),
+}
 OPERATORS = ("==", "!=", "in")
 WORD = re.compile(r"[A-Za-z0-9_.:*@+-]{1,64}(?: [a-z0-9]{1,8})?")
 MAX_NUMBER = 2 ** 64 - 1
@@ -136,7 +143,7 @@ def _command_problem(command):
     if verb not in VERBS or not isinstance(body, dict) or len(body) != 1:
         return "unknown command %r" % verb
     (kind, fields), = body.items()
-    if kind not in ("table", "chain", "rule") or not isinstance(fields, dict):
+    if kind not in ("table", "chain", "rule", "map", "set", "element") or not isinstance(fields, dict):
         return "unknown object %r" % kind
     if fields.get("family") not in FAMILIES:
         return "family must be ip or ip6"
@@ -146,7 +153,46 @@ def _command_problem(command):
         return _chain_problem(fields)
     if kind == "rule":
         return _rule_problem(fields)
+    if kind in ("map", "set", "element"):
+        return _set_problem(verb, kind, fields)
     return None if set(fields) <= {"family", "name"} else "unknown table field"
+
+
+def _set_problem(verb, kind, fields):
+    """A map or set of the table as the renderer declares it, or elements of one (an element added
+    to a map is a [key, verdict] pair; one deleted is its key)."""
+    name = fields.get("name")
+    if name not in SET_NAMES or (kind != "element" and kind != SET_NAMES[name]):
+        return "%s %r is not one this collection names" % (kind, name)
+    allowed = {"family", "table", "name", "elem"} | ({"type", "map", "handle", "flags"} if kind != "element" else set())
+    if not set(fields) <= allowed:
+        return "unknown %s field" % kind
+    if kind != "element" and (fields.get("type") not in SET_TYPES[name] or fields.get("map", "verdict" if kind == "map" else None)
+                              != ("verdict" if kind == "map" else None)):
+        return "%s %s has a type this collection never declares" % (kind, name)
+    for index, entry in enumerate(fields.get("elem", [])):
+        problem = _element_problem(SET_NAMES[name] == "map" and verb == "add", entry)
+        if problem:
+            return "elem[%d] %s" % (index, problem)
+    return None
+
+
+def _element_problem(pair, entry):
+    """An element is a key, or with pair a [key, verdict] pair; a key carries at most a tag as comment."""
+    key, verdict = (entry if isinstance(entry, list) and len(entry) == 2 else (None, None)) if pair else (entry, None)
+    if isinstance(key, dict) and "elem" in key:
+        element = key["elem"]
+        if not isinstance(element, dict) or not set(element) <= {"val", "comment"}:
+            return "is not an element"
+        if "comment" in element and not (isinstance(element["comment"], str) and TAG_PATTERN.fullmatch(element["comment"])):
+            return "comment %r is not a tag" % (element["comment"],)
+        key = element.get("val")
+    if key is None or _check_value(key, "key"):
+        return "key does not fit the expression grammar"
+    if pair and not (isinstance(verdict, dict) and set(verdict) == {"jump"} and isinstance(verdict["jump"], dict)
+                              and not _chain_name_problem(verdict["jump"].get("target"))):
+        return "verdict is not a jump to a chain this collection names"
+    return None
 
 
 def _chain_name_problem(name):

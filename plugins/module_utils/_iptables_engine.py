@@ -205,7 +205,7 @@ class IptablesEngine(Engine):
     def plan(self, snapshot, changes):
         """RestorePlan: one iptables-restore --noflush input per family with changes, each checked
         by the writer guard, and the merged rules before and after (for a rollback)."""
-        current, desired = rules.merged(c for c, _d in changes), rules.merged(d for _c, d in changes)
+        current, desired = rules.merged(c for c, _d in changes.values()), rules.merged(d for _c, d in changes.values())
         buffers = {}
         for family in FAMILY_COMMANDS:
             buffer = rules.restore_buffer(current, desired, family)

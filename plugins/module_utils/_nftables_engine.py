@@ -46,12 +46,27 @@ def canonical(expr):
     return json.dumps(expr, sort_keys=True, separators=(",", ":"))
 
 
+# Services are dispatched by one lookup per new connection: the address, protocol and port of a
+# connection key a verdict map whose element jumps to the service's chain (as kube-proxy's
+# nftables mode does). The map of nat-output holds the services local clients reach.
+SERVICE_MAPS = {"nat-prerouting": "services", "nat-output": "local-services"}
+# Balanced connections to masquerade, by original destination address, backend address,
+# protocol and backend port (nft 1.0.6 cannot key a set by the original port).
+MASQUERADE_SET = "masquerading"
+NAT_CHAINS = ("nat-prerouting", "nat-output", "nat-postrouting")
+ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+
+
 @dataclass
 class NftRules:
-    """What one object owns in one family's table: chain -> rule strings, and tagged base-chain rules.
+    """What one object owns in one family's table.
 
-    jumps holds (base chain, canonical expr) pairs, sorted; handles maps each to the live
-    rule handles, for deletion.
+    chains: owned chain -> canonical rule expressions, in order.
+    jumps: (base chain, canonical expr) of the object's tagged base-chain rules (mirrors), sorted;
+      handles maps each to the live rule handles, for deletion.
+    elements: (map, canonical key, target chain) of the object's tagged service-map elements, sorted.
+    masquerade: canonical keys of the masquerading set the object needs, sorted (shared by
+      balancers on one address, protocol and backend, so derived, not tagged).
     """
 
     tag: str = ""
@@ -59,9 +74,38 @@ class NftRules:
     jumps: list = field(default_factory=list)
     handles: dict = field(default_factory=dict)
     foreign_jumps: list = field(default_factory=list)
+    elements: list = field(default_factory=list)
+    masquerade: list = field(default_factory=list)
 
     def canonical(self):
-        return self.chains, sorted(self.jumps)
+        return self.chains, sorted(self.jumps), sorted(self.elements), sorted(self.masquerade)
+
+    def holds(self):
+        return bool(self.chains or self.jumps or self.elements or self.masquerade)
+
+
+def _key(*values):
+    return canonical(list(values))
+
+
+def _scaffold_rules(family):
+    """The table's own rules in its nat base chains, (chain, canonical expr): the service-map
+    lookups and the masquerade of balanced connections."""
+    name = FAMILIES[family]
+    lookup = {"concat": [_payload(name, "daddr"), {"meta": {"key": "l4proto"}}, _payload("th", "dport")]}
+    rules = [(chain, canonical([{"vmap": {"key": lookup, "data": "@" + service_map}}])) for chain, service_map in SERVICE_MAPS.items()]
+    balanced = {"concat": [{"ct": {"key": "%s daddr" % name, "dir": "original"}}, _payload(name, "daddr"), {"meta": {"key": "l4proto"}},
+                           _payload("th", "dport")]}
+    rules.append(("nat-postrouting", canonical([_match({"ct": {"key": "status"}}, "dnat", op="in"), _match(balanced, "@" + MASQUERADE_SET),
+                                                {"masquerade": None}])))
+    return sorted(rules)
+
+
+def _scaffold_sets(family):
+    """The maps and the set of the table, as nft JSON objects (kind, fields)."""
+    address = ADDRESS_TYPES[family]
+    maps = [("map", {"name": name, "type": [address, "inet_proto", "inet_service"], "map": "verdict"}) for name in sorted(SERVICE_MAPS.values())]
+    return maps + [("set", {"name": MASQUERADE_SET, "type": [address, address, "inet_proto", "inet_service"]})]
 
 
 # --- render -----------------------------------------------------------------
@@ -152,7 +196,7 @@ def _choice(mode, runs):
 
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
-    kind, name, family = BALANCER, balancer.name, FAMILIES[balancer.family]
+    kind, name = BALANCER, balancer.name
     endpoint_chains = {}
     for index, backend in enumerate(balancer.backends):
         chain = chain_name("SEP", kind, name, index)
@@ -166,22 +210,11 @@ def render_balancer(balancer):
         choice = _choice("random", _weighted_runs(chains, reduced_weights(balancer.backends)))
     service_chain = chain_name("SVC", kind, name)
     rules.chains[service_chain] = [canonical(choice)]
-
-    service_match = [_match(_payload(family, "daddr"), balancer.vip), _match(_payload(balancer.protocol, "dport"), balancer.port)]
+    service = _key(balancer.vip, balancer.protocol, balancer.port)
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
-    for base_chain in hooks:
-        rules.jumps.append((base_chain, canonical(service_match + [{"jump": {"target": service_chain}}])))
+    rules.elements = sorted((SERVICE_MAPS[hook], service, service_chain) for hook in hooks)
     if balancer.masquerade:
-        masquerade_chain = chain_name("MASQ", kind, name)
-        rules.chains[masquerade_chain] = [canonical([{"masquerade": None}])]
-        balanced = [
-            _l4proto(balancer.protocol),
-            _match({"ct": {"key": "status"}}, "dnat", op="in"),
-            _match({"ct": {"key": "%s daddr" % family, "dir": "original"}}, balancer.vip),
-            _match({"ct": {"key": "proto-dst", "dir": "original"}}, balancer.port),
-        ]
-        rules.jumps.append(("nat-postrouting", canonical(balanced + [{"jump": {"target": masquerade_chain}}])))
-    rules.jumps.sort()
+        rules.masquerade = sorted({_key(balancer.vip, b.address, balancer.protocol, b.port) for b in balancer.backends})
     return {balancer.family: rules}
 
 
@@ -191,16 +224,42 @@ def render(obj):
 
 # --- live table -------------------------------------------------------------
 
+@dataclass
+class Table:
+    """One family's table as listed: chain names, rules as (chain, handle, comment, expr), the
+    service-map elements as (map, canonical key, comment, target) and the masquerading set's keys."""
+
+    chains: list = field(default_factory=list)
+    rules: list = field(default_factory=list)
+    elements: list = field(default_factory=list)
+    masquerade: set = field(default_factory=set)
+
+
+def _element(entry):
+    """(canonical key, comment) of a listed set or map element, with or without its comment."""
+    value = entry.get("elem", {}).get("val", entry) if isinstance(entry, dict) else entry
+    comment = entry.get("elem", {}).get("comment") if isinstance(entry, dict) else None
+    values = value["concat"] if isinstance(value, dict) and "concat" in value else [value]
+    return canonical(values), comment
+
+
 def parse_table(items):
-    """The items of `nft -j list table` as (chain names, rules as (chain, handle, comment, expr))."""
-    chains, rules = [], []
+    """Table of the items of `nft -j list table`."""
+    table = Table()
     for item in items:
         if "chain" in item:
-            chains.append(item["chain"]["name"])
+            table.chains.append(item["chain"]["name"])
         elif "rule" in item:
             rule = item["rule"]
-            rules.append((rule["chain"], rule["handle"], rule.get("comment"), rule["expr"]))
-    return chains, rules
+            table.rules.append((rule["chain"], rule["handle"], rule.get("comment"), rule["expr"]))
+        elif "map" in item and item["map"]["name"] in SERVICE_MAPS.values():
+            for entry, verdict in item["map"].get("elem", []):
+                key, comment = _element(entry)
+                targets = jump_targets(verdict)
+                table.elements.append((item["map"]["name"], key, comment, targets[0] if targets else None))
+        elif "set" in item and item["set"]["name"] == MASQUERADE_SET:
+            table.masquerade.update(_element(entry)[0] for entry in item["set"].get("elem", []))
+    return table
 
 
 def jump_targets(value):
@@ -213,21 +272,22 @@ def jump_targets(value):
     return []
 
 
-def owned_rules_of(chains, rules, keys):
-    """{(kind, name): NftRules} of each key in one family's table, from one pass over its rules.
+def owned_rules_of(table, keys):
+    """{(kind, name): NftRules} of each key in one family's Table, from one pass over it.
 
     A chain is owned only if its name is exactly one of the object's chain names; a base-chain
-    rule only if its comment is exactly the object's tag."""
+    rule or a service-map element only if its comment is exactly the object's tag. A balancer's
+    masquerading keys are those of the set that its service and its endpoint chains give."""
     owners = ChainOwners(keys)
     by_tag = {tag(*key): key for key in keys}
     owned = {key: NftRules(tag=tag(*key)) for key in keys}
     chain_owner = {}
-    for chain in chains:
+    for chain in table.chains:
         key = owners.owner(chain)
         if key:
             chain_owner[chain] = key
             owned[key].chains[chain] = []
-    for chain, handle, comment, expr in rules:
+    for chain, handle, comment, expr in table.rules:
         if chain in chain_owner:
             owned[chain_owner[chain]].chains[chain].append(canonical(expr))
         elif chain in BASE_CHAINS and comment in by_tag:
@@ -239,15 +299,35 @@ def owned_rules_of(chains, rules, keys):
             for target in jump_targets(expr):
                 if target in chain_owner:
                     owned[chain_owner[target]].foreign_jumps.append((target, "%s: %s" % (chain, rule_text(canonical(expr)))))
+    for service_map, key, comment, target in table.elements:
+        if comment in by_tag:
+            owned[by_tag[comment]].elements.append((service_map, key, target))
+        elif target in chain_owner:
+            owned[chain_owner[target]].foreign_jumps.append((target, element_text(service_map, key, target)))
     for mine in owned.values():
         mine.jumps.sort()
+        mine.elements.sort()
+        mine.masquerade = sorted(_masquerade_keys(mine) & table.masquerade)
     return owned
 
 
-def service_signature(chain, expr):
-    """What a balancer's nat-prerouting jump matches (address, port), without its target: two
-    balancers with the same signature claim the same service."""
-    return "%s %s" % (chain, canonical(json.loads(expr)[:-1])) if chain == "nat-prerouting" else None
+def _masquerade_keys(rules):
+    """The masquerading keys a balancer's service elements and endpoint chains call for."""
+    services = {tuple(json.loads(key)[:2]) for _map, key, _target in rules.elements}
+    endpoints = [statement["dnat"] for exprs in rules.chains.values() for expr in exprs for statement in json.loads(expr) if "dnat" in statement]
+    return {_key(vip, endpoint["addr"], protocol, endpoint["port"]) for vip, protocol in services for endpoint in endpoints}
+
+
+def service_signature(service_map, key):
+    """What a balancer's prerouting element matches (address, protocol, port): two balancers with
+    the same signature claim the same service."""
+    return "%s %s" % (service_map, key) if service_map == SERVICE_MAPS["nat-prerouting"] else None
+
+
+def element_text(service_map, key, target=None):
+    """A set or map element in nft syntax, prefixed by its set."""
+    values = " . ".join(str(value) for value in json.loads(key))
+    return "%s: %s%s" % (service_map, values, " : jump %s" % target if target else "")
 
 
 def same_rules(current, desired):
@@ -264,6 +344,8 @@ def _value_text(value):
 
 
 def _left_text(left):
+    if "concat" in left:
+        return " . ".join(_left_text(part) for part in left["concat"])
     if "payload" in left:
         return "%s %s" % (left["payload"]["protocol"], left["payload"]["field"])
     if "meta" in left:
@@ -287,6 +369,8 @@ def _statement_text(statement):
         return "dnat to %s:%d" % (address, value["port"])
     if kind == "masquerade":
         return "masquerade"
+    if kind == "vmap" and isinstance(value["data"], str):
+        return "%s vmap %s" % (_left_text(value["key"]), value["data"])
     if kind == "vmap":
         numgen = value["key"]["numgen"]
         elements = ", ".join("%s : %s" % (_value_text(key), _statement_text(verdict)) for key, verdict in value["data"]["set"])
@@ -309,6 +393,8 @@ def as_text(owned):
         rules = owned[family]
         out.append("table %s %s" % (FAMILIES[family], TABLE))
         out.extend("  %s: %s comment \"%s\"" % (chain, rule_text(expr), rules.tag) for chain, expr in rules.jumps)
+        out.extend("  %s comment \"%s\"" % (element_text(*element), rules.tag) for element in rules.elements)
+        out.extend("  %s" % element_text(MASQUERADE_SET, key) for key in rules.masquerade)
         for chain in sorted(rules.chains):
             out.append("  chain %s" % chain)
             out.extend("    %s" % rule_text(expr) for expr in rules.chains[chain])
@@ -325,41 +411,92 @@ def _table(family):
     return {"family": FAMILIES[family], "name": TABLE}
 
 
-def _family_commands(family, changes, other_chains):
-    """nft JSON commands for one family; changes: (current, desired) NftRules of each object read,
-    other_chains: owned chains of objects not read, which keep the table."""
-    if not any(desired.chains for _current, desired in changes) and not other_chains:
-        held = any(current.chains or current.jumps for current, _desired in changes)
-        return [{"delete": {"table": _table(family)}}] if held else []
+def _elements(family, name, entries):
+    return _ref(family, name=name, elem=entries)
+
+
+def _key_value(key):
+    values = json.loads(key)
+    return {"concat": values} if len(values) > 1 else values[0]
+
+
+@dataclass
+class FamilyState:
+    """What the plan needs of one family's table besides the objects changed: the chains of other
+    objects (they keep the table), whether its scaffold is there, the masquerading set's keys,
+    and those that objects not in the change still need."""
+
+    other_chains: list = field(default_factory=list)
+    scaffold: bool = False
+    masquerade: set = field(default_factory=set)
+    kept_masquerade: set = field(default_factory=set)
+
+
+def _family_commands(family, pairs, state):
+    """nft JSON commands for one family; pairs: (current, desired) NftRules of each changed
+    object. Phases across all objects, so a key or a chain moving between objects is deleted
+    before it is added: chains made, then deletions, then the new rules and elements, then the
+    masquerading set, then stale chains removed."""
+    if not any(desired.holds() for _current, desired in pairs) and not state.other_chains and not state.kept_masquerade:
+        return [{"delete": {"table": _table(family)}}] if any(current.holds() for current, _desired in pairs) or state.scaffold else []
     commands = [{"add": {"table": _table(family)}}]
-    for base_chain in sorted({chain for _current, desired in changes for chain, _expr in desired.jumps}):
-        commands.append({"add": {"chain": _ref(family, name=base_chain, policy="accept", **BASE_CHAINS[base_chain])}})
-    for current, desired in changes:
-        commands += _object_commands(family, current, desired)
+    base_chains = {chain for _current, desired in pairs for chain, _expr in desired.jumps}
+    balancing = any(desired.elements for _current, desired in pairs) and not state.scaffold
+    if balancing:
+        base_chains.update(NAT_CHAINS)
+    commands += [{"add": {"chain": _ref(family, name=chain, policy="accept", **BASE_CHAINS[chain])}} for chain in sorted(base_chains)]
+    if balancing:
+        commands += [{"add": {kind: _ref(family, **fields)}} for kind, fields in _scaffold_sets(family)]
+        commands += [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for chain, expr in _scaffold_rules(family)]
+    rewritten = [(desired, sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])) for current, desired in pairs]
+    for _desired, chains in rewritten:
+        for chain in chains:
+            commands += [{"add": {"chain": _ref(family, name=chain)}}, {"flush": {"chain": _ref(family, name=chain)}}]
+    for current, desired in pairs:
+        commands += _deletions(family, current, desired)
+    for desired, chains in rewritten:
+        commands += [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for chain in chains for expr in desired.chains[chain]]
+    for current, desired in pairs:
+        commands += _additions(family, current, desired)
+    commands += _masquerade_commands(family, pairs, state)
+    for current, desired in pairs:
+        commands += _chain_removals(family, sorted(set(current.chains) - set(desired.chains)))
     return commands
 
 
-def _object_commands(family, current, desired):
-    rewritten = sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
-    stale = sorted(set(current.chains) - set(desired.chains))
+def _deletions(family, current, desired):
     commands = []
-    for chain in rewritten:
-        commands.append({"add": {"chain": _ref(family, name=chain)}})
-        commands.append({"flush": {"chain": _ref(family, name=chain)}})
     for jump in sorted(set(current.jumps)):
         surplus = current.jumps.count(jump) - desired.jumps.count(jump)
-        for handle in current.handles[jump][:max(surplus, 0)]:
-            commands.append({"delete": {"rule": _ref(family, chain=jump[0], handle=handle)}})
-    for chain in rewritten:
-        commands.extend({"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for expr in desired.chains[chain])
-    return commands + _new_jumps(family, current, desired) + _chain_removals(family, stale)
+        commands += [{"delete": {"rule": _ref(family, chain=jump[0], handle=handle)}} for handle in current.handles[jump][:max(surplus, 0)]]
+    for service_map, key, _target in sorted(set(current.elements) - set(desired.elements)):
+        commands.append({"delete": {"element": _elements(family, service_map, [_key_value(key)])}})
+    return commands
 
 
-def _new_jumps(family, current, desired):
-    return [
-        {"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr), comment=desired.tag)}}
-        for chain, expr in desired.jumps if (chain, expr) not in current.jumps
-    ]
+def _additions(family, current, desired):
+    commands = [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr), comment=desired.tag)}}
+                for chain, expr in desired.jumps if (chain, expr) not in current.jumps]
+    for service_map, key, target in desired.elements:
+        if (service_map, key, target) not in current.elements:
+            entry = [{"elem": {"val": _key_value(key), "comment": desired.tag}}, {"jump": {"target": target}}]
+            commands.append({"add": {"element": _elements(family, service_map, [entry])}})
+    return commands
+
+
+def _masquerade_commands(family, pairs, state):
+    """The masquerading set's keys: added where a desired balancer needs one the set lacks,
+    deleted where a changed balancer held one that no balancer needs any more."""
+    needed = set(state.kept_masquerade).union(*(desired.masquerade for _current, desired in pairs))
+    held = set().union(*(current.masquerade for current, _desired in pairs))
+    commands = []
+    gone = sorted((held & state.masquerade) - needed)
+    if gone:
+        commands.append({"delete": {"element": _elements(family, MASQUERADE_SET, [_key_value(key) for key in gone])}})
+    new = sorted(needed - state.masquerade)
+    if new:
+        commands.append({"add": {"element": _elements(family, MASQUERADE_SET, [_key_value(key) for key in new])}})
+    return commands
 
 
 def _chain_removals(family, stale):
@@ -392,8 +529,21 @@ def _live_rule(scope, rule):
     return LiveRule(scope, rule["chain"], text, packets, octets, owner, targets)
 
 
-def live_of(items_by_family):
-    """Live from {family: items of the family's netmagic table}; counters only where rules hold counter statements."""
+def _element_rules(scope, table):
+    """LiveRules of the service-map elements (tagged, like jumps) and of the masquerading keys,
+    each given to every balancer whose service and endpoints call for it."""
+    rules = [LiveRule(scope, service_map, element_text(service_map, key, target), owner=owner_of_tag(comment),
+                      targets=(target,) if target and is_owned_shape(target) else (), foreign=not owner_of_tag(comment))
+             for service_map, key, comment, target in table.elements]
+    owners = sorted({rule.owner for rule in rules if rule.owner and rule.owner[0] == BALANCER})
+    for owner, mine in owned_rules_of(table, owners).items():
+        rules += [LiveRule(scope, MASQUERADE_SET, element_text(MASQUERADE_SET, key), owner=owner) for key in mine.masquerade]
+    return [rule for rule in rules if rule.owner or rule.targets]
+
+
+def live_of(items_by_family, tables):
+    """Live from {family: items of the family's netmagic table} and their Tables; counters only
+    where rules hold counter statements."""
     live = Live()
     for family, items in sorted(items_by_family.items()):
         scope = (family, TABLE)
@@ -405,6 +555,7 @@ def live_of(items_by_family):
                 rule = _live_rule(scope, item["rule"])
                 if rule:
                     live.rules.append(rule)
+        live.rules += _element_rules(scope, tables[family])
     live.counters = any(rule.packets is not None for rule in live.rules)
     return live
 
@@ -413,37 +564,51 @@ def _without_handle(fields):
     return {key: value for key, value in fields.items() if key != "handle"}
 
 
-def _owned_items(items):
-    """The table, its base chains, the chains of every object with a tagged base-chain rule, and their rules."""
+def _owned_items(family, items, table):
+    """The table, its base chains, maps and set with their scaffold rules, the chains of every
+    object with a tagged base-chain rule or service element, and their rules; of the maps, only
+    the elements of those objects."""
     keys = {owner_of_tag(item["rule"].get("comment")) for item in items if "rule" in item and item["rule"]["chain"] in BASE_CHAINS}
+    keys |= {owner_of_tag(comment) for _map, _key, comment, _target in table.elements}
     owners = ChainOwners(keys - {None})
+    scaffold = set(_scaffold_rules(family))
     kept = []
     for item in items:
-        if "table" in item:
+        if "table" in item or ("set" in item and item["set"]["name"] == MASQUERADE_SET):
             kept.append(item)
+        elif "map" in item and item["map"]["name"] in SERVICE_MAPS.values():
+            elements = [[entry, verdict] for entry, verdict in item["map"].get("elem", [])
+                        if jumps_home(owner_of_tag(_element(entry)[1]), jump_targets(verdict), owners)]
+            kept.append({"map": dict(item["map"], elem=elements) if elements else {k: v for k, v in item["map"].items() if k != "elem"}})
         elif "chain" in item and (item["chain"]["name"] in BASE_CHAINS or owners.owner(item["chain"]["name"])):
             kept.append(item)
         elif "rule" in item:
             rule = item["rule"]
             base = rule["chain"] in BASE_CHAINS
             if (base and jumps_home(owner_of_tag(rule.get("comment")), jump_targets(rule["expr"]), owners)) or (
-                    not base and owners.owner(rule["chain"])):
+                    not base and owners.owner(rule["chain"])) or (rule["chain"], canonical(rule["expr"])) in scaffold:
                 kept.append(item)
     return kept
 
 
-def saved_batch(items_by_family):
+def saved_batch(items_by_family, tables):
     """The owned part of the netmagic tables as the commands of one `nft -j -f` batch that replaces
     them whole (add, delete, refill); not yet checked by the writer guard."""
     commands = []
-    for _family, items in sorted(items_by_family.items()):
-        for item in _owned_items(items):
-            if "table" in item:
-                table = _without_handle(item["table"])
-                commands += [{"add": {"table": table}}, {"delete": {"table": table}}, {"add": {"table": table}}]
-            else:
-                (kind, fields), = item.items()
-                commands.append({"add": {kind: _without_handle(fields)}})
+    for family, items in sorted(items_by_family.items()):
+        phases = {"table": [], "chain": [], "map": [], "set": [], "rule": [], "element": []}
+        for item in _owned_items(family, items, tables[family]):
+            (kind, fields), = item.items()
+            fields = _without_handle(fields)
+            if kind == "table":
+                phases["table"] += [{"add": {"table": fields}}, {"delete": {"table": fields}}, {"add": {"table": fields}}]
+                continue
+            if kind in ("map", "set") and fields.get("elem"):
+                # Elements after the chains their verdicts jump to.
+                phases["element"].append({"add": {"element": _ref(family, name=fields["name"], elem=fields["elem"])}})
+                fields = {key: value for key, value in fields.items() if key != "elem"}
+            phases[kind].append({"add": {kind: fields}})
+        commands += [command for phase in phases.values() for command in phase]
     return commands
 
 
@@ -454,11 +619,15 @@ class NftablesSnapshot(Snapshot):
         self.items = {family: json.loads(listing).get("nftables", []) for family, listing in listings.items()}
         self.tables = {family: parse_table(items) for family, items in self.items.items()}
         self._claims = {}
-        for chains_and_rules in self.tables.values():
-            for chain, _handle, comment, expr in chains_and_rules[1]:
+        for table in self.tables.values():
+            for chain, _handle, comment, _expr in table.rules:
                 owner = owner_of_tag(comment) if chain in BASE_CHAINS else None
                 if owner:
-                    self._claims.setdefault(owner, set()).update(filter(None, [service_signature(chain, canonical(expr))]))
+                    self._claims.setdefault(owner, set())
+            for service_map, key, comment, _target in table.elements:
+                owner = owner_of_tag(comment)
+                if owner:
+                    self._claims.setdefault(owner, set()).update(filter(None, [service_signature(service_map, key)]))
 
     @property
     def claims(self):
@@ -467,21 +636,34 @@ class NftablesSnapshot(Snapshot):
     def owned(self, keys):
         """{(kind, name): {family: NftRules}} for each key."""
         owned = {key: {} for key in keys}
-        for family, (chains, rules) in self.tables.items():
-            for key, mine in owned_rules_of(chains, rules, keys).items():
-                if mine.chains or mine.jumps:
+        for family, table in self.tables.items():
+            for key, mine in owned_rules_of(table, keys).items():
+                if mine.holds():
                     owned[key][family] = mine
         return owned
 
     def live(self):
-        return live_of(self.items)
+        return live_of(self.items, self.tables)
 
     def persisted(self):
-        return {SAVED_FILE: json.dumps({"nftables": check_nft_commands(saved_batch(self.items), "the saved rules")}) + "\n"}
+        return {SAVED_FILE: json.dumps({"nftables": check_nft_commands(saved_batch(self.items, self.tables), "the saved rules")}) + "\n"}
 
-    def chains(self, family):
-        """Every chain of one family's table."""
-        return self.tables.get(family, ([], []))[0]
+    def family_state(self, family, keys):
+        """FamilyState of one family's table for a change of the objects keys (the others stay)."""
+        table = self.tables.get(family)
+        if table is None:
+            return FamilyState()
+        changing = ChainOwners(keys)
+        others = owned_rules_of(table, [key for key in self._claims if key not in keys])
+        rules = {(chain, canonical(expr)) for chain, _handle, _comment, expr in table.rules}
+        sets = {item[kind]["name"] for item in self.items[family] for kind in ("map", "set") if kind in item}
+        return FamilyState(
+            # Any other chain keeps the table: deleting it would take that chain along.
+            other_chains=[chain for chain in table.chains if chain not in BASE_CHAINS and not changing.owner(chain)],
+            scaffold=set(_scaffold_rules(family)) <= rules and {fields["name"] for _kind, fields in _scaffold_sets(family)} <= sets,
+            masquerade=set(table.masquerade),
+            kept_masquerade=set().union(*(mine.masquerade for mine in others.values())),
+        )
 
 
 @dataclass
@@ -543,23 +725,22 @@ class NftablesEngine(Engine):
     @staticmethod
     def signatures(owned):
         """The service signatures of an object's rendered rules."""
-        return {signature for rules in owned.values() for signature in (service_signature(*jump) for jump in rules.jumps) if signature}
+        return {signature for rules in owned.values() for signature in (service_signature(m, k) for m, k, _t in rules.elements) if signature}
 
     render = staticmethod(render)
     same = staticmethod(same_rules)
     as_text = staticmethod(as_text)
 
     def plan(self, snapshot, changes):
-        """changes: (current, desired) of each object read. Every family's change in one batch."""
+        """changes: {key: (current, desired)}. Every family's change in one batch; a change touches
+        only the chains, rules and elements of the objects that changed."""
         empty = NftRules()
         commands = []
         for family in FAMILIES:
-            pairs = [(current.get(family, empty), desired.get(family, empty)) for current, desired in changes]
-            if any(c.canonical() != d.canonical() for c, d in pairs):
-                read_chains = {chain for current, _desired in pairs for chain in current.chains}
-                # Any other chain keeps the table: deleting it would take that chain along.
-                other_chains = [c for c in snapshot.chains(family) if c not in BASE_CHAINS and c not in read_chains]
-                commands += _family_commands(family, pairs, other_chains)
+            pairs = {key: (current.get(family, empty), desired.get(family, empty)) for key, (current, desired) in changes.items()}
+            changed = {key: pair for key, pair in pairs.items() if pair[0].canonical() != pair[1].canonical()}
+            if changed:
+                commands += _family_commands(family, list(changed.values()), snapshot.family_state(family, list(changed)))
         if not commands:
             return NftPlan()
         # One command per line, so an error that names a line of the input can be shown in context.
@@ -583,5 +764,7 @@ class NftablesEngine(Engine):
         lines = []
         for rules in owned.values():
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain, expr in rules.jumps)
+            lines.extend(element_text(*element) for element in rules.elements)
+            lines.extend(element_text(MASQUERADE_SET, key) for key in rules.masquerade)
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain in sorted(rules.chains) for expr in rules.chains[chain])
         return chains, lines

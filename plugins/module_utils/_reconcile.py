@@ -95,7 +95,7 @@ def _remove_elsewhere(host, engine, keys, check_only):
         owned = snapshot.owned(keys)
         held = [key for key in keys if owned[key]]
         if held:
-            other.apply(other.plan(snapshot, [(owned[key], {}) for key in held]), check_only=check_only)
+            other.apply(other.plan(snapshot, {key: (owned[key], {}) for key in held}), check_only=check_only)
             engines.append(other)
             removed_keys.update(held)
     return engines, removed_keys
@@ -214,7 +214,7 @@ def converge(host, params, objects, check_only):
         refuse_removal_under_foreign_jumps(current, desired)
         changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
         if changed_keys:
-            engine.apply(engine.plan(snapshot, [(current[key], desired[key]) for key in keys]), check_only=check_only)
+            engine.apply(engine.plan(snapshot, {key: (current[key], desired[key]) for key in keys}), check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
         outcome.unlisted = unlisted
         if not check_only:

@@ -45,11 +45,11 @@ def test_the_kernel_takes_what_validation_lets_through_and_gives_it_back(lab, de
     key = (kind, obj.name)
     desired = engine.render(obj)
     snapshot = engine.read()
-    change = engine.plan(snapshot, [(snapshot.owned([key])[key], desired)])
+    change = engine.plan(snapshot, {key: (snapshot.owned([key])[key], desired)})
     engine.apply(change, check_only=True)
     assert rules_of(netns) == foreign, "the dry run changed the ruleset"
     engine.apply(change)
     snapshot = engine.read()
     assert engine.same(snapshot.owned([key])[key], desired), "what was applied does not read back as rendered"
-    engine.apply(engine.plan(snapshot, [(snapshot.owned([key])[key], {})]))
+    engine.apply(engine.plan(snapshot, {key: (snapshot.owned([key])[key], {})}))
     assert rules_of(netns) == foreign

@@ -79,7 +79,7 @@ def test_every_rendered_object_passes():
         owned = iprules.render(obj)
         for buffer in (iprules.restore_buffer({}, owned, obj.family), iprules.restore_buffer(owned, {}, obj.family)):
             check_restore_buffer(buffer)
-        check_nft_commands(nft._family_commands(obj.family, [(nft.NftRules(), nft.render(obj)[obj.family])], []))
+        check_nft_commands(nft._family_commands(obj.family, [(nft.NftRules(), nft.render(obj)[obj.family])], nft.FamilyState()))
 
 
 def nft_rule(**fields):

@@ -60,14 +60,14 @@ def test_missing_iptables_says_what_to_install():
 
 def apply_mirror(engine, check_only=False):
     """Applies one new mirror; the iptables engines plan without the snapshot."""
-    engine.apply(engine.plan(None, [({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))]), check_only=check_only)
+    engine.apply(engine.plan(None, {("mirror", "m"): ({}, render(build_mirror({"name": "m", "gateway": "198.18.0.3"})))}), check_only=check_only)
 
 
 def test_apply_is_one_restore_with_noflush_and_the_lock():
     host = ScriptedHost({})
     engine = IptablesLegacyEngine(host)
     desired = render(build_mirror({"name": "m", "gateway": "198.18.0.3"}))
-    engine.apply(engine.plan(engine.read(), [({}, desired)]))
+    engine.apply(engine.plan(engine.read(), {("mirror", "m"): ({}, desired)}))
     host.calls = [call for call in host.calls if not call[0][0].endswith("-save")]
     [(argv, data)] = host.calls
     assert argv == ["/usr/sbin/iptables-legacy-restore", "--noflush", "--wait=10"]

@@ -290,7 +290,7 @@ def test_check_mode_on_a_host_without_the_tables_builds_the_rules_and_opens_noth
     monkeypatch.setattr(engine_module, "build_rule", lambda *args: built.append(args[1]) or real_build_rule(*args))
     desired = [render(balancer()), render(mirror(gateway="2001:2::3", ports=["80"]))]
     engine = IptcEngine(ScriptedHost({}), library=iptc)
-    engine.apply(engine.plan(None, [({}, owned) for owned in desired]), check_only=True)
+    engine.apply(engine.plan(None, {index: ({}, owned) for index, owned in enumerate(desired)}), check_only=True)
     rule_lines = {family: [line for owned in desired for line in restore_buffer({}, owned, family).splitlines() if line[:3] in ("-A ", "-I ")]
                   for family in (4, 6)}
     assert sorted(built) == [4] * len(rule_lines[4]) + [6] * len(rule_lines[6]) and rule_lines[4] and rule_lines[6]

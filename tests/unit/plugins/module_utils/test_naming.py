@@ -5,10 +5,11 @@ import pytest
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _naming as naming
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_listed
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_listed, build_mirror
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, object_token
 from ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile import refuse_token_collisions
 
+HTTP = ("mirror", "http")
 WEB = ("balancer", "web")
 SVC = chain_name("SVC", *WEB)
 SEP1 = chain_name("SEP", *WEB, index=1)
@@ -63,15 +64,19 @@ def test_two_comments_are_not_a_tag():
     assert iprules.rule_tag(line) is None
 
 
-def test_nft_base_chain_rules_need_the_exact_comment():
-    desired = nft.render(build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21"]}))[4]
-    rules = []
-    for index, (chain, expr) in enumerate(desired.jumps):
-        rules.append((chain, index, "netmagic:balancer:web", nft.json.loads(expr)))
-        rules.append((chain, 100 + index, "netmagic:balancer:web ", nft.json.loads(expr)))
-    owned = nft.owned_rules_of(list(desired.chains) + ["NM-FOO"], rules, [WEB])[WEB]
-    assert sorted(owned.jumps) == sorted(desired.jumps)
-    assert len(owned.foreign_jumps) == len(desired.jumps)
+def test_nft_base_chain_rules_and_service_elements_need_the_exact_comment():
+    mirror = nft.render(build_mirror({"name": "http", "gateway": "198.18.0.3"}))[4]
+    balancer = nft.render(build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21"]}))[4]
+    table = nft.Table(chains=list(mirror.chains) + list(balancer.chains) + ["NM-FOO"])
+    for index, (chain, expr) in enumerate(mirror.jumps):
+        table.rules.append((chain, index, "netmagic:mirror:http", nft.json.loads(expr)))
+        table.rules.append((chain, 100 + index, "netmagic:mirror:http ", nft.json.loads(expr)))
+    for service_map, key, target in balancer.elements:
+        table.elements.append((service_map, key, "netmagic:balancer:web", target))
+        table.elements.append((service_map, key.replace("80", "81"), "netmagic:balancer:webx", target))
+    owned = nft.owned_rules_of(table, [HTTP, WEB])
+    assert sorted(owned[HTTP].jumps) == sorted(mirror.jumps) and len(owned[HTTP].foreign_jumps) == len(mirror.jumps)
+    assert owned[WEB].elements == balancer.elements and len(owned[WEB].foreign_jumps) == len(balancer.elements)
 
 
 def test_same_service_twice_in_one_list_is_refused_naming_both():

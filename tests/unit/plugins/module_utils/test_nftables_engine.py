@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.nft_tables import listing
 
 WEB = ("balancer", "web")
 HTTP = ("mirror", "http")
@@ -25,27 +26,6 @@ def http():
     return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"]})
 
 
-def listing(*objects, extra_chains=()):
-    """`nft -j list table ip netmagic` of a host holding the objects (and chains of others)."""
-    items = [{"table": {"family": "ip", "name": "netmagic", "handle": 1}}]
-    rules, handle = [], 10
-    chains = list(extra_chains)
-    for obj in objects:
-        owned = nft.render(obj)[4]
-        for chain, expr in owned.jumps:
-            chains.append(chain)
-            rules.append({"rule": {"family": "ip", "table": "netmagic", "chain": chain, "handle": handle, "comment": owned.tag,
-                                   "expr": json.loads(expr)}})
-            handle += 1
-        for chain, exprs in owned.chains.items():
-            chains.append(chain)
-            for expr in exprs:
-                rules.append({"rule": {"family": "ip", "table": "netmagic", "chain": chain, "handle": handle, "expr": json.loads(expr)}})
-                handle += 1
-    items += [{"chain": {"family": "ip", "table": "netmagic", "name": chain, "handle": 2}} for chain in dict.fromkeys(chains)]
-    return json.dumps({"nftables": items + rules})
-
-
 def line(command):
     """One command as 'verb kind name: the rule in nft syntax'."""
     (verb, body), = command.items()
@@ -56,10 +36,20 @@ def line(command):
         return "%s rule %s: %s%s" % (verb, fields["chain"], text, ' comment "%s"' % fields["comment"] if "comment" in fields else "")
     if kind == "rule":
         return "%s rule %s handle %d" % (verb, fields["chain"], fields["handle"])
+    if kind == "element":
+        return "; ".join("%s %s" % (verb, _element_line(fields["name"], entry)) for entry in fields["elem"])
     if kind == "chain" and "hook" in fields:
         return "%s chain %s { type %s hook %s priority %d; policy %s; }" % (
             verb, fields["name"], fields["type"], fields["hook"], fields["prio"], fields["policy"])
     return "%s %s %s" % (verb, kind, fields["name"] if kind == "chain" else "%s %s" % (fields["family"], fields["name"]))
+
+
+def _element_line(name, entry):
+    key, target = entry if isinstance(entry, list) else (entry, None)
+    comment = key["elem"].get("comment") if "elem" in key else None
+    value = key["elem"]["val"] if "elem" in key else key
+    text = nft.element_text(name, nft.canonical(value["concat"]), target and target["jump"]["target"])
+    return text + (' comment "%s"' % comment if comment else "")
 
 
 def transaction(host_objects, changes, extra_chains=()):
@@ -67,53 +57,56 @@ def transaction(host_objects, changes, extra_chains=()):
     snapshot = nft.NftablesSnapshot({4: listing(*host_objects, extra_chains=extra_chains)} if host_objects or extra_chains else {})
     keys = list(changes)
     current = snapshot.owned(keys)
-    plan = nft.NftablesEngine(host=None).plan(snapshot, [(current[key], nft.render(obj) if obj else {}) for key, obj in changes.items()])
+    plan = nft.NftablesEngine(host=None).plan(snapshot, {key: (current[key], nft.render(obj) if obj else {}) for key, obj in changes.items()})
     return [line(command) for command in json.loads(plan.batch)["nftables"]] if plan else []
 
 
+def api():
+    return build_balancer({"name": "api", "vip": "198.18.0.100", "port": 8080, "backends": ["198.18.0.21:80"]})
+
+
+NAT_SCAFFOLD = [
+    "add chain nat-output { type nat hook output priority -100; policy accept; }",
+    "add chain nat-postrouting { type nat hook postrouting priority 100; policy accept; }",
+    "add chain nat-prerouting { type nat hook prerouting priority -100; policy accept; }",
+    "add map ip local-services", "add map ip services", "add set ip masquerading",
+    "add rule nat-output: ip daddr . meta l4proto . th dport vmap @local-services",
+    "add rule nat-postrouting: ct status dnat ct original ip daddr . ip daddr . meta l4proto . th dport @masquerading masquerade",
+    "add rule nat-prerouting: ip daddr . meta l4proto . th dport vmap @services",
+]
+WEB_CHAINS_GONE = ["flush chain %s" % SEP0, "flush chain %s" % SEP1, "flush chain %s" % SVC,
+                   "delete chain %s" % SEP0, "delete chain %s" % SEP1, "delete chain %s" % SVC]
+WEB_ELEMENTS_GONE = ["delete local-services: 198.18.0.100 . tcp . 80", "delete services: 198.18.0.100 . tcp . 80"]
+
 CASES = {
-    "create": ((), {WEB: web()}, [
-        "add table ip netmagic",
-        "add chain nat-output { type nat hook output priority -100; policy accept; }",
-        "add chain nat-postrouting { type nat hook postrouting priority 100; policy accept; }",
-        "add chain nat-prerouting { type nat hook prerouting priority -100; policy accept; }",
-        "add chain %s" % MASQ, "flush chain %s" % MASQ,
+    "create": ((), {WEB: web()}, ["add table ip netmagic"] + NAT_SCAFFOLD + [
         "add chain %s" % SEP0, "flush chain %s" % SEP0,
         "add chain %s" % SEP1, "flush chain %s" % SEP1,
         "add chain %s" % SVC, "flush chain %s" % SVC,
-        "add rule %s: masquerade" % MASQ,
         "add rule %s: meta l4proto tcp dnat to 198.18.0.21:80" % SEP0,
         "add rule %s: meta l4proto tcp dnat to 198.18.0.22:80" % SEP1,
         "add rule %s: numgen inc mod 2 vmap { 0 : jump %s, 1 : jump %s }" % (SVC, SEP0, SEP1),
-        'add rule nat-output: ip daddr 198.18.0.100 tcp dport 80 jump %s comment "netmagic:balancer:web"' % SVC,
-        'add rule nat-postrouting: meta l4proto tcp ct status dnat ct original ip daddr 198.18.0.100 ct original proto-dst 80 jump %s '
-        'comment "netmagic:balancer:web"' % MASQ,
-        'add rule nat-prerouting: ip daddr 198.18.0.100 tcp dport 80 jump %s comment "netmagic:balancer:web"' % SVC,
+        'add local-services: 198.18.0.100 . tcp . 80 : jump %s comment "netmagic:balancer:web"' % SVC,
+        'add services: 198.18.0.100 . tcp . 80 : jump %s comment "netmagic:balancer:web"' % SVC,
+        "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; add masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
     ]),
     "no change": ((web(),), {WEB: web()}, []),
     "change one backend": ((web(),), {WEB: web(["198.18.0.21", "198.18.0.23"])}, [
         "add table ip netmagic",
-        "add chain nat-output { type nat hook output priority -100; policy accept; }",
-        "add chain nat-postrouting { type nat hook postrouting priority 100; policy accept; }",
-        "add chain nat-prerouting { type nat hook prerouting priority -100; policy accept; }",
         "add chain %s" % SEP1, "flush chain %s" % SEP1,
         "add rule %s: meta l4proto tcp dnat to 198.18.0.23:80" % SEP1,
+        "delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
+        "add masquerading: 198.18.0.100 . 198.18.0.23 . tcp . 80",
     ]),
     "remove the last object": ((web(),), {WEB: None}, ["delete table ip netmagic"]),
-    "remove one of two objects": ((web(), http()), {WEB: None, HTTP: http()}, [
-        "add table ip netmagic",
-        "add chain mangle-output { type filter hook output priority -150; policy accept; }",
-        "add chain mangle-prerouting { type filter hook prerouting priority -150; policy accept; }",
-        "delete rule nat-output handle 10", "delete rule nat-postrouting handle 11", "delete rule nat-prerouting handle 12",
-        "flush chain %s" % MASQ, "flush chain %s" % SEP0, "flush chain %s" % SEP1, "flush chain %s" % SVC,
-        "delete chain %s" % MASQ, "delete chain %s" % SEP0, "delete chain %s" % SEP1, "delete chain %s" % SVC,
-    ]),
-    "a chain of someone else's keeps the table": ((web(),), {WEB: None}, [
-        "add table ip netmagic",
-        "delete rule nat-output handle 10", "delete rule nat-postrouting handle 11", "delete rule nat-prerouting handle 12",
-        "flush chain %s" % MASQ, "flush chain %s" % SEP0, "flush chain %s" % SEP1, "flush chain %s" % SVC,
-        "delete chain %s" % MASQ, "delete chain %s" % SEP0, "delete chain %s" % SEP1, "delete chain %s" % SVC,
-    ], ("handmade",)),
+    "remove one of two objects": ((web(), http()), {WEB: None}, ["add table ip netmagic"] + WEB_ELEMENTS_GONE + [
+        "delete masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
+    ] + WEB_CHAINS_GONE),
+    "a masquerading key two balancers share stays with the one left": ((web(), api()), {WEB: None}, [
+        "add table ip netmagic"] + WEB_ELEMENTS_GONE + ["delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80"] + WEB_CHAINS_GONE),
+    "a chain of someone else's keeps the table": ((web(),), {WEB: None}, ["add table ip netmagic"] + WEB_ELEMENTS_GONE + [
+        "delete masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
+    ] + WEB_CHAINS_GONE, ("handmade",)),
 }
 
 
@@ -142,7 +135,7 @@ class RecordingHost:
 
 def test_a_change_is_one_nft_run_on_a_file_and_check_mode_adds_c():
     engine = nft.NftablesEngine(RecordingHost())
-    plan = engine.plan(nft.NftablesSnapshot({}), [({}, nft.render(web()))])
+    plan = engine.plan(nft.NftablesSnapshot({}), {WEB: ({}, nft.render(web()))})
     engine.apply(plan, check_only=True)
     engine.apply(plan)
     assert [argv for argv, _batch in engine.host.batches] == [["/usr/sbin/nft", "-c", "-j", "-f"], ["/usr/sbin/nft", "-j", "-f"]]
@@ -153,7 +146,7 @@ def test_a_refused_batch_shows_the_failing_command_in_context():
     host = RecordingHost(rc=1, err="/tmp/netmagic-x.json:5:1-20: Error: Could not process rule: No such file or directory\n")
     engine = nft.NftablesEngine(host)
     with pytest.raises(EngineError) as raised:
-        engine.apply(engine.plan(nft.NftablesSnapshot({}), [({}, nft.render(web()))]))
+        engine.apply(engine.plan(nft.NftablesSnapshot({}), {WEB: ({}, nft.render(web()))}))
     message = str(raised.value)
     assert message.startswith("nft refused the change, nothing was applied (rc=1)")
     assert "the kernel may lack an nftables expression" in message and "numgen (CONFIG_NFT_NUMGEN)" in message

@@ -54,7 +54,7 @@ def assert_rendered_output_passes_the_guards(obj):
     removal = iprules.restore_buffer(owned, {}, obj.family)
     assert check_restore_buffer(removal) == removal
     desired = nft.render(obj)[obj.family]
-    commands = nft._family_commands(obj.family, [(nft.NftRules(), desired)], [])
+    commands = nft._family_commands(obj.family, [(nft.NftRules(), desired)], nft.FamilyState())
     assert check_nft_commands(commands) == commands
     json.dumps(commands)
 
