@@ -4,7 +4,8 @@ Mirror: iperf3 TCP throughput and wrk HTTP latency from sender to web, with the 
 on (interleaved), and the share of the sender's packets whose clones the collector counted.
 Balancer: wrk connections per second from client through the VIP on lb, against straight to one
 backend, with the per-backend split; then connections that failed while the service was changed
-in the middle of a bounded load. Every load has a fixed duration and ends by itself.
+in the middle of a bounded load; then connections per second through the VIP with 1 service and
+with 1,000 services on the host, per engine. Every load has a fixed duration and ends by itself.
 """
 
 import re
@@ -191,6 +192,38 @@ def balancer_experiment(lab, repeats, duration, log):
             "split": {b: measure.summary(s[b] / max(sum(s.values()), 1) for s in splits) for b in backends}}
 
 
+# --- many services on the host ----------------------------------------------------------
+
+SCALE_ENGINES = ("iptables-nft", "iptables-legacy", "nftables")
+SCALE_SERVICES = 1000
+FILLER_PORT = 20000
+
+
+def set_services(lab, engine, count):
+    """The measured service (listed first) and count - 1 others on the VIP's other ports, all on
+    the same three backends, in one netfilter_apply run that owns the host's balancers."""
+    backends = ["%s:%d" % (lab.addr(b), HTTP_PORT) for b in lab.backend_hosts[:3]]
+    services = [{"name": "bench", "vip": lab.vip, "port": VIP_PORT, "backends": backends}]
+    services += [{"name": "filler%d" % index, "vip": lab.vip, "port": FILLER_PORT + index, "backends": backends} for index in range(count - 1)]
+    return module(lab, "lb", "netfilter_apply", {"engine": engine, "exclusive": ["balancers"], "balancers": services})
+
+
+def scale_experiment(lab, repeats, duration, log, services=SCALE_SERVICES):
+    """New connections per second through one VIP with 1 service on the host and with `services`,
+    per engine, side by side in every repeat."""
+    found = {}
+    for engine in SCALE_ENGINES:
+        one, many = [], []
+        for repeat in range(repeats):
+            for count, rates in ((1, one), (services, many)):
+                set_services(lab, engine, count)
+                rates.append(wrk(lab, "client", "http://%s:%d/" % (lab.vip, VIP_PORT), duration)["per_second"])
+            log("  %d services, %s, repeat %d: %.0f conn/s, 1 service %.0f conn/s" % (services, engine, repeat + 1, many[-1], one[-1]))
+        found[engine] = {"one": measure.summary(one), "many": measure.summary(many), "many_vs_one": measure.paired_ratios(many, one)}
+    set_services(lab, SCALE_ENGINES[0], 1)
+    return {"services": services, "engines": found}
+
+
 # --- changes under load ------------------------------------------------------------
 
 def reconfiguration_events(lab):
@@ -239,6 +272,7 @@ def run(repeats, duration, log):
             "mirror": mirror_experiment(lab, repeats, duration, log),
             "balancer": balancer_experiment(lab, repeats, duration, log),
             "reconfiguration": reconfiguration_experiment(lab, repeats, max(duration * 2, 4), log),
+            "scale": scale_experiment(lab, repeats, duration, log),
         }
     finally:
         lab.down()

@@ -342,7 +342,22 @@ def data_section(data, plot_name):
             "### Reconfiguration under load", "",
             "wrk through the VIP; halfway through, the service (3 backends) is changed with `dnat_balancer`: one backend "
             "added, one removed, or every backend replaced (order and port) in one run.", "",
-            table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""]
+            table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""] + scale_section(data.get("scale"))
+
+
+def scale_section(scale):
+    """Connections through one VIP with 1 and with many services on the host, per engine."""
+    if not scale:
+        return []
+    rows = [[engine, plain(runs["one"], "%.0f"), plain(runs["many"], "%.0f"), plain(runs["many_vs_one"], "%.2f")]
+            for engine, runs in scale["engines"].items()]
+    return ["### Many services on the host", "",
+            "New connections per second through the VIP (3 backends) with that one service on lb, and with %d services on "
+            "the VIP's other ports (the same backends), applied in one `netfilter_apply` run; both loads in every repeat. "
+            "nftables dispatches a new connection with one verdict-map lookup, so the number of services should not matter "
+            "(goal: at least 0.9); the iptables engines match the connection against the services' jumps in nat PREROUTING "
+            "one after the other, as kube-proxy's iptables mode does." % scale["services"], "",
+            table(["engine", "1 service, conn/s", "%d services, conn/s" % scale["services"], "%d ÷ 1" % scale["services"]], rows), ""]
 
 
 # --- the document ------------------------------------------------------------------------------

@@ -189,8 +189,8 @@ def _element_problem(pair, entry):
         key = element.get("val")
     if key is None or _check_value(key, "key"):
         return "key does not fit the expression grammar"
-    if pair and not (isinstance(verdict, dict) and set(verdict) == {"jump"} and isinstance(verdict["jump"], dict)
-                              and not _chain_name_problem(verdict["jump"].get("target"))):
+    jump = verdict.get("jump") if isinstance(verdict, dict) and set(verdict) == {"jump"} else None
+    if pair and not (isinstance(jump, dict) and not _chain_name_problem(jump.get("target"))):
         return "verdict is not a jump to a chain this collection names"
     return None
 

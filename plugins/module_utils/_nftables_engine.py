@@ -303,19 +303,51 @@ def owned_rules_of(table, keys):
         if comment in by_tag:
             owned[by_tag[comment]].elements.append((service_map, key, target))
         elif target in chain_owner:
-            owned[chain_owner[target]].foreign_jumps.append((target, element_text(service_map, key, target)))
+            owned[chain_owner[target]].foreign_jumps.append((target, element_text(service_map, key, target, comment)))
+    served = _served(table)
     for mine in owned.values():
         mine.jumps.sort()
         mine.elements.sort()
-        mine.masquerade = sorted(_masquerade_keys(mine) & table.masquerade)
+        mine.masquerade = sorted(_masquerade_keys(mine, table.masquerade, served))
     return owned
 
 
-def _masquerade_keys(rules):
-    """The masquerading keys a balancer's service elements and endpoint chains call for."""
+def _services_and_endpoints(rules):
+    """The (address, protocol) of a balancer's service elements, and the (address, port) its endpoint chains send to."""
     services = {tuple(json.loads(key)[:2]) for _map, key, _target in rules.elements}
-    endpoints = [statement["dnat"] for exprs in rules.chains.values() for expr in exprs for statement in json.loads(expr) if "dnat" in statement]
-    return {_key(vip, endpoint["addr"], protocol, endpoint["port"]) for vip, protocol in services for endpoint in endpoints}
+    endpoints = {(statement["dnat"]["addr"], statement["dnat"]["port"]) for exprs in rules.chains.values() for expr in exprs
+                 for statement in json.loads(expr) if "dnat" in statement}
+    return services, endpoints
+
+
+def _served(table):
+    """{(address, protocol): endpoints} every balancer of the table sends its service's connections to."""
+    owners = sorted({owner_of_tag(comment) for _map, _key, comment, _target in table.elements} - {None})
+    chains = ChainOwners(owners)
+    served = {}
+    by_owner = {owner: set() for owner in owners}
+    for chain, _handle, _comment, expr in table.rules:
+        owner = chains.owner(chain)
+        if owner:
+            by_owner[owner].update((s["dnat"]["addr"], s["dnat"]["port"]) for s in expr if "dnat" in s)
+    for _map, key, comment, _target in table.elements:
+        owner = owner_of_tag(comment)
+        if owner:
+            served.setdefault(tuple(json.loads(key)[:2]), set()).update(by_owner[owner])
+    return served
+
+
+def _masquerade_keys(rules, present, served):
+    """The keys of the masquerading set that serve a balancer: those of its service whose backend
+    it sends to, and those of its service that no balancer sends to (so a backend rule deleted by
+    hand is drift of that rule alone, and a stray key goes with the next change)."""
+    services, endpoints = _services_and_endpoints(rules)
+    found = set()
+    for key in present:
+        vip, address, protocol, port = json.loads(key)
+        if (vip, protocol) in services and ((address, port) in endpoints or (address, port) not in served.get((vip, protocol), ())):
+            found.add(key)
+    return found
 
 
 def service_signature(service_map, key):
@@ -324,10 +356,10 @@ def service_signature(service_map, key):
     return "%s %s" % (service_map, key) if service_map == SERVICE_MAPS["nat-prerouting"] else None
 
 
-def element_text(service_map, key, target=None):
-    """A set or map element in nft syntax, prefixed by its set."""
+def element_text(service_map, key, target=None, comment=None):
+    """A set or map element in nft syntax (as nft lists it), prefixed by its set."""
     values = " . ".join(str(value) for value in json.loads(key))
-    return "%s: %s%s" % (service_map, values, " : jump %s" % target if target else "")
+    return "%s: %s%s%s" % (service_map, values, ' comment "%s"' % comment if comment else "", " : jump %s" % target if target else "")
 
 
 def same_rules(current, desired):
@@ -393,7 +425,7 @@ def as_text(owned):
         rules = owned[family]
         out.append("table %s %s" % (FAMILIES[family], TABLE))
         out.extend("  %s: %s comment \"%s\"" % (chain, rule_text(expr), rules.tag) for chain, expr in rules.jumps)
-        out.extend("  %s comment \"%s\"" % (element_text(*element), rules.tag) for element in rules.elements)
+        out.extend("  %s" % element_text(*element, comment=rules.tag) for element in rules.elements)
         out.extend("  %s" % element_text(MASQUERADE_SET, key) for key in rules.masquerade)
         for chain in sorted(rules.chains):
             out.append("  chain %s" % chain)
@@ -532,7 +564,7 @@ def _live_rule(scope, rule):
 def _element_rules(scope, table):
     """LiveRules of the service-map elements (tagged, like jumps) and of the masquerading keys,
     each given to every balancer whose service and endpoints call for it."""
-    rules = [LiveRule(scope, service_map, element_text(service_map, key, target), owner=owner_of_tag(comment),
+    rules = [LiveRule(scope, service_map, element_text(service_map, key, target, comment), owner=owner_of_tag(comment),
                       targets=(target,) if target and is_owned_shape(target) else (), foreign=not owner_of_tag(comment))
              for service_map, key, comment, target in table.elements]
     owners = sorted({rule.owner for rule in rules if rule.owner and rule.owner[0] == BALANCER})
@@ -764,7 +796,7 @@ class NftablesEngine(Engine):
         lines = []
         for rules in owned.values():
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain, expr in rules.jumps)
-            lines.extend(element_text(*element) for element in rules.elements)
+            lines.extend(element_text(*element, comment=rules.tag) for element in rules.elements)
             lines.extend(element_text(MASQUERADE_SET, key) for key in rules.masquerade)
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain in sorted(rules.chains) for expr in rules.chains[chain])
         return chains, lines

@@ -151,3 +151,28 @@ def test_exclusive_removes_the_unlisted_objects_of_its_kinds_only(netns, engine)
     emptied = run_module(netns, "netfilter_apply", {"engine": engine, "exclusive": ["balancers", "mirrors"]})
     assert sorted(o["name"] for o in emptied["removed"]) == ["http", "web"], emptied
     assert rules_of(netns) == foreign
+
+
+EARLIER_NFTABLES_LAYOUT = "\n".join([
+    "table ip netmagic {",
+    "  chain NM-SEP-7c6509ab5641d564-0-we { meta l4proto tcp dnat to 198.18.0.21:80; }",
+    "  chain NM-SVC-7c6509ab5641d564-web { numgen inc mod 1 vmap { 0 : jump NM-SEP-7c6509ab5641d564-0-we }; }",
+    "  chain NM-MASQ-7c6509ab5641d564-web { masquerade; }",
+    "  chain nat-prerouting { type nat hook prerouting priority -100; policy accept;",
+    '    ip daddr 198.18.0.100 tcp dport 80 jump NM-SVC-7c6509ab5641d564-web comment "netmagic:balancer:web"; }',
+    "  chain nat-postrouting { type nat hook postrouting priority 100; policy accept;",
+    "    meta l4proto tcp ct status dnat ct original ip daddr 198.18.0.100 ct original proto-dst 80 "
+    'jump NM-MASQ-7c6509ab5641d564-web comment "netmagic:balancer:web"; }',
+    "}", ""])
+
+
+def test_a_table_of_the_earlier_nftables_layout_is_converted_by_the_first_run(netns):
+    """One tagged jump per service and an NM-MASQ- chain, as release 0.1.0 wrote them, become map and set elements."""
+    in_netns(netns, ["nft", "-f", "-"], input=EARLIER_NFTABLES_LAYOUT, check=True)
+    web = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21"], "local_clients": False}
+    assert apply_listed(netns, "auto", {"balancers": [web]})["changed"]
+    ruleset = in_netns(netns, ["nft", "list", "table", "ip", "netmagic"], check=True).stdout
+    assert "NM-MASQ" not in ruleset and "jump NM-SVC-7c6509ab5641d564-web comment" not in ruleset
+    assert '198.18.0.100 . tcp . 80 comment "netmagic:balancer:web" : jump NM-SVC-7c6509ab5641d564-web' in ruleset
+    assert "198.18.0.100 . 198.18.0.21 . tcp . 80" in ruleset
+    assert not apply_listed(netns, "auto", {"balancers": [web]})["changed"]

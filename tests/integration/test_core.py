@@ -92,12 +92,11 @@ def test_changing_backends_rewrites_only_the_service(netns, engine, family, plan
 
 
 def tamper(netns, engine, chain):
-    """By hand: empty one owned chain and delete the first tagged jump of nat OUTPUT."""
+    """By hand: empty one owned chain and delete the way from nat OUTPUT into the service."""
     if engine == "nftables":
+        # nat OUTPUT's way into a service is its element in the map local-services.
         in_netns(netns, ["nft", "flush", "chain", "ip", "netmagic", chain], check=True)
-        listing = in_netns(netns, ["nft", "-a", "list", "chain", "ip", "netmagic", "nat-output"], check=True).stdout
-        handle = [line.rsplit(" ", 1)[1] for line in listing.splitlines() if "netmagic:balancer" in line][0]
-        in_netns(netns, ["nft", "delete", "rule", "ip", "netmagic", "nat-output", "handle", handle], check=True)
+        in_netns(netns, ["nft", "delete", "element", "ip", "netmagic", "local-services", "{ 198.18.0.100 . tcp . 80 }"], check=True)
         return
     tool = "iptables-nft" if engine == "iptables-nft" else "iptables-legacy"
     in_netns(netns, [tool, "-t", "nat", "-F", chain], check=True)

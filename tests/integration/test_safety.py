@@ -35,11 +35,18 @@ def tagged_lines(netns, tag):
 
 
 def jump_lines(netns, engine, tag):
-    """Tagged jumps as the engine's own listing shows them (nft lists iptables-nft rules too)."""
+    """Tagged jumps as the engine's own listing shows them (nft lists iptables-nft rules too): with
+    nftables, the elements of the service maps."""
     lines = tagged_lines(netns, tag)
     if engine == "nftables":
         return [line for line in lines if " jump NM-" in line and not line.lstrip().startswith("-A")]
     return [line for line in lines if line.startswith("-A")]
+
+
+def jumps_of_a_balancer(engine):
+    """PREROUTING, OUTPUT and the masquerade's POSTROUTING; nftables: the elements of services and
+    local-services (the masquerading set's elements are shared, untagged)."""
+    return 2 if engine == "nftables" else 3
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -48,7 +55,7 @@ def test_eight_runs_at_once_with_different_objects(netns, engine):
     results = run_all_at_once(netns, "dnat_balancer", [balancer(i, engine) for i in range(RUNS)])
     assert all(r["rc"] == 0 and r["changed"] for r in results), results
     for index in range(RUNS):
-        assert len(jump_lines(netns, engine, "netmagic:balancer:svc%d" % index)) == 3
+        assert len(jump_lines(netns, engine, "netmagic:balancer:svc%d" % index)) == jumps_of_a_balancer(engine)
         assert not run_module(netns, "dnat_balancer", balancer(index, engine), check=True)["changed"]
 
 
@@ -57,7 +64,7 @@ def test_eight_runs_at_once_with_the_same_object(netns, engine):
     results = run_all_at_once(netns, "dnat_balancer", [balancer(0, engine)] * RUNS)
     assert all(r["rc"] == 0 for r in results), results
     assert sum(r["changed"] for r in results) == 1, "more than one run applied the same object"
-    assert len(jump_lines(netns, engine, "netmagic:balancer:svc0")) == 3
+    assert len(jump_lines(netns, engine, "netmagic:balancer:svc0")) == jumps_of_a_balancer(engine)
     assert not run_module(netns, "dnat_balancer", balancer(0, engine), check=True)["changed"]
 
 

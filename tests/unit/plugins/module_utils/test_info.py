@@ -1,7 +1,5 @@
 """Reading owned objects, counters and drift from save text and nft JSON, without a host."""
 
-import json
-
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _info as info
