@@ -2,8 +2,9 @@
 
 iptables floors use one `iptables-<variant>-restore --noflush` per step, exactly as the
 collection lays its rules out (docs/rule-layout.md), so after the first apply the ruleset is
-the same as the module's. The nft floor writes the same service and mirror logic natively
-(numgen map instead of a statistic cascade, dup instead of TEE) with one `nft -f`.
+the same as the module's. The nft floor writes the same dispatch natively (a verdict map of the
+services, a set of the connections to masquerade, one numgen map per service instead of endpoint
+chains, dup instead of TEE) with one `nft -f`.
 
 Each step function takes (netns, workload) and returns the completed process.
 """
@@ -122,20 +123,32 @@ def _nft_hook(name, kind, hook, priority, rules):
     return "  chain %s {\n    type %s hook %s priority %d; policy accept;\n%s  }\n" % (name, kind, hook, priority, body)
 
 
+def _masquerade_element(port, endpoint):
+    address, backend_port = endpoint.split(":")
+    return "%s . %s . tcp . %s" % (VIP, address, backend_port)
+
+
 def nft_apply_script(workload):
-    jumps, masquerades, services = [], [], []
+    """The engine's dispatch by hand: one verdict-map lookup per new connection, one set lookup
+    to masquerade it, and each service's choice as one numgen map."""
+    services, dispatch, masquerading = [], [], []
     for s in range(workload.services):
         port = workload.service_port(s)
-        jumps.append("ip daddr %s tcp dport %d jump svc-%d" % (VIP, port, s))
-        masquerades.append("meta l4proto tcp ct status dnat ct original ip daddr %s ct original proto-dst %d masquerade" % (VIP, port))
+        dispatch.append("%s . tcp . %d : jump svc-%d" % (VIP, port, s))
+        masquerading += [_masquerade_element(port, endpoint) for endpoint in workload.endpoint_list(s)]
         services.append("  chain svc-%d {\n    %s\n  }\n" % (s, _nft_service_map(workload, s, workload.endpoint_list(s))))
     ports = [workload.mirror_port(m) for m in range(workload.mirrors)]
+    lookup = "ip daddr . meta l4proto . th dport vmap @services"
     # nft 1.0.6 rejects the name dstnat on a nat output hook: numeric priorities throughout.
     return ("table ip %s {\n" % NFT_TABLE
-            + _nft_hook("prerouting", "nat", "prerouting", -100, jumps)
-            + _nft_hook("output", "nat", "output", -100, jumps)
-            + _nft_hook("postrouting", "nat", "postrouting", 100, masquerades)
+            + "  map services {\n    type ipv4_addr . inet_proto . inet_service : verdict\n    elements = { %s }\n  }\n" % ", ".join(dispatch)
+            + "  set masquerading {\n    type ipv4_addr . ipv4_addr . inet_proto . inet_service\n    elements = { %s }\n  }\n"
+            % ", ".join(masquerading)
             + "".join(services)
+            + _nft_hook("prerouting", "nat", "prerouting", -100, [lookup])
+            + _nft_hook("output", "nat", "output", -100, [lookup])
+            + _nft_hook("postrouting", "nat", "postrouting", 100,
+                        ["ct status dnat ct original ip daddr . ip daddr . meta l4proto . th dport @masquerading masquerade"])
             + _nft_hook("mirror-out", "filter", "output", -150, ["tcp dport %d dup to %s" % (p, COLLECTOR) for p in ports])
             + _nft_hook("mirror-in", "filter", "prerouting", -150, ["tcp sport %d dup to %s" % (p, COLLECTOR) for p in ports])
             + "}\n")
@@ -143,7 +156,10 @@ def nft_apply_script(workload):
 
 def nft_change_script(workload):
     endpoints = [workload.replacement_endpoint()] + workload.endpoint_list(0)[1:]
-    return "flush chain ip %s svc-0\nadd rule ip %s svc-0 %s\n" % (NFT_TABLE, NFT_TABLE, _nft_service_map(workload, 0, endpoints))
+    port = workload.service_port(0)
+    return ("flush chain ip %s svc-0\nadd rule ip %s svc-0 %s\n" % (NFT_TABLE, NFT_TABLE, _nft_service_map(workload, 0, endpoints))
+            + "delete element ip %s masquerading { %s }\n" % (NFT_TABLE, _masquerade_element(port, workload.endpoint_list(0)[0]))
+            + "add element ip %s masquerading { %s }\n" % (NFT_TABLE, _masquerade_element(port, endpoints[0])))
 
 
 # --- the floors as methods -----------------------------------------------------
