@@ -278,16 +278,20 @@ def owned_rules_of(table, keys):
     A chain is owned only if its name is exactly one of the object's chain names; a base-chain
     rule or a service-map element only if its comment is exactly the object's tag. A balancer's
     masquerading keys are those of the set that its service and its endpoint chains give."""
-    owners = ChainOwners(keys)
     by_tag = {tag(*key): key for key in keys}
     owned = {key: NftRules(tag=tag(*key)) for key in keys}
-    chain_owner = {}
-    for chain in table.chains:
-        key = owners.owner(chain)
-        if key:
-            chain_owner[chain] = key
-            owned[key].chains[chain] = []
+    # Chains are named once for the keys and every balancer of the table (whose endpoints the
+    # masquerading keys need): one ChainOwners lookup per chain.
+    balancers = {owner_of_tag(comment) for _map, _key, comment, _target in table.elements} - {None}
+    named = ChainOwners(set(keys) | balancers)
+    every_owner = {chain: owner for chain in table.chains for owner in [named.owner(chain)] if owner}
+    chain_owner = {chain: owner for chain, owner in every_owner.items() if owner in owned}
+    for chain, key in chain_owner.items():
+        owned[key].chains[chain] = []
+    endpoints = {}
     for chain, handle, comment, expr in table.rules:
+        if chain in every_owner:
+            endpoints.setdefault(every_owner[chain], set()).update((s["dnat"]["addr"], s["dnat"]["port"]) for s in expr if "dnat" in s)
         if chain in chain_owner:
             owned[chain_owner[chain]].chains[chain].append(canonical(expr))
         elif chain in BASE_CHAINS and comment in by_tag:
@@ -304,49 +308,46 @@ def owned_rules_of(table, keys):
             owned[by_tag[comment]].elements.append((service_map, key, target))
         elif target in chain_owner:
             owned[chain_owner[target]].foreign_jumps.append((target, element_text(service_map, key, target, comment)))
-    served = _served(table)
-    for mine in owned.values():
+    present = _masquerade_index(table)
+    served = _served(table, endpoints) if present else {}
+    # Keys of a service that no balancer sends to: each balancer of that service holds them.
+    stray = {service: [key for endpoint, key in keys.items() if endpoint not in served.get(service, ())] for service, keys in present.items()}
+    for key, mine in owned.items():
         mine.jumps.sort()
         mine.elements.sort()
-        mine.masquerade = sorted(_masquerade_keys(mine, table.masquerade, served))
+        mine.masquerade = sorted(_masquerade_keys(mine, endpoints.get(key, set()), present, stray)) if present else []
     return owned
 
 
-def _services_and_endpoints(rules):
-    """The (address, protocol) of a balancer's service elements, and the (address, port) its endpoint chains send to."""
-    services = {tuple(json.loads(key)[:2]) for _map, key, _target in rules.elements}
-    endpoints = {(statement["dnat"]["addr"], statement["dnat"]["port"]) for exprs in rules.chains.values() for expr in exprs
-                 for statement in json.loads(expr) if "dnat" in statement}
-    return services, endpoints
+def _masquerade_index(table):
+    """{(address, protocol): {backend endpoint: key}} of the masquerading set's keys."""
+    index = {}
+    for key in table.masquerade:
+        vip, address, protocol, port = json.loads(key)
+        index.setdefault((vip, protocol), {})[(address, port)] = key
+    return index
 
 
-def _served(table):
-    """{(address, protocol): endpoints} every balancer of the table sends its service's connections to."""
-    owners = sorted({owner_of_tag(comment) for _map, _key, comment, _target in table.elements} - {None})
-    chains = ChainOwners(owners)
+def _served(table, endpoints):
+    """{(address, protocol): endpoints} every balancer of the table sends its service's connections
+    to; endpoints: {owner: (address, port) its endpoint chains DNAT to}."""
     served = {}
-    by_owner = {owner: set() for owner in owners}
-    for chain, _handle, _comment, expr in table.rules:
-        owner = chains.owner(chain)
-        if owner:
-            by_owner[owner].update((s["dnat"]["addr"], s["dnat"]["port"]) for s in expr if "dnat" in s)
     for _map, key, comment, _target in table.elements:
         owner = owner_of_tag(comment)
         if owner:
-            served.setdefault(tuple(json.loads(key)[:2]), set()).update(by_owner[owner])
+            served.setdefault(tuple(json.loads(key)[:2]), set()).update(endpoints.get(owner, ()))
     return served
 
 
-def _masquerade_keys(rules, present, served):
+def _masquerade_keys(rules, endpoints, present, stray):
     """The keys of the masquerading set that serve a balancer: those of its service whose backend
-    it sends to, and those of its service that no balancer sends to (so a backend rule deleted by
-    hand is drift of that rule alone, and a stray key goes with the next change)."""
-    services, endpoints = _services_and_endpoints(rules)
+    it sends to, and its service's stray keys, that no balancer sends to (so a backend rule
+    deleted by hand is drift of that rule alone, and a stray key goes with the next change)."""
     found = set()
-    for key in present:
-        vip, address, protocol, port = json.loads(key)
-        if (vip, protocol) in services and ((address, port) in endpoints or (address, port) not in served.get((vip, protocol), ())):
-            found.add(key)
+    for service in {tuple(json.loads(key)[:2]) for _map, key, _target in rules.elements}:
+        keys = present.get(service, {})
+        found.update(keys[endpoint] for endpoint in endpoints if endpoint in keys)
+        found.update(stray.get(service, ()))
     return found
 
 
@@ -726,17 +727,7 @@ class NftablesEngine(Engine):
 
     def holds_tables(self):
         """Whether this host already has a netmagic table: then it is the engine in use."""
-        return bool(self._families_with_table())
-
-    def _families_with_table(self):
-        """The families whose netmagic table exists, from one `nft list tables` (None where it failed:
-        then each family is listed, and a real error shows there)."""
-        rc, out, _err = self.host.read([self._nft(), "list", "tables"])
-        if rc != 0:
-            return None
-        # Only this engine's own families: a table named netmagic in inet, arp or bridge is someone else's.
-        listed = [line.split() for line in out.splitlines()]
-        return [family for family, name in FAMILIES.items() if ["table", name, TABLE] in listed]
+        return any(self._listing(family) is not None for family in FAMILIES)
 
     def _listing(self, family):
         """`nft -j list table` output of one family's netmagic table, or None where there is none."""
@@ -750,8 +741,9 @@ class NftablesEngine(Engine):
     def read(self, counters=False):
         """The netmagic table of each family that has one; its rules carry counters only if someone
         added counter statements (this engine writes none), so counters changes nothing."""
-        families = self._families_with_table()
-        listings = {family: self._listing(family) for family in (FAMILIES if families is None else families)}
+        # Each family's table listed on its own: `nft list tables` would load the whole ruleset,
+        # iptables-nft's tables included (0.19 s against 0.01 s at 10,000 rules).
+        listings = {family: self._listing(family) for family in FAMILIES}
         return NftablesSnapshot({family: listing for family, listing in listings.items() if listing is not None})
 
     @staticmethod
