@@ -41,9 +41,13 @@ BASE_CHAINS = {
 }
 
 
+# One encoder for every expression: json.dumps makes a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical(expr):
     """A rule's expression list as one comparable string."""
-    return json.dumps(expr, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(expr)
 
 
 # Services are dispatched by one lookup per new connection: the address, protocol and port of a
