@@ -55,7 +55,8 @@ def load(backend, directory=None):
 
 def update(engine, described, directory=None):
     """Records, for each (kind, name) in described, its rules (engine.describe output) or, for None,
-    that it is gone. Only the canonical output of the engine's describe is written."""
+    that it is gone. Only the canonical output of the engine's describe is written. A record left
+    with no object is removed, so namespaces and hosts that no longer hold any leave no file."""
     record = load(engine.backend, directory)
     for key, value in described.items():
         if value is None:
@@ -63,5 +64,12 @@ def update(engine, described, directory=None):
         else:
             chains, rules = value
             record[key] = {"chains": list(chains), "rules": list(rules)}
+    path = record_path(engine.backend, directory)
+    if not record:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
     text = json.dumps({"%s:%s" % key: record[key] for key in sorted(record)}, indent=1, sort_keys=True) + "\n"
-    return write_if_changed(record_path(engine.backend, directory), text, check_only=False)
+    return write_if_changed(path, text, check_only=False)

@@ -19,6 +19,8 @@ def test_what_is_recorded_reads_back_and_removal_forgets_it(tmp_path):
     assert record.load(ENGINE.backend, str(tmp_path)) == {WEB: {"chains": chains, "rules": rules}}
     record.update(ENGINE, {WEB: None}, str(tmp_path))
     assert record.load(ENGINE.backend, str(tmp_path)) == {}
+    assert list(tmp_path.iterdir()) == [], "a record with no object is left behind"
+    assert not record.update(ENGINE, {WEB: None}, str(tmp_path)), "removing what is not recorded changes nothing"
 
 
 def test_a_record_that_cannot_be_read_is_no_record(tmp_path):
