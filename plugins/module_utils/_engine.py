@@ -33,6 +33,15 @@ class LiveRule:
     foreign: bool = False  # a rule of someone else's that jumps into an owned chain
 
 
+def live_rule(scope, chain, text, counts, owner, targets, owned_chain):
+    """The LiveRule of a rule in an owned chain or a tagged jump; a jump of someone else's into an
+    owned chain as foreign; None for any other rule. counts: (packets, bytes), None where unknown."""
+    packets, octets = counts
+    if not owner and not owned_chain:
+        return LiveRule(scope, chain, text, packets, octets, targets=targets, foreign=True) if targets else None
+    return LiveRule(scope, chain, text, packets, octets, owner, targets)
+
+
 @dataclass
 class Live:
     """The owned part of a host's ruleset: owned chain names per scope, their rules and the tagged jumps.

@@ -21,7 +21,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     random_probabilities,
     round_robin_slots,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Live, LiveRule
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Live, live_rule
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import (
     CHAIN_PREFIX,
     ChainOwners,
@@ -345,14 +345,10 @@ def restore_buffer(current, desired, family=4):
 
 def _live_rule(scope, line, counted):
     """LiveRule of a rule line, or None when it is neither owned nor a jump into an owned chain."""
-    packets, octets = counted
     chain = line.split(" ", 2)[1]
     owned_chain = is_owned_shape(chain)
     owner = None if owned_chain else owner_of_tag(rule_tag(line))
-    targets = tuple(t for t in jump_targets(line) if is_owned_shape(t))
-    if not owner and not owned_chain:
-        return LiveRule(scope, chain, line, packets, octets, targets=targets, foreign=True) if targets else None
-    return LiveRule(scope, chain, line, packets, octets, owner, targets)
+    return live_rule(scope, chain, line, counted, owner, tuple(t for t in jump_targets(line) if is_owned_shape(t)), owned_chain)
 
 
 def live_of(tables_by_family, counts_by_family):

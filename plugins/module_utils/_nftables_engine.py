@@ -24,7 +24,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     mirror_hooks,
     round_robin_slots,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Live, LiveRule, Snapshot
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Live, LiveRule, Snapshot, live_rule
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, is_owned_shape, jumps_home, owner_of_tag, tag
 
 TABLE = "netmagic"
@@ -557,13 +557,10 @@ def _live_rule(scope, rule):
     packets = sum(c["packets"] for c in counters) if counters else None
     octets = sum(c["bytes"] for c in counters) if counters else None
     bare = canonical([statement for statement in expr if "counter" not in statement])
-    owned_chain = is_owned_shape(rule["chain"])
     owner = owner_of_tag(rule.get("comment")) if rule["chain"] in BASE_CHAINS else None
     targets = tuple(t for t in jump_targets(expr) if is_owned_shape(t))
     text = "%s: %s" % (rule["chain"], rule_text(bare))
-    if not owner and not owned_chain:
-        return LiveRule(scope, rule["chain"], text, packets, octets, targets=targets, foreign=True) if targets else None
-    return LiveRule(scope, rule["chain"], text, packets, octets, owner, targets)
+    return live_rule(scope, rule["chain"], text, (packets, octets), owner, targets, is_owned_shape(rule["chain"]))
 
 
 def _element_rules(scope, table):
