@@ -119,6 +119,16 @@ class Engine(abc.ABC):
     def apply(self, plan, check_only=False):
         """Writes the plan in one atomic change, or only tests it (check_only)."""
 
+    @abc.abstractmethod
+    def generation(self):
+        """The kernel's generation of the ruleset this engine writes (it advances at every change
+        of that ruleset by anyone), or None where the backend has none."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def commits(plan):
+        """By how much apply(plan) advances the generation."""
+
     @staticmethod
     @abc.abstractmethod
     def as_text(owned):

@@ -13,6 +13,8 @@ import re
 import stat
 import time
 
+from ansible_collections.netmagic.netfilter.plugins.module_utils._generation import ruleset_generation as nf_tables_generation
+
 # One read-compare-apply cycle at a time on a host, so two runs never both add a jump.
 LOCK_PATHS = ("/run/netmagic-netfilter.lock", "/tmp/netmagic-netfilter.lock")
 LOCK_TIMEOUT = 60
@@ -109,6 +111,10 @@ class AnsibleHost:
 
     def which(self, name):
         return self.module.get_bin_path(name)
+
+    @staticmethod
+    def ruleset_generation():
+        return nf_tables_generation()
 
     @staticmethod
     def read_text(path):

@@ -228,6 +228,15 @@ class IptablesEngine(Engine):
                 raise self._failure(family, buffer, rc, err, self._rolled_back(committed, current, desired))
             committed.append(family)
 
+    def generation(self):
+        """nf_tables has one (iptables-nft writes nf_tables); legacy x_tables has none."""
+        return self.host.ruleset_generation() if self.variant == "nft" else None
+
+    @staticmethod
+    def commits(plan):
+        """iptables-nft-restore commits each table of its input on its own."""
+        return sum(len(table_parts(buffer)) for buffer in plan.buffers.values())
+
     def _rolled_back(self, committed, current, desired):
         """Puts the committed families back as they were; returns what the error message says of them."""
         if not committed:

@@ -9,6 +9,7 @@ ValidationError naming the parameter and the offending value.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from contextlib import contextmanager
@@ -403,6 +404,12 @@ def build_balancer(params):
         raise ValidationError("backends", "weights", "add up to more than %d (after dividing by their common divisor); "
                                                      "reduce the weights or the number of backends" % MAX_SLOTS)
     return balancer
+
+
+def digest(obj):
+    """A digest of a validated object: equal digests, equal objects (the repr of frozen dataclasses
+    of canonical values)."""
+    return hashlib.sha256(repr(obj).encode()).hexdigest()
 
 
 def reduced_weights(backends):

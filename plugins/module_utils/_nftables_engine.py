@@ -782,6 +782,14 @@ class NftablesEngine(Engine):
         if rc != 0:
             raise EngineError("%s%s%s" % (writer_failure("nft", rc, err), _kernel_hint(err), failing_line(plan.batch, err)))
 
+    def generation(self):
+        return self.host.ruleset_generation()
+
+    @staticmethod
+    def commits(plan):
+        """One batch, one transaction."""
+        return 1 if plan else 0
+
     @staticmethod
     def describe(owned):
         """Chains, and every rule as 'CHAIN: rule' in nft syntax, for module results."""

@@ -18,6 +18,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_balancer,
     build_listed,
     build_mirror,
+    digest,
     naming,
     validate_name,
 )
@@ -175,24 +176,64 @@ def _unlisted(claims, objects, exclusive):
     return sorted(key for key in claims if key[0] in kinds and key not in objects)
 
 
-def _record(engine, desired, changed_keys):
-    """Records what the objects now hold, for netfilter_info's drift without definitions; returns warnings.
-
-    Written when something changed, or when a listed object is not recorded yet (a host applied before records)."""
-    if not changed_keys:
-        recorded = record.load(engine.backend)
-        if all(key in recorded for key, rules in desired.items() if rules):
-            return []
+def _record(engine, recorded, desired, changed_keys, digests, trust):
+    """Records what the objects now hold, for netfilter_info's drift without definitions and the
+    next run's trust; returns warnings. Only objects that changed, or whose record is missing or
+    made by other code, are described again."""
+    same_code = recorded.code is not None and recorded.code == record.code_digest()
+    stale = [key for key in desired if key in changed_keys or not same_code or recorded.digest(key) != digests.get(key)]
+    if not stale and recorded.trust == trust:
+        return []
     try:
-        record.update(engine, {key: engine.describe(rules) if rules else None for key, rules in desired.items()})
+        record.update(engine, {key: engine.describe(desired[key]) if desired[key] else None for key in stale},
+                      digests=digests, trust=trust, record=recorded)
     except OSError as error:
         return ["the record of what was applied could not be written (%s): netfilter_info without definitions will not "
                 "see drift of these objects" % error]
     return []
 
 
+def _as_recorded(recorded, trust, objects, digests, params):
+    """Whether the host holds exactly what objects ask for, known from the record alone: the
+    ruleset has not changed since the record was trusted, every object is recorded with its
+    definition's digest (an absent one not recorded at all), and an exclusive kind has no
+    recorded object that objects does not list. Persistence reads the rules it saves."""
+    if params.get("persist") or not recorded.trusted_at(trust):
+        return False
+    kinds = {KIND_OF_OPTION[option] for option in params.get("exclusive") or []}
+    if any(key[0] in kinds and key not in objects for key in recorded.objects):
+        return False
+    return all(recorded.digest(key) == digests.get(key) if obj else key not in recorded.objects for key, obj in objects.items())
+
+
+class Rendered(dict):
+    """{key: the engine's rules of objects[key]}, rendered when first asked for: a run that finds
+    everything as recorded renders only what its result shows."""
+
+    def __init__(self, engine, objects):
+        super().__init__()
+        self.engine = engine
+        self.objects = objects
+
+    def __missing__(self, key):
+        obj = self.objects[key]
+        self[key] = self.engine.render(obj) if obj else {}
+        return self[key]
+
+
+def _trust_after(host, engine, before, complete, plan):
+    """The trust of a record made after this run's writes: only when the generation moved by
+    exactly the run's own commits (no one else wrote meanwhile) and every owned object is known."""
+    if before is None or not complete:
+        return None
+    now = record.trust_now(host, engine)
+    expected = dict(before, generation=before["generation"] + (engine.commits(plan) if plan else 0))
+    return now if now == expected else None
+
+
 def converge(host, params, objects, check_only):
-    """Bring objects to their desired state in one read and one atomic apply.
+    """Bring objects to their desired state in one read and one atomic apply, or with no read
+    when the record shows the host holds them already.
 
     objects: {(kind, name): validated model object, or None for absent}. params holds the
     shared options (engine, persist, persist_path, persist_service).
@@ -203,6 +244,12 @@ def converge(host, params, objects, check_only):
     refuse_token_collisions(keys)
     with host_lock():
         engine = select_engine(host, params["engine"])
+        before = record.trust_now(host, engine)
+        recorded = record.read(engine.backend)
+        digests = {key: digest(obj) for key, obj in objects.items() if obj}
+        if _as_recorded(recorded, before, objects, digests, params):
+            rendered = Rendered(engine, objects)
+            return Outcome(engine, rendered, rendered, [], *_remove_elsewhere(host, engine, keys, check_only))
         snapshot = engine.read()
         # Owned objects of an exclusive kind that the run does not list go in the same change.
         unlisted = _unlisted(snapshot.claims, objects, params.get("exclusive") or [])
@@ -213,12 +260,15 @@ def converge(host, params, objects, check_only):
         refuse_conflicts_on_host(engine, snapshot.claims, objects, desired)
         refuse_removal_under_foreign_jumps(current, desired)
         changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
-        if changed_keys:
-            engine.apply(engine.plan(snapshot, {key: (current[key], desired[key]) for key in keys}), check_only=check_only)
+        plan = engine.plan(snapshot, {key: (current[key], desired[key]) for key in keys}) if changed_keys else None
+        if plan is not None:
+            engine.apply(plan, check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
         outcome.unlisted = unlisted
         if not check_only:
-            outcome.warnings += _record(engine, desired, changed_keys)
+            complete = recorded.trusted_at(before) or set(snapshot.claims) <= set(objects)
+            trust = _trust_after(host, engine, before, complete, plan)
+            outcome.warnings += _record(engine, recorded, desired, changed_keys, digests, trust)
         if params["persist"]:
             # Every backend this run changed is saved again, so no file brings back what was removed.
             outcome.persist_changed, outcome.persisted = persist(host, [engine] + outcome.removed_from, params["persist_path"],

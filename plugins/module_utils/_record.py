@@ -2,24 +2,37 @@
 # Copyright: netmagic.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The record of what was last applied, kept on the host, so netfilter_info can report drift
-without being given the definitions.
+without being given the definitions, and a run that changes nothing need not read the rules.
 
 One JSON file per engine backend and network namespace under RECORD_DIR: {"KIND:NAME":
-{"chains": [...], "rules": [...]}}, the object's rules as the engine describes them. The network
-namespace is named by its cookie, which is the same for a host's own namespace at every boot and
-different for each container or test namespace sharing the file system.
+{"chains": [...], "rules": [...], "digest": ...}}, the object's rules as the engine describes
+them and the digest of its validated definition, and under "trust" the nf_tables generation
+(with the boot and the code that rendered it) at which every owned object on the host held
+exactly its recorded rules. The network namespace is named by its cookie, which is the same
+for a host's own namespace at every boot and different for each container or test namespace
+sharing the file system.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import socket
 import sys
+from dataclasses import dataclass, field
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import write_if_changed
 
 RECORD_DIR = "/var/lib/netmagic/netfilter"
+TRUST = "trust"
+CODE = "code"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+PACKAGE = "ansible_collections.netmagic.netfilter.plugins.module_utils."
+# The code that turns a definition into rules: a record made by other code is not trusted.
+RENDERING_MODULES = ("_model", "_naming", "_iptables_rules", "_iptables_engine", "_nftables_engine", "_iptc_engine", "_reconcile")
 
 
 # getsockopt(SO_NETNS_COOKIE), Linux 5.14 and later: a network namespace's 64-bit id, never reused.
@@ -43,33 +56,99 @@ def record_path(backend, directory=None):
     return os.path.join(directory or RECORD_DIR, "applied-%s-%s.json" % (backend, namespace_id()))
 
 
-def load(backend, directory=None):
-    """{(kind, name): {"chains", "rules"}} last recorded for the backend here; {} when none (or unreadable)."""
+def code_digest():
+    """A digest of the source of the modules that render, plan and record; None where a loader
+    cannot give the source."""
+    digest = hashlib.sha256()
+    for name in RENDERING_MODULES:
+        module = sys.modules.get(PACKAGE + name)
+        loader = getattr(module, "__loader__", None)
+        try:
+            source = loader.get_source(PACKAGE + name)
+        except (AttributeError, ImportError, OSError):
+            source = None
+        if source is None:
+            return None
+        digest.update(("%s\0%s\0" % (name, source)).encode())
+    return digest.hexdigest()
+
+
+def trust_now(host, engine):
+    """What a record made now would be trusted at: the engine's ruleset generation, this boot and
+    this code; None where the engine's backend has no generation."""
+    generation = engine.generation()
+    boot = (host.read_text(BOOT_ID_PATH) or "").strip()
+    code = code_digest()
+    if generation is None or not BOOT_ID.fullmatch(boot) or code is None:
+        return None
+    return {"generation": int(generation), "boot": boot, "code": code}
+
+
+@dataclass
+class Record:
+    """objects: {(kind, name): {"chains", "rules", "digest"}}; code: the code_digest of the code
+    that described them; trust: {"generation", "boot", "code"} or None."""
+
+    objects: dict = field(default_factory=dict)
+    code: str = None
+    trust: dict = None
+
+    def trusted_at(self, trust):
+        """Whether every owned object held its recorded rules at trust (the same generation, boot and code)."""
+        return trust is not None and self.trust == trust
+
+    def digest(self, key):
+        return self.objects.get(key, {}).get("digest")
+
+
+def read(backend, directory=None):
+    """The Record of the backend here; an empty one when there is none (or it cannot be read)."""
     try:
         with open(record_path(backend, directory)) as handle:
             data = json.load(handle)
     except (OSError, ValueError):
-        return {}
-    return {tuple(key.split(":", 1)): value for key, value in data.items() if isinstance(value, dict) and ":" in key}
+        return Record()
+    if not isinstance(data, dict):
+        return Record()
+    objects = {tuple(key.split(":", 1)): value for key, value in data.items() if isinstance(value, dict) and ":" in key}
+    trust = data.get(TRUST)
+    return Record(objects, data.get(CODE), trust if isinstance(trust, dict) else None)
 
 
-def update(engine, described, directory=None):
-    """Records, for each (kind, name) in described, its rules (engine.describe output) or, for None,
-    that it is gone. Only the canonical output of the engine's describe is written. A record left
-    with no object is removed, so namespaces and hosts that no longer hold any leave no file."""
-    record = load(engine.backend, directory)
+def load(backend, directory=None):
+    """{(kind, name): {"chains", "rules", ...}} last recorded for the backend here; {} when none."""
+    return read(backend, directory).objects
+
+
+def update(engine, described, directory=None, digests=None, trust=None, record=None):
+    """Records, for each (kind, name) in described, its rules (engine.describe output) and the
+    digest of its definition (digests) or, for None, that it is gone; trust is the state the
+    whole record now holds at, or None. Only canonical values are written: the engine's describe
+    output, hex digests, an int and the kernel's boot id as its pattern allows. A record left with no object is
+    removed, so namespaces and hosts that no longer hold any leave no file. record: the Record
+    read earlier in the same run."""
+    record = record or read(engine.backend, directory)
+    objects = dict(record.objects)
     for key, value in described.items():
         if value is None:
-            record.pop(key, None)
+            objects.pop(key, None)
         else:
             chains, rules = value
-            record[key] = {"chains": list(chains), "rules": list(rules)}
+            objects[key] = {"chains": list(chains), "rules": list(rules)}
+    for key, digest in (digests or {}).items():
+        if key in objects:
+            objects[key] = dict(objects[key], digest=digest)
     path = record_path(engine.backend, directory)
-    if not record:
+    if not objects:
         try:
             os.unlink(path)
         except FileNotFoundError:
             return False
         return True
-    text = json.dumps({"%s:%s" % key: record[key] for key in sorted(record)}, indent=1, sort_keys=True) + "\n"
-    return write_if_changed(path, text, check_only=False)
+    data = {"%s:%s" % key: objects[key] for key in sorted(objects)}
+    code = code_digest()
+    if code is not None:
+        data[CODE] = code
+    if trust is not None:
+        data[TRUST] = trust
+    return write_if_changed(path, json.dumps(data, indent=1, sort_keys=True) + "\n", check_only=False)

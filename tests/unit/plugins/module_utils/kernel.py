@@ -12,6 +12,7 @@ BUILT_IN = {"nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
             "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")}
 TOOL = re.compile(r"(ip6?tables)-(nft|legacy)-(save|restore)")
 TARGET = re.compile(r" -[jg] (\S+)")
+BOOT_ID = "0b6a2ef4-2f1c-4c55-9d43-6a1f3c8e2d10"
 
 
 class RestoreError(Exception):
@@ -28,6 +29,7 @@ class SimulatedHost:
         self.ran = []
         self.refused = set()  # (variant, family) whose restores fail, as a kernel without an extension would
         self.addresses = ["198.18.0.11/24", "2001:2::11/64"]
+        self.generation = 1  # nf_tables' ruleset generation: the nft variant's commits advance it
         self.routed = {}  # destination -> the router `ip route get` goes via
 
     # --- what the engines call ---------------------------------------------------------
@@ -43,8 +45,11 @@ class SimulatedHost:
         """Nothing is cached."""
 
     @staticmethod
-    def read_text(_path):
-        return None
+    def read_text(path):
+        return BOOT_ID + "\n" if path == "/proc/sys/kernel/random/boot_id" else None
+
+    def ruleset_generation(self):
+        return self.generation
 
     def run(self, argv, data=None):
         name = argv[0].rsplit("/", 1)[1]
@@ -66,6 +71,8 @@ class SimulatedHost:
         if "--test" not in argv:
             tables.clear()
             tables.update(restored)
+            if variant == "nft":
+                self.generation += data.count("\nCOMMIT\n")
         return 0, "", ""
 
     def _ip(self, args):
@@ -82,8 +89,13 @@ class SimulatedHost:
         return [line for line in save_text(self.kernel[(variant, family)]).splitlines() if line.startswith("-A ")]
 
     def plant(self, variant, family, table, chain, line):
-        """A rule of someone else's, at the end of a chain (created when missing)."""
+        """A rule of someone else's, at the end of a chain (created when missing): a commit like any other."""
         self._table(variant, family, table).setdefault(chain, []).append(line)
+        if variant == "nft":
+            self.generation += 1
+
+    def reads(self):
+        return [argv for argv in self.ran if argv[0].endswith("-save")]
 
     def writes(self):
         return [argv for argv in self.ran if argv[0].endswith("-restore")]

@@ -5,7 +5,7 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _host, _record, _reconcile
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_mirror, digest
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.kernel import SimulatedHost
 
 WEB = ("balancer", "web")
@@ -44,7 +44,79 @@ def test_a_new_object_is_one_restore_and_the_second_run_writes_nothing():
     again = converge(host, {WEB: web(), HTTP: http()})
     assert not again.changed and host.writes() == []
     described = {key: again.engine.describe(again.desired[key]) for key in (WEB, HTTP)}
-    assert _record.load("xtables-nft") == {key: {"chains": chains, "rules": lines} for key, (chains, lines) in described.items()}
+    assert _record.load("xtables-nft") == {key: {"chains": chains, "rules": lines, "digest": digest(obj)}
+                                           for (key, (chains, lines)), obj in zip(described.items(), (web(), http()))}
+
+
+def test_a_run_that_finds_everything_as_recorded_reads_no_rules():
+    host = SimulatedHost()
+    converge(host, {WEB: web(), HTTP: http()}, engine="iptables-nft")
+    host.ran.clear()
+    outcome = converge(host, {WEB: web(), HTTP: http()}, engine="iptables-nft")
+    recorded = _record.load("xtables-nft")[WEB]
+    assert not outcome.changed and list(outcome.engine.describe(outcome.desired[WEB])) == [recorded["chains"], recorded["rules"]]
+    assert [argv[0] for argv in host.reads()] == ["iptables-legacy-save", "ip6tables-legacy-save"], \
+        "only the other backend, which has no generation, is read"
+    host.ran.clear()
+    assert not converge(host, {WEB: web(), ("balancer", "api"): None}, engine="iptables-nft").changed
+    assert ["iptables-nft-save"] not in host.reads(), "an absent object the record does not hold needs no read"
+
+
+@pytest.mark.parametrize("someone_else", [
+    pytest.param(lambda host: host.kernel[("nft", 4)]["nat"][next(c for c in host.kernel[("nft", 4)]["nat"] if c.startswith("NM-SEP"))].clear()
+                 or setattr(host, "generation", host.generation + 1), id="emptied an owned chain"),
+    pytest.param(lambda host: host.plant("nft", 4, "nat", "PREROUTING", "-A PREROUTING -p udp -m udp --dport 53 -j ACCEPT"), id="added a rule of their own"),
+])
+def test_after_a_change_by_anyone_else_the_rules_are_read_again(someone_else):
+    host = SimulatedHost()
+    converge(host, {WEB: web()}, engine="iptables-nft")
+    expected = host.rules()
+    someone_else(host)
+    host.ran.clear()
+    converge(host, {WEB: web()}, engine="iptables-nft")
+    assert ["iptables-nft-save"] in host.reads()
+    assert [line for line in host.rules() if "dport 53" not in line] == expected, "the owned rules were not repaired"
+    host.ran.clear()
+    assert not converge(host, {WEB: web()}, engine="iptables-nft").changed and ["iptables-nft-save"] not in host.reads(), "trust did not come back"
+
+
+def test_a_commit_by_someone_else_during_the_run_leaves_the_record_untrusted(monkeypatch):
+    host = SimulatedHost()
+    restore = host.run
+
+    def racing(argv, data=None):
+        answer = restore(argv, data)
+        if argv[0].endswith("iptables-nft-restore"):
+            host.generation += 1
+        return answer
+    monkeypatch.setattr(host, "run", racing)
+    converge(host, {WEB: web()}, engine="iptables-nft")
+    host.ran.clear()
+    converge(host, {WEB: web()}, engine="iptables-nft")
+    assert ["iptables-nft-save"] in host.reads()
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(dict(objects={WEB: web(port=81)}), id="a changed definition"),
+    pytest.param(dict(objects={HTTP: http()}, exclusive=["balancers"]), id="an exclusive kind with an unlisted object"),
+    pytest.param(dict(objects={WEB: web()}, engine="iptables-legacy"), id="a backend without a generation"),
+])
+def test_what_the_record_cannot_answer_is_read(change):
+    host = SimulatedHost()
+    engine = change.get("engine", "iptables-nft")
+    converge(host, {WEB: web()}, engine=engine)
+    host.ran.clear()
+    converge(host, change["objects"], **dict({k: v for k, v in change.items() if k != "objects"}, engine=engine))
+    assert ["%s-save" % engine] in host.reads()
+
+
+def test_a_record_made_by_other_code_is_not_trusted(monkeypatch):
+    host = SimulatedHost()
+    converge(host, {WEB: web()}, engine="iptables-nft")
+    monkeypatch.setattr(_record, "code_digest", lambda: "0" * 64)
+    host.ran.clear()
+    converge(host, {WEB: web()}, engine="iptables-nft")
+    assert ["iptables-nft-save"] in host.reads()
 
 
 def test_check_mode_tests_the_change_and_leaves_the_host_as_it_was():
