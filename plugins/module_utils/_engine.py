@@ -10,7 +10,8 @@ contract, so none of them knows any engine's format; _engines lists the engines.
 Owned rules of one object are the engine's own value ({scope: rules}), compared with same(),
 shown with as_text() and describe(). One read gives a Snapshot; from it come the owned rules of
 any objects, the services already claimed on the host, what netfilter_info reports and what
-persistence saves. A plan is the engine's checked input for one atomic write.
+persistence saves. Where a record is trusted at the ruleset's current generation, a
+RecordedState stands in for the read. A plan is the engine's checked input for one atomic write.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class Live:
     counters: bool = True
 
 
-class Snapshot(abc.ABC):
-    """One read of the host's rules of one engine, parsed once."""
+class RuleState(abc.ABC):
+    """What the pipeline needs to know of the owned rules on a host before it plans a change."""
 
     @property
     @abc.abstractmethod
@@ -65,6 +66,16 @@ class Snapshot(abc.ABC):
     def owned(self, keys):
         """{(kind, name): owned rules} of each key; empty owned rules for an object the host lacks."""
 
+
+class Snapshot(RuleState):
+    """One read of the host's rules of one engine, parsed once."""
+
+    @abc.abstractmethod
+    def holds_only(self, owned):
+        """Whether owned ({key: owned rules}, as owned() gave them) is all that the engine's owned
+        tables and chains hold, with no rule of anyone else's among them or jumping into them:
+        then a record of these objects tells the whole state."""
+
     @abc.abstractmethod
     def live(self):
         """Live: every owned chain and rule, with counters when the read asked for them."""
@@ -72,6 +83,37 @@ class Snapshot(abc.ABC):
     @abc.abstractmethod
     def persisted(self):
         """{file name: text} of the owned rules, for the engine's restore tool at boot."""
+
+
+class RecordedState(RuleState):
+    """The owned rules as a trusted record says the host holds them: nothing is read. recorded:
+    {(kind, name): {"definition", "signatures"}}; rebuild(kind, definition) validates a
+    definition again (it comes from a file), only for the objects a change needs."""
+
+    def __init__(self, engine, recorded, rebuild):
+        self.engine = engine
+        self.recorded = recorded
+        self.rebuild = rebuild
+        self._rendered = {}
+
+    @property
+    def claims(self):
+        return {key: set(entry["signatures"]) for key, entry in self.recorded.items()}
+
+    def owned(self, keys):
+        return {key: self._render(key) for key in keys}
+
+    def can_plan(self, changes):
+        """Whether the engine's plan of changes ({key: (current, desired)}) needs nothing a read
+        alone gives; when not, the run reads the rules after all. The base's engines plan from
+        the rules before and after alone."""
+        return True
+
+    def _render(self, key):
+        if key not in self._rendered:
+            entry = self.recorded.get(key)
+            self._rendered[key] = self.engine.render(self.rebuild(key[0], entry["definition"])) if entry else {}
+        return self._rendered[key]
 
 
 class Engine(abc.ABC):
@@ -93,6 +135,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def read(self, counters=False):
         """Snapshot of the host's rules (with packet counters when asked)."""
+
+    @abc.abstractmethod
+    def recorded_state(self, recorded, rebuild):
+        """The RecordedState a plan of this engine can be made from, for a record trusted at the
+        current generation (see RecordedState)."""
 
     @staticmethod
     @abc.abstractmethod

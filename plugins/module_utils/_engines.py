@@ -25,15 +25,16 @@ def engine_named(host, name):
     return REGISTRY[name](host)
 
 
-def select_engine(host, requested):
+def select_engine(host, requested, holders=frozenset()):
     """The engine asked for; for auto, the one this host already uses: nftables when it holds a
-    netmagic table or the host has no iptables, else the iptables backend that holds rules."""
+    netmagic table or the host has no iptables, else the iptables backend that holds rules.
+    holders: backends a trusted record shows holding owned rules, which need no read to tell."""
     if requested != AUTO:
         return engine_named(host, requested)
     nftables = NftablesEngine(host)
-    if nftables.available() and (nftables.holds_tables() or not host.which("iptables")):
+    if nftables.available() and (nftables.backend in holders or nftables.holds_tables() or not host.which("iptables")):
         return nftables
-    return engine_named(host, "iptables-%s" % detect_variant(host))
+    return engine_named(host, "iptables-%s" % detect_variant(host, nft_in_use=IptablesNftEngine.backend in holders))
 
 
 def other_backends(host, engine):

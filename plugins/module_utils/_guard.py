@@ -116,19 +116,40 @@ WORD = re.compile(r"[A-Za-z0-9_.:*@+-]{1,64}(?: [a-z0-9]{1,8})?")
 MAX_NUMBER = 2 ** 64 - 1
 
 
+def _fits(value, operator=False):
+    """Whether value fits the expression grammar (_check_value without building the path of each value)."""
+    kind = type(value)
+    if value is None or kind is int:
+        return value is None or 0 <= value <= MAX_NUMBER
+    if kind is str:
+        return bool(WORD.fullmatch(value)) or (operator and value in OPERATORS)
+    if kind is list:
+        return all(_fits(item) for item in value)
+    if kind is dict:
+        return all(key in EXPRESSION_KEYS and _fits(item, key == "op") for key, item in value.items())
+    return False
+
+
 def _check_value(value, path):
     """None when value fits the expression grammar, else where it does not."""
+    if _fits(value, path.endswith(".op")):
+        return None
+    return _misfit(value, path)
+
+
+def _misfit(value, path):
+    """Where value does not fit the expression grammar, or None."""
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NUMBER):
         return None
     if isinstance(value, str):
         return None if WORD.fullmatch(value) or (path.endswith(".op") and value in OPERATORS) else path
     if isinstance(value, list):
-        return next((found for index, item in enumerate(value) for found in [_check_value(item, "%s[%d]" % (path, index))] if found), None)
+        return next((found for index, item in enumerate(value) for found in [_misfit(item, "%s[%d]" % (path, index))] if found), None)
     if isinstance(value, dict):
         for key, item in value.items():
             if key not in EXPRESSION_KEYS:
                 return "%s.%s" % (path, key)
-            found = _check_value(item, "%s.%s" % (path, key))
+            found = _misfit(item, "%s.%s" % (path, key))
             if found:
                 return found
         return None

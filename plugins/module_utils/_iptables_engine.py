@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as rules
-from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Snapshot
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, RecordedState, Snapshot
 from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import check_restore_buffer
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, failing_line, writer_failure
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import is_owned_shape
 
 VARIANTS = ("nft", "legacy")
 # Seconds iptables-restore waits for the xtables lock held by another writer.
@@ -55,15 +56,19 @@ def save_output(host, binary):
     return out
 
 
-def detect_variant(host):
+def detect_variant(host, nft_in_use=False):
     """The iptables backend this host already uses.
 
     The backend holding rules wins; a host with rules in both is refused, because
     rules of one backend are invisible to the other and guessing could leave both.
-    With no rules anywhere, the `iptables --version` tag decides.
+    With no rules anywhere, the `iptables --version` tag decides. nft_in_use: the nft
+    backend is known to hold rules (it is not read to count them).
     """
     counts = {}
     for variant in VARIANTS:
+        if variant == "nft" and nft_in_use:
+            counts[variant] = 1
+            continue
         counts[variant] = sum(
             count_rule_lines(save_output(host, "%s-%s-save" % (family, variant))) for family in ("iptables", "ip6tables")
         )
@@ -153,6 +158,14 @@ class IptablesSnapshot(Snapshot):
                 owned[key].update(scopes)
         return owned
 
+    def holds_only(self, owned):
+        """Every chain of the owned shape is one of owned's, and no rule of anyone else's jumps into one."""
+        chains = {(scope, chain) for scopes in owned.values() for scope, table_rules in scopes.items() for chain in table_rules.chains}
+        if any(table_rules.foreign_jumps for scopes in owned.values() for table_rules in scopes.values()):
+            return False
+        return all(((family, table), chain) in chains for family, tables in self.tables.items() for table, table_chains in tables.items()
+                   for chain in table_chains if is_owned_shape(chain))
+
     def live(self):
         return rules.live_of(self.tables, {family: counts or {} for family, counts in self.counts.items()})
 
@@ -176,6 +189,10 @@ class IptablesEngine(Engine):
 
     def available(self):
         return bool(self._binary(4, "save", required=False))
+
+    def recorded_state(self, recorded, rebuild):
+        """A restore plan needs only each object's rules before and after."""
+        return RecordedState(self, recorded, rebuild)
 
     def read(self, counters=False):
         return IptablesSnapshot(self.saves(counters), {family: saved_file(self.variant, family) for family in FAMILY_COMMANDS}, counters)

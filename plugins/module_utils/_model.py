@@ -43,6 +43,10 @@ MODES = ("round_robin", "random")
 MAX_SLOTS = 4096
 MAX_WEIGHT = 65535
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+# A dotted quad already in canonical form (no leading zeros, octets up to 255): the common case,
+# checked without building an IPv4Address (a tenth of the time, at 10,000 backends).
+OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+CANONICAL_IPV4 = re.compile(r"\.".join([OCTET] * 4))
 
 
 class ValidationError(ValueError):
@@ -200,9 +204,24 @@ def _refuse_ipv4_in_ipv6(parameter, value, address):
         raise ValidationError(parameter, value, "is an IPv4-mapped or IPv4-compatible IPv6 address: give the IPv4 address instead")
 
 
+def _canonical_unicast_ipv4(text):
+    """text when it is a canonical dotted quad of a unicast address; None for anything else (then
+    ipaddress decides, and gives the reason)."""
+    match = CANONICAL_IPV4.fullmatch(text)
+    if not match:
+        return None
+    first = int(match.group(1))
+    if first == 127 or 224 <= first <= 239 or text in ("0.0.0.0", "255.255.255.255"):
+        return None
+    return text
+
+
 def _unicast_address(parameter, value):
     """The address in the form iptables-save and nft print it."""
     text = _address_text(parameter, value, ADDRESS_PATTERN, "an IPv4 or IPv6 address")
+    canonical = _canonical_unicast_ipv4(text)
+    if canonical:
+        return canonical
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -404,6 +423,20 @@ def build_balancer(params):
         raise ValidationError("backends", "weights", "add up to more than %d (after dividing by their common divisor); "
                                                      "reduce the weights or the number of backends" % MAX_SLOTS)
     return balancer
+
+
+def definition(obj):
+    """A validated object as the parameters that build it again (rebuild): canonical values only."""
+    if obj.kind == MIRROR:
+        return {"name": obj.name, "gateway": obj.gateway, "protocol": obj.protocol, "ports": [str(p) for p in obj.ports],
+                "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface}
+    return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
+            "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients}
+
+
+def rebuild(kind, params):
+    """The validated object of a definition (validated again: it was read from a file)."""
+    return build_mirror(params) if kind == MIRROR else build_balancer(params)
 
 
 def digest(obj):

@@ -20,11 +20,12 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._host import En
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
+    family_of,
     reduced_weights,
     mirror_hooks,
     round_robin_slots,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Live, LiveRule, Snapshot, live_rule
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Live, LiveRule, RecordedState, Snapshot, live_rule
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, is_owned_shape, jumps_home, owner_of_tag, tag
 
 TABLE = "netmagic"
@@ -90,6 +91,12 @@ class NftRules:
 
 def _key(*values):
     return canonical(list(values))
+
+
+def _masquerade_key(address, backend, protocol, port):
+    """_key of a masquerading element, formatted directly: addresses and protocol names never
+    need escaping, and 10,000 of them are made in every change."""
+    return '["%s","%s","%s",%d]' % (address, backend, protocol, port)
 
 
 def _scaffold_rules(family):
@@ -218,7 +225,7 @@ def render_balancer(balancer):
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
     rules.elements = sorted((SERVICE_MAPS[hook], service, service_chain) for hook in hooks)
     if balancer.masquerade:
-        rules.masquerade = sorted({_key(balancer.vip, b.address, balancer.protocol, b.port) for b in balancer.backends})
+        rules.masquerade = sorted({_masquerade_key(balancer.vip, b.address, balancer.protocol, b.port) for b in balancer.backends})
     return {balancer.family: rules}
 
 
@@ -459,11 +466,11 @@ def _key_value(key):
 
 @dataclass
 class FamilyState:
-    """What the plan needs of one family's table besides the objects changed: the chains of other
-    objects (they keep the table), whether its scaffold is there, the masquerading set's keys,
-    and those that objects not in the change still need."""
+    """What the plan needs of one family's table besides the objects changed: whether anything
+    else keeps the table (other objects' chains, anyone's chains), whether its scaffold is there,
+    the masquerading set's keys, and those that objects not in the change still need."""
 
-    other_chains: list = field(default_factory=list)
+    kept: bool = False
     scaffold: bool = False
     masquerade: set = field(default_factory=set)
     kept_masquerade: set = field(default_factory=set)
@@ -474,7 +481,7 @@ def _family_commands(family, pairs, state):
     object. Phases across all objects, so a key or a chain moving between objects is deleted
     before it is added: chains made, then deletions, then the new rules and elements, then the
     masquerading set, then stale chains removed."""
-    if not any(desired.holds() for _current, desired in pairs) and not state.other_chains and not state.kept_masquerade:
+    if not any(desired.holds() for _current, desired in pairs) and not state.kept and not state.kept_masquerade:
         return [{"delete": {"table": _table(family)}}] if any(current.holds() for current, _desired in pairs) or state.scaffold else []
     commands = [{"add": {"table": _table(family)}}]
     base_chains = {chain for _current, desired in pairs for chain, _expr in desired.jumps}
@@ -485,13 +492,14 @@ def _family_commands(family, pairs, state):
     if balancing:
         commands += [{"add": {kind: _ref(family, **fields)}} for kind, fields in _scaffold_sets(family)]
         commands += [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for chain, expr in _scaffold_rules(family)]
-    rewritten = [(desired, sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])) for current, desired in pairs]
-    for _desired, chains in rewritten:
+    rewritten = [(current, desired, sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])) for current, desired in pairs]
+    for current, _desired, chains in rewritten:
         for chain in chains:
-            commands += [{"add": {"chain": _ref(family, name=chain)}}, {"flush": {"chain": _ref(family, name=chain)}}]
+            # A chain the object does not hold yet is not in the table: nothing to flush.
+            commands += [{"add": {"chain": _ref(family, name=chain)}}] + ([{"flush": {"chain": _ref(family, name=chain)}}] if chain in current.chains else [])
     for current, desired in pairs:
         commands += _deletions(family, current, desired)
-    for desired, chains in rewritten:
+    for _current, desired, chains in rewritten:
         commands += [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for chain in chains for expr in desired.chains[chain]]
     for current, desired in pairs:
         commands += _additions(family, current, desired)
@@ -682,6 +690,40 @@ class NftablesSnapshot(Snapshot):
     def persisted(self):
         return {SAVED_FILE: json.dumps({"nftables": check_nft_commands(saved_batch(self.items, self.tables), "the saved rules")}) + "\n"}
 
+    def holds_only(self, owned):
+        """Every chain of the tables is a base chain or one of owned's, every base-chain rule a
+        scaffold rule or one of owned's jumps, every element tagged by one of owned's objects,
+        every masquerading key one that owned needs, and no set, map or other object of anyone
+        else's; and the scaffold is there exactly when a balancer is."""
+        for family, table in self.tables.items():
+            mine = [scopes[family] for scopes in owned.values() if family in scopes]
+            chains = {chain for rules in mine for chain in rules.chains}
+            jumps = {jump for rules in mine for jump in rules.jumps}
+            scaffold = set(_scaffold_rules(family))
+            if any(rules.foreign_jumps for rules in mine) or any(c not in BASE_CHAINS and c not in chains for c in table.chains):
+                return False
+            if any(chain not in chains and (chain, canonical(expr)) not in scaffold and (chain, canonical(expr)) not in jumps
+                   for chain, _handle, _comment, expr in table.rules):
+                return False
+            tags = {rules.tag for rules in mine}
+            if any(comment not in tags for _map, _key, comment, _target in table.elements):
+                return False
+            if not table.masquerade <= set().union(*(rules.masquerade for rules in mine)) or any(
+                    not set(rules.masquerade) <= _derived_masquerade(rules) for rules in mine):
+                return False
+            if not self._only_own_sets(family) or self._has_scaffold(family) != any(rules.elements for rules in mine):
+                return False
+        return True
+
+    def _only_own_sets(self, family):
+        names = set(SERVICE_MAPS.values()) | {MASQUERADE_SET}
+        return all(next(iter(item)) in ("table", "chain", "rule") or (next(iter(item)) in ("map", "set") and item[next(iter(item))]["name"] in names)
+                   for item in self.items[family])
+
+    def _has_scaffold(self, family):
+        rules = {(chain, canonical(expr)) for chain, _handle, _comment, expr in self.tables[family].rules if chain in BASE_CHAINS}
+        return set(_scaffold_rules(family)) <= rules
+
     def family_state(self, family, keys):
         """FamilyState of one family's table for a change of the objects keys (the others stay)."""
         table = self.tables.get(family)
@@ -689,15 +731,61 @@ class NftablesSnapshot(Snapshot):
             return FamilyState()
         changing = ChainOwners(keys)
         others = owned_rules_of(table, [key for key in self._claims if key not in keys])
-        rules = {(chain, canonical(expr)) for chain, _handle, _comment, expr in table.rules}
         sets = {item[kind]["name"] for item in self.items[family] for kind in ("map", "set") if kind in item}
         return FamilyState(
             # Any other chain keeps the table: deleting it would take that chain along.
-            other_chains=[chain for chain in table.chains if chain not in BASE_CHAINS and not changing.owner(chain)],
-            scaffold=set(_scaffold_rules(family)) <= rules and {fields["name"] for _kind, fields in _scaffold_sets(family)} <= sets,
+            kept=any(chain not in BASE_CHAINS and not changing.owner(chain) for chain in table.chains),
+            scaffold=self._has_scaffold(family) and {fields["name"] for _kind, fields in _scaffold_sets(family)} <= sets,
             masquerade=set(table.masquerade),
             kept_masquerade=set().union(*(mine.masquerade for mine in others.values())),
         )
+
+
+def _derived_masquerade(rules):
+    """Every masquerading key an object's services and endpoint chains could call for: a key
+    attributed to it beyond these is a stray one, which no record of it would know."""
+    services = [json.loads(key) for _map, key, _target in rules.elements]
+    endpoints = {(statement["dnat"].get("addr"), statement["dnat"].get("port")) for exprs in rules.chains.values() for expr in exprs
+                 for statement in json.loads(expr) if "dnat" in statement}
+    return {_key(address, backend, protocol, port) for address, protocol, _port in services for backend, port in endpoints}
+
+
+def _family_of_definition(definition):
+    return family_of(definition.get("vip") or definition["gateway"])
+
+
+class NftablesRecordedState(RecordedState):
+    """RecordedState with the FamilyState a plan needs, from the record: a trusted record holds
+    every object of the tables and nothing else (NftablesSnapshot.holds_only), so the scaffold is
+    there exactly when a balancer is and the masquerading set holds exactly the balancers' keys."""
+
+    def can_plan(self, changes):
+        """A tagged base-chain rule (a mirror's jump) is deleted by its handle, which only a
+        listing gives, unless its whole table goes: when no object is left in the family."""
+        for current, desired in changes.values():
+            for family, rules in current.items():
+                dropped = any(jump not in desired.get(family, NftRules()).jumps for jump in rules.jumps)
+                if dropped and self._family_kept(family, changes):
+                    return False
+        return True
+
+    def _family_kept(self, family, changes):
+        """Whether any object holds rules in the family after changes."""
+        if any(desired.get(family) and desired[family].holds() for _current, desired in changes.values()):
+            return True
+        return any(key not in changes and _family_of_definition(entry["definition"]) == family for key, entry in self.recorded.items())
+
+    def family_state(self, family, keys):
+        changing = set(keys)
+        here = {key: entry["definition"] for key, entry in self.recorded.items() if _family_of_definition(entry["definition"]) == family}
+        kept = set()
+        for key, definition in here.items():
+            if key not in changing and key[0] == BALANCER and definition["masquerade"]:
+                kept.update(_masquerade_key(definition["vip"], backend["address"], definition["protocol"], backend["port"])
+                            for backend in definition["backends"])
+        held = set().union(*(owned[family].masquerade for owned in self.owned([key for key in changing if key in here]).values() if family in owned))
+        return FamilyState(kept=any(key not in changing for key in here), scaffold=any(key[0] == BALANCER for key in here),
+                           masquerade=kept | held, kept_masquerade=kept)
 
 
 @dataclass
@@ -751,6 +839,9 @@ class NftablesEngine(Engine):
     def signatures(owned):
         """The service signatures of an object's rendered rules."""
         return {signature for rules in owned.values() for signature in (service_signature(m, k) for m, k, _t in rules.elements) if signature}
+
+    def recorded_state(self, recorded, rebuild):
+        return NftablesRecordedState(self, recorded, rebuild)
 
     render = staticmethod(render)
     same = staticmethod(same_rules)

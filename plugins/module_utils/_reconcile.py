@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, MissingLibraryError, host_lock
-from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import ENGINE_NAMES, other_backends, select_engine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import AUTO, ENGINE_CLASSES, ENGINE_NAMES, other_backends, select_engine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
@@ -18,8 +18,10 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_balancer,
     build_listed,
     build_mirror,
+    definition,
     digest,
     naming,
+    rebuild,
     validate_name,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _record as record
@@ -170,45 +172,42 @@ def refuse_removal_under_foreign_jumps(current, desired):
                                       "%s; delete or change that rule first" % (kind, name, target, line))
 
 
-def _unlisted(claims, objects, exclusive):
+def _kinds(params):
+    """The kinds netfilter_apply's exclusive names."""
+    return {KIND_OF_OPTION[option] for option in params.get("exclusive") or []}
+
+
+def _unlisted(claims, objects, params):
     """The owned objects (with a tagged jump) of the exclusive kinds that objects does not list, sorted."""
-    kinds = {KIND_OF_OPTION[option] for option in exclusive}
-    return sorted(key for key in claims if key[0] in kinds and key not in objects)
+    return sorted(key for key in claims if key[0] in _kinds(params) and key not in objects)
 
 
-def _record(engine, recorded, desired, changed_keys, digests, trust):
+def _entry(engine, obj, rules, digests, key):
+    chains, lines = engine.describe(rules)
+    return {"chains": chains, "rules": lines, "digest": digests[key], "definition": definition(obj),
+            "signatures": sorted(engine.signatures(rules))}
+
+
+def _record(engine, recorded, objects, desired, changed_keys, digests, trust):
     """Records what the objects now hold, for netfilter_info's drift without definitions and the
     next run's trust; returns warnings. Only objects that changed, or whose record is missing or
     made by other code, are described again."""
     same_code = recorded.code is not None and recorded.code == record.code_digest()
-    stale = [key for key in desired if key in changed_keys or not same_code or recorded.digest(key) != digests.get(key)]
+    stale = [key for key in objects if key in changed_keys or not same_code or recorded.digest(key) != digests.get(key)]
     if not stale and recorded.trust == trust:
         return []
     try:
-        record.update(engine, {key: engine.describe(desired[key]) if desired[key] else None for key in stale},
-                      digests=digests, trust=trust, record=recorded)
+        record.update(engine.backend, {key: _entry(engine, objects[key], desired[key], digests, key) if objects[key] else None for key in stale},
+                      trust=trust, record=recorded)
     except OSError as error:
         return ["the record of what was applied could not be written (%s): netfilter_info without definitions will not "
                 "see drift of these objects" % error]
     return []
 
 
-def _as_recorded(recorded, trust, objects, digests, params):
-    """Whether the host holds exactly what objects ask for, known from the record alone: the
-    ruleset has not changed since the record was trusted, every object is recorded with its
-    definition's digest (an absent one not recorded at all), and an exclusive kind has no
-    recorded object that objects does not list. Persistence reads the rules it saves."""
-    if params.get("persist") or not recorded.trusted_at(trust):
-        return False
-    kinds = {KIND_OF_OPTION[option] for option in params.get("exclusive") or []}
-    if any(key[0] in kinds and key not in objects for key in recorded.objects):
-        return False
-    return all(recorded.digest(key) == digests.get(key) if obj else key not in recorded.objects for key, obj in objects.items())
-
-
 class Rendered(dict):
-    """{key: the engine's rules of objects[key]}, rendered when first asked for: a run that finds
-    everything as recorded renders only what its result shows."""
+    """{key: the engine's rules of objects[key]}, rendered when first asked for: what the record
+    shows unchanged is rendered only if a result or a diff shows it."""
 
     def __init__(self, engine, objects):
         super().__init__()
@@ -219,6 +218,37 @@ class Rendered(dict):
         obj = self.objects[key]
         self[key] = self.engine.render(obj) if obj else {}
         return self[key]
+
+
+def _as_recorded(recorded, objects, digests):
+    """The keys whose object is known from a trusted record to be on the host as asked: recorded
+    with its definition's digest, or absent and not recorded."""
+    return {key for key, obj in objects.items() if (recorded.digest(key) == digests[key] if obj else key not in recorded.objects)}
+
+
+def _trusted_records(host):
+    """{backend: Record} of the backends with a generation whose record is trusted now."""
+    found = {}
+    for engine_class in ENGINE_CLASSES:
+        engine = engine_class(host)
+        trust = record.trust_now(host, engine) if engine.backend not in found else None
+        if trust is not None:
+            recorded = record.read(engine.backend)
+            if recorded.trusted_at(trust):
+                found[engine.backend] = recorded
+    return found
+
+
+def _compare(engine, state, objects, unchanged):
+    """(current, desired, changed keys) of objects, comparing those not known unchanged: the
+    others are rendered only if a result or a diff shows them. Refuses conflicts first."""
+    compared = {key: obj for key, obj in objects.items() if key not in unchanged}
+    desired = Rendered(engine, objects)
+    current = Rendered(engine, objects)
+    current.update(state.owned(list(compared)))
+    refuse_conflicts_on_host(engine, state.claims, compared, desired)
+    refuse_removal_under_foreign_jumps({key: current[key] for key in compared}, desired)
+    return current, desired, [key for key in compared if not engine.same(current[key], desired[key])]
 
 
 def _trust_after(host, engine, before, complete, plan):
@@ -232,8 +262,8 @@ def _trust_after(host, engine, before, complete, plan):
 
 
 def converge(host, params, objects, check_only):
-    """Bring objects to their desired state in one read and one atomic apply, or with no read
-    when the record shows the host holds them already.
+    """Bring objects to their desired state in one atomic apply, from one read of the rules or,
+    when a record is trusted at the ruleset's current generation, from the record alone.
 
     objects: {(kind, name): validated model object, or None for absent}. params holds the
     shared options (engine, persist, persist_path, persist_service).
@@ -243,32 +273,34 @@ def converge(host, params, objects, check_only):
         validate_persist_path(params["persist_path"])
     refuse_token_collisions(keys)
     with host_lock():
-        engine = select_engine(host, params["engine"])
+        trusted_records = _trusted_records(host) if params["engine"] == AUTO else {}
+        engine = select_engine(host, params["engine"], {backend for backend, found in trusted_records.items() if found.objects})
         before = record.trust_now(host, engine)
-        recorded = record.read(engine.backend)
-        digests = {key: digest(obj) for key, obj in objects.items() if obj}
-        if _as_recorded(recorded, before, objects, digests, params):
-            rendered = Rendered(engine, objects)
-            return Outcome(engine, rendered, rendered, [], *_remove_elsewhere(host, engine, keys, check_only))
-        snapshot = engine.read()
+        recorded = trusted_records.get(engine.backend) or record.read(engine.backend)
+        # Persistence saves what a read gives.
+        trusted = recorded.trusted_at(before) and not params.get("persist")
+        state = engine.recorded_state(recorded.objects, rebuild) if trusted else engine.read()
         # Owned objects of an exclusive kind that the run does not list go in the same change.
-        unlisted = _unlisted(snapshot.claims, objects, params.get("exclusive") or [])
+        unlisted = _unlisted(state.claims, objects, params)
         objects = {**objects, **{key: None for key in unlisted}}
         keys = list(objects)
-        current = snapshot.owned(keys)
-        desired = {key: engine.render(obj) if obj else {} for key, obj in objects.items()}
-        refuse_conflicts_on_host(engine, snapshot.claims, objects, desired)
-        refuse_removal_under_foreign_jumps(current, desired)
-        changed_keys = [key for key in keys if not engine.same(current[key], desired[key])]
-        plan = engine.plan(snapshot, {key: (current[key], desired[key]) for key in keys}) if changed_keys else None
+        digests = {key: digest(obj) for key, obj in objects.items() if obj}
+        current, desired, changed_keys = _compare(engine, state, objects, _as_recorded(recorded, objects, digests) if trusted else set())
+        if trusted and not state.can_plan({key: (current[key], desired[key]) for key in changed_keys}):
+            trusted, state = False, engine.read()
+            current, desired, changed_keys = _compare(engine, state, objects, set())
+        plan = engine.plan(state, {key: (current[key], desired[key]) for key in changed_keys}) if changed_keys else None
         if plan is not None:
             engine.apply(plan, check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
         outcome.unlisted = unlisted
         if not check_only:
-            complete = recorded.trusted_at(before) or set(snapshot.claims) <= set(objects)
+            # Recorded objects of an exclusive kind that the host does not hold are forgotten.
+            forgotten = [key for key in recorded.objects if key not in objects and key[0] in _kinds(params)]
+            complete = recorded.trusted_at(before) or (set(state.claims) <= set(objects) and set(recorded.objects) <= set(objects) | set(forgotten)
+                                                       and state.holds_only({key: current[key] for key in keys}))
             trust = _trust_after(host, engine, before, complete, plan)
-            outcome.warnings += _record(engine, recorded, desired, changed_keys, digests, trust)
+            outcome.warnings += _record(engine, recorded, {**objects, **dict.fromkeys(forgotten)}, desired, changed_keys, digests, trust)
         if params["persist"]:
             # Every backend this run changed is saved again, so no file brings back what was removed.
             outcome.persist_changed, outcome.persisted = persist(host, [engine] + outcome.removed_from, params["persist_path"],

@@ -5,8 +5,9 @@
 without being given the definitions, and a run that changes nothing need not read the rules.
 
 One JSON file per engine backend and network namespace under RECORD_DIR: {"KIND:NAME":
-{"chains": [...], "rules": [...], "digest": ...}}, the object's rules as the engine describes
-them and the digest of its validated definition, and under "trust" the nf_tables generation
+{"chains": [...], "rules": [...], "digest": ..., "definition": {...}, "signatures": [...]}}, the
+object's rules as the engine describes them, its validated definition and that definition's
+digest, the services it claims, and under "trust" the nf_tables generation
 (with the boot and the code that rendered it) at which every owned object on the host held
 exactly its recorded rules. The network namespace is named by its cookie, which is the same
 for a host's own namespace at every boot and different for each container or test namespace
@@ -86,8 +87,8 @@ def trust_now(host, engine):
 
 @dataclass
 class Record:
-    """objects: {(kind, name): {"chains", "rules", "digest"}}; code: the code_digest of the code
-    that described them; trust: {"generation", "boot", "code"} or None."""
+    """objects: {(kind, name): {"chains", "rules", "digest", "definition", "signatures"}}; code:
+    the code_digest of the code that described them; trust: {"generation", "boot", "code"} or None."""
 
     objects: dict = field(default_factory=dict)
     code: str = None
@@ -120,35 +121,33 @@ def load(backend, directory=None):
     return read(backend, directory).objects
 
 
-def update(engine, described, directory=None, digests=None, trust=None, record=None):
-    """Records, for each (kind, name) in described, its rules (engine.describe output) and the
-    digest of its definition (digests) or, for None, that it is gone; trust is the state the
-    whole record now holds at, or None. Only canonical values are written: the engine's describe
-    output, hex digests, an int and the kernel's boot id as its pattern allows. A record left with no object is
-    removed, so namespaces and hosts that no longer hold any leave no file. record: the Record
-    read earlier in the same run."""
-    record = record or read(engine.backend, directory)
+def update(backend, entries, directory=None, trust=None, record=None):
+    """Records, for each (kind, name) in entries, its entry ({"chains", "rules", "digest",
+    "definition", "signatures"}) or, for None, that it is gone; trust is the state the whole
+    record now holds at, or None. Only canonical values are written: the engine's describe
+    output and signatures, hex digests, validated definitions, an int and the kernel's boot id
+    as its pattern allows. A record left with no object is removed, so namespaces and hosts that
+    no longer hold any leave no file. record: the Record read earlier in the same run."""
+    record = record or read(backend, directory)
     objects = dict(record.objects)
-    for key, value in described.items():
-        if value is None:
+    for key, entry in entries.items():
+        if entry is None:
             objects.pop(key, None)
         else:
-            chains, rules = value
-            objects[key] = {"chains": list(chains), "rules": list(rules)}
-    for key, digest in (digests or {}).items():
-        if key in objects:
-            objects[key] = dict(objects[key], digest=digest)
-    path = record_path(engine.backend, directory)
+            objects[key] = entry
+    path = record_path(backend, directory)
     if not objects:
         try:
             os.unlink(path)
         except FileNotFoundError:
             return False
         return True
-    data = {"%s:%s" % key: objects[key] for key in sorted(objects)}
+    data = {"%s:%s" % key: objects[key] for key in objects}
     code = code_digest()
     if code is not None:
         data[CODE] = code
     if trust is not None:
         data[TRUST] = trust
-    return write_if_changed(path, json.dumps(data, indent=1, sort_keys=True) + "\n", check_only=False)
+    # One entry per line: json's C encoder, which an indent would replace with its Python one.
+    lines = ("%s: %s" % (json.dumps(name), json.dumps(data[name], sort_keys=True)) for name in sorted(data))
+    return write_if_changed(path, "{\n%s\n}\n" % ",\n".join(lines), check_only=False)

@@ -10,6 +10,7 @@ from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.kern
 
 WEB = ("balancer", "web")
 HTTP = ("mirror", "http")
+API = ("balancer", "api")
 
 
 def web(**changes):
@@ -44,8 +45,9 @@ def test_a_new_object_is_one_restore_and_the_second_run_writes_nothing():
     again = converge(host, {WEB: web(), HTTP: http()})
     assert not again.changed and host.writes() == []
     described = {key: again.engine.describe(again.desired[key]) for key in (WEB, HTTP)}
-    assert _record.load("xtables-nft") == {key: {"chains": chains, "rules": lines, "digest": digest(obj)}
-                                           for (key, (chains, lines)), obj in zip(described.items(), (web(), http()))}
+    recorded = _record.load("xtables-nft")
+    assert {key: (entry["chains"], entry["rules"], entry["digest"]) for key, entry in recorded.items()} == {
+        key: (chains, lines, digest(obj)) for (key, (chains, lines)), obj in zip(described.items(), (web(), http()))}
 
 
 def test_a_run_that_finds_everything_as_recorded_reads_no_rules():
@@ -96,18 +98,69 @@ def test_a_commit_by_someone_else_during_the_run_leaves_the_record_untrusted(mon
     assert ["iptables-nft-save"] in host.reads()
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param(dict(objects={WEB: web(port=81)}), id="a changed definition"),
-    pytest.param(dict(objects={HTTP: http()}, exclusive=["balancers"]), id="an exclusive kind with an unlisted object"),
-    pytest.param(dict(objects={WEB: web()}, engine="iptables-legacy"), id="a backend without a generation"),
-])
-def test_what_the_record_cannot_answer_is_read(change):
+def test_auto_knows_the_backend_in_use_from_a_trusted_record():
     host = SimulatedHost()
-    engine = change.get("engine", "iptables-nft")
-    converge(host, {WEB: web()}, engine=engine)
+    converge(host, {WEB: web()})
     host.ran.clear()
-    converge(host, change["objects"], **dict({k: v for k, v in change.items() if k != "objects"}, engine=engine))
-    assert ["%s-save" % engine] in host.reads()
+    outcome = converge(host, {WEB: web()})
+    assert outcome.engine.name == "iptables-nft" and not outcome.changed
+    assert ["iptables-nft-save"] not in host.reads() and ["iptables-legacy-save"] in host.reads(), \
+        "the legacy backend, which has no generation, is still counted"
+
+
+@pytest.mark.parametrize("exclusive", [[], ["balancers"]])
+def test_a_recorded_object_the_host_lost_keeps_the_record_untrusted_unless_its_kind_is_exclusive(exclusive):
+    host = SimulatedHost()
+    converge(host, {WEB: web(), API: web(name="api", port=443)}, engine="iptables-nft")
+    chains = _record.load("xtables-nft")[API]["chains"]
+    for table in host.kernel[("nft", 4)].values():  # someone deletes api by hand
+        for chain in [c for c in table if c in chains]:
+            del table[chain]
+        for chain, lines in table.items():
+            lines[:] = [line for line in lines if "balancer:api" not in line]
+    host.generation += 1
+    converge(host, {WEB: web()}, engine="iptables-nft", exclusive=exclusive)
+    host.ran.clear()
+    converge(host, {WEB: web()}, engine="iptables-nft", exclusive=exclusive)
+    assert (["iptables-nft-save"] in host.reads()) is not bool(exclusive)
+    assert (API in _record.load("xtables-nft")) is not bool(exclusive), "an exclusive run forgets what the host does not hold"
+
+
+def test_a_backend_without_a_generation_is_read_every_time():
+    host = SimulatedHost()
+    converge(host, {WEB: web()}, engine="iptables-legacy")
+    host.ran.clear()
+    converge(host, {WEB: web()}, engine="iptables-legacy")
+    assert ["iptables-legacy-save"] in host.reads()
+
+
+RUNS = [
+    ({WEB: web(), API: web(name="api", port=443), HTTP: http()}, {}),
+    ({WEB: web(backends=["198.18.0.21", "198.18.0.23"]), API: web(name="api", port=443), HTTP: http()}, {}),
+    ({WEB: web(backends=["198.18.0.21", "198.18.0.23"]), API: web(name="api", port=8443)}, {}),
+    ({HTTP: None, ("balancer", "new"): web(name="new", port=25)}, {}),
+    ({WEB: web(backends=["198.18.0.23"])}, {"exclusive": ["balancers"]}),
+    ({WEB: None}, {}),
+]
+
+
+def test_runs_planned_from_the_record_do_what_runs_that_read_do():
+    """The same runs on a host whose record is trusted and on one without a generation (read every time)."""
+    trusting, reading = SimulatedHost(), SimulatedHost()
+    reading.ruleset_generation = lambda: None
+    for number, (objects, options) in enumerate(RUNS):
+        trusting.ran.clear()
+        trusted = converge(trusting, objects, engine="iptables-nft", **options)
+        assert number == 0 or ["iptables-nft-save"] not in trusting.reads(), "run %d read the rules" % number
+        _record.RECORD_DIR += "-reading"
+        try:
+            read = converge(reading, objects, engine="iptables-nft", **options)
+        finally:
+            _record.RECORD_DIR = _record.RECORD_DIR[:-len("-reading")]
+        assert sorted(trusted.changed_keys) == sorted(read.changed_keys) and trusted.unlisted == read.unlisted, "run %d" % number
+        for family in (4, 6):
+            assert trusting.rules("nft", family) == reading.rules("nft", family), "run %d, IPv%d" % (number, family)
+    assert trusting.rules() == [] and _record.load("xtables-nft") == {}
 
 
 def test_a_record_made_by_other_code_is_not_trusted(monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, definition, rebuild
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.nft_tables import listing
 
 WEB = ("balancer", "web")
@@ -80,9 +80,7 @@ WEB_ELEMENTS_GONE = ["delete local-services: 198.18.0.100 . tcp . 80", "delete s
 
 CASES = {
     "create": ((), {WEB: web()}, ["add table ip netmagic"] + NAT_SCAFFOLD + [
-        "add chain %s" % SEP0, "flush chain %s" % SEP0,
-        "add chain %s" % SEP1, "flush chain %s" % SEP1,
-        "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add chain %s" % SEP0, "add chain %s" % SEP1, "add chain %s" % SVC,
         "add rule %s: meta l4proto tcp dnat to 198.18.0.21:80" % SEP0,
         "add rule %s: meta l4proto tcp dnat to 198.18.0.22:80" % SEP1,
         "add rule %s: numgen inc mod 2 vmap { 0 : jump %s, 1 : jump %s }" % (SVC, SEP0, SEP1),
@@ -115,6 +113,53 @@ def test_transaction(name):
     host_objects, changes, expected, *extra = CASES[name]
     found = transaction(host_objects, changes, *extra)
     assert found == expected, "\n".join(["expected:"] + expected + ["found:"] + found)
+
+
+def recorded_state(*host_objects):
+    recorded = {(obj.kind, obj.name): {"definition": definition(obj), "signatures": sorted(nft.NftablesEngine.signatures(nft.render(obj)))}
+                for obj in host_objects}
+    return nft.NftablesEngine(host=None).recorded_state(recorded, rebuild)
+
+
+def recorded_changes(state, changes):
+    current = state.owned(list(changes))
+    return {key: (current[key], nft.render(obj) if obj else {}) for key, obj in changes.items()}
+
+
+def recorded_transaction(host_objects, changes):
+    """The batch planned from a trusted record of host_objects instead of a listing."""
+    state = recorded_state(*host_objects)
+    plan = nft.NftablesEngine(host=None).plan(state, recorded_changes(state, changes))
+    return [line(command) for command in json.loads(plan.batch)["nftables"]] if plan else []
+
+
+def test_a_record_plans_the_removal_of_a_mirror_jump_only_with_its_table():
+    """The jump is deleted by its handle, which only a listing gives, unless the table goes."""
+    state = recorded_state(web(), http())
+    assert not state.can_plan(recorded_changes(state, {HTTP: None}))
+    assert state.can_plan(recorded_changes(state, {WEB: web(["198.18.0.23"])}))
+    assert state.can_plan(recorded_changes(state, {HTTP: None, WEB: None}))
+    assert recorded_transaction((web(), http()), {HTTP: None, WEB: None}) == ["delete table ip netmagic"]
+
+
+@pytest.mark.parametrize("name", [name for name, case in CASES.items() if len(case) == 3])
+def test_a_trusted_record_plans_the_transaction_a_listing_does(name):
+    host_objects, changes, expected = CASES[name]
+    found = recorded_transaction(host_objects, changes)
+    assert found == expected, "\n".join(["expected:"] + expected + ["found:"] + found)
+
+
+@pytest.mark.parametrize("table, keys, holds_only", [
+    pytest.param(listing(web(), http()), [WEB, HTTP], True, id="the objects and the scaffold"),
+    pytest.param(listing(web(), http()), [WEB], False, id="an object the keys do not name"),
+    pytest.param(listing(web(), extra_chains=("handmade",)), [WEB], False, id="a chain of someone else's"),
+    pytest.param(listing(web(), api()).replace('"198.18.0.21", "tcp", 80', '"198.18.0.29", "tcp", 80', 1), [WEB, ("balancer", "api")], False,
+                 id="a masquerading key no balancer needs"),
+    pytest.param(listing(http()), [HTTP], True, id="a mirror, no scaffold"),
+])
+def test_only_a_table_of_owned_objects_alone_can_be_trusted_to_a_record(table, keys, holds_only):
+    snapshot = nft.NftablesSnapshot({4: table})
+    assert snapshot.holds_only(snapshot.owned(keys)) is holds_only
 
 
 class RecordingHost:

@@ -5,6 +5,7 @@ import ipaddress
 import json
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
@@ -13,6 +14,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     INTERFACE_PATTERN,
     NAME_PATTERN,
     ValidationError,
+    _canonical_unicast_ipv4,
     build_balancer,
     build_mirror,
 )
@@ -98,3 +100,35 @@ def test_any_balancer_definition_is_refused_or_canonical(params):
         assert is_int(backend.port) and is_int(backend.weight)
     assert_rendered_output_passes_the_guards(balancer)
     assert_it_reads_back_as_rendered(balancer)
+
+
+DOTTED = st.lists(st.one_of(st.integers(0, 300).map(str), st.sampled_from(["0", "00", "01", "127", "224", "239", "255", "256"])),
+                  min_size=3, max_size=5).map(".".join)
+
+
+@given(st.one_of(DOTTED, st.from_regex(r"[0-9.]{1,16}", fullmatch=True)))
+@PROPERTY_SETTINGS
+def test_the_dotted_quad_shortcut_agrees_with_ipaddress(text):
+    """A text the shortcut accepts is a unicast address whose canonical form is that text."""
+    if _canonical_unicast_ipv4(text) is None:
+        return
+    address = ipaddress.ip_address(text)
+    assert str(address) == text and not (address.is_unspecified or address.is_multicast or address.is_loopback)
+    assert address != ipaddress.IPv4Address("255.255.255.255")
+
+
+@given(st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))))
+@PROPERTY_SETTINGS
+def test_every_canonical_unicast_quad_takes_the_shortcut(text):
+    address = ipaddress.IPv4Address(text)
+    unicast = not (address.is_unspecified or address.is_multicast or address.is_loopback or text == "255.255.255.255")
+    assert (_canonical_unicast_ipv4(text) == text) is unicast
+
+
+ADDRESSES = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
+
+
+@given(ADDRESSES, ADDRESSES, st.sampled_from(["tcp", "udp"]), st.integers(1, 65535))
+@PROPERTY_SETTINGS
+def test_a_masquerading_key_formatted_directly_is_the_canonical_one(address, backend, protocol, port):
+    assert nft._masquerade_key(address, backend, protocol, port) == nft._key(address, backend, protocol, port)

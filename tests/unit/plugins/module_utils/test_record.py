@@ -4,28 +4,43 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils import _record 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import recorded_drift
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesNftEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import render
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, definition, digest, rebuild
 
 WEB = ("balancer", "web")
 ENGINE = IptablesNftEngine(host=None)
 BALANCER = build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22"]})
 
 
+def entry():
+    chains, rules = ENGINE.describe(render(BALANCER))
+    return {"chains": chains, "rules": rules, "digest": digest(BALANCER), "definition": definition(BALANCER), "signatures": []}
+
+
+TRUST = {"generation": 7, "boot": "0b6a2ef4-2f1c-4c55-9d43-6a1f3c8e2d10", "code": "0" * 64}
+
+
 def test_what_is_recorded_reads_back_and_removal_forgets_it(tmp_path):
-    rendered = render(BALANCER)
-    assert record.update(ENGINE, {WEB: ENGINE.describe(rendered)}, str(tmp_path))
-    assert not record.update(ENGINE, {WEB: ENGINE.describe(rendered)}, str(tmp_path)), "an unchanged record is not rewritten"
-    chains, rules = ENGINE.describe(rendered)
-    assert record.load(ENGINE.backend, str(tmp_path)) == {WEB: {"chains": chains, "rules": rules}}
-    record.update(ENGINE, {WEB: None}, str(tmp_path))
+    assert record.update(ENGINE.backend, {WEB: entry()}, str(tmp_path), trust=TRUST)
+    assert not record.update(ENGINE.backend, {WEB: entry()}, str(tmp_path), trust=TRUST), "an unchanged record is not rewritten"
+    read = record.read(ENGINE.backend, str(tmp_path))
+    assert read.objects == {WEB: entry()} and read.trusted_at(TRUST) and not read.trusted_at(dict(TRUST, generation=8))
+    assert rebuild("balancer", read.objects[WEB]["definition"]) == BALANCER
+    record.update(ENGINE.backend, {WEB: None}, str(tmp_path))
     assert record.load(ENGINE.backend, str(tmp_path)) == {}
     assert list(tmp_path.iterdir()) == [], "a record with no object is left behind"
-    assert not record.update(ENGINE, {WEB: None}, str(tmp_path)), "removing what is not recorded changes nothing"
+    assert not record.update(ENGINE.backend, {WEB: None}, str(tmp_path)), "removing what is not recorded changes nothing"
+
+
+def test_a_record_written_without_trust_is_not_trusted(tmp_path):
+    record.update(ENGINE.backend, {WEB: entry()}, str(tmp_path), trust=TRUST)
+    record.update(ENGINE.backend, {WEB: entry()}, str(tmp_path))
+    assert not record.read(ENGINE.backend, str(tmp_path)).trusted_at(TRUST)
+    assert not record.Record().trusted_at(None), "no generation, no trust"
 
 
 def test_a_record_that_cannot_be_read_is_no_record(tmp_path):
     (tmp_path / record.record_path(ENGINE.backend, str(tmp_path)).rsplit("/", 1)[1]).write_text("{not json")
-    assert record.load(ENGINE.backend, str(tmp_path)) == {}
+    assert record.load(ENGINE.backend, str(tmp_path)) == {} and record.read(ENGINE.backend, str(tmp_path)).trust is None
 
 
 def drift(live, recorded, kinds=()):
