@@ -102,7 +102,7 @@ VERBS = ("add", "delete", "flush")
 EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
-    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat",
+    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map",
 ))
 # The table's maps and set, with the types of their keys.
 SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}

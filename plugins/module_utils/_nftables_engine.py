@@ -186,41 +186,38 @@ def _runs(slots):
     return runs
 
 
-def _weighted_runs(chains, weights):
-    """(first index, last index, chain) intervals of the given widths, without listing each index:
-    weights have no upper bound."""
+def _weighted_runs(backends, weights):
+    """(first index, last index, backend) intervals of the given widths, without listing each
+    index: weights have no upper bound."""
     runs, first = [], 0
-    for chain, weight in zip(chains, weights):
-        runs.append((first, first + weight - 1, chain))
+    for backend, weight in zip(backends, weights):
+        runs.append((first, first + weight - 1, backend))
         first += weight
     return runs
 
 
-def _choice(mode, runs):
-    """numgen over (first, last, chain) index intervals: a vmap whose keys are indices or index ranges."""
+def _choice(family, mode, runs):
+    """numgen over (first, last, backend) index intervals, mapped to the backend's address and port
+    in the DNAT itself: one rule per service, and no chain per backend."""
     elements = [
-        [first if first == last else {"range": [first, last]}, {"jump": {"target": chain}}]
-        for first, last, chain in runs
+        [first if first == last else {"range": [first, last]}, {"concat": [backend.address, backend.port]}]
+        for first, last, backend in runs
     ]
-    return [{"vmap": {"key": {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}, "data": {"set": elements}}}]
+    numgen = {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}
+    return {"dnat": {"family": FAMILIES[family], "addr": {"map": {"key": numgen, "data": {"set": elements}}}}}
 
 
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
-    kind, name = BALANCER, balancer.name
-    endpoint_chains = {}
-    for index, backend in enumerate(balancer.backends):
-        chain = chain_name("SEP", kind, name, index)
-        endpoint_chains[backend] = chain
-        rules.chains[chain] = [canonical([_l4proto(balancer.protocol), {"dnat": {"addr": backend.address, "port": backend.port}}])]
     if balancer.mode == "round_robin":
-        choice = _choice("inc", _runs([endpoint_chains[b] for b in round_robin_slots(balancer.backends)]))
+        runs = _runs(round_robin_slots(balancer.backends))
+        mode = "inc"
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
-        chains = [endpoint_chains[b] for b in balancer.backends]
-        choice = _choice("random", _weighted_runs(chains, reduced_weights(balancer.backends)))
-    service_chain = chain_name("SVC", kind, name)
-    rules.chains[service_chain] = [canonical(choice)]
+        runs = _weighted_runs(balancer.backends, reduced_weights(balancer.backends))
+        mode = "random"
+    service_chain = chain_name("SVC", BALANCER, balancer.name)
+    rules.chains[service_chain] = [canonical([_l4proto(balancer.protocol), _choice(balancer.family, mode, runs)])]
     service = _key(balancer.vip, balancer.protocol, balancer.port)
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
     rules.elements = sorted((SERVICE_MAPS[hook], service, service_chain) for hook in hooks)
@@ -273,6 +270,20 @@ def parse_table(items):
     return table
 
 
+def dnat_endpoints(expr):
+    """(address, port) of every backend a rule's DNAT sends to: one, or each of a numgen map's."""
+    found = []
+    for statement in expr:
+        target = statement.get("dnat") if isinstance(statement, dict) else None
+        if not isinstance(target, dict):
+            continue
+        if isinstance(target.get("addr"), dict) and "map" in target["addr"]:
+            found += [tuple(data["concat"]) for _key, data in target["addr"]["map"]["data"]["set"] if isinstance(data, dict) and "concat" in data]
+        else:
+            found.append((target.get("addr"), target.get("port")))
+    return found
+
+
 def jump_targets(value):
     """Every jump or goto target inside a rule's expression (vmap verdicts included)."""
     if isinstance(value, dict):
@@ -302,7 +313,7 @@ def owned_rules_of(table, keys):
     endpoints = {}
     for chain, handle, comment, expr in table.rules:
         if chain in every_owner:
-            endpoints.setdefault(every_owner[chain], set()).update((s["dnat"]["addr"], s["dnat"]["port"]) for s in expr if "dnat" in s)
+            endpoints.setdefault(every_owner[chain], set()).update(dnat_endpoints(expr))
         if chain in chain_owner:
             owned[chain_owner[chain]].chains[chain].append(canonical(expr))
         elif chain in BASE_CHAINS and comment in by_tag:
@@ -408,6 +419,11 @@ def _statement_text(statement):
         return "%s %s" % (kind, value["target"])
     if kind == "dup":
         return "dup to %s" % value["addr"]
+    if kind == "dnat" and isinstance(value["addr"], dict):
+        chosen = value["addr"]["map"]
+        numgen = chosen["key"]["numgen"]
+        elements = ", ".join("%s : %s . %d" % (_value_text(key), *data["concat"]) for key, data in chosen["data"]["set"])
+        return "dnat %s to numgen %s mod %d map { %s }" % (value["family"], numgen["mode"], numgen["mod"], elements)
     if kind == "dnat":
         address = "[%s]" % value["addr"] if ":" in value["addr"] else value["addr"]
         return "dnat to %s:%d" % (address, value["port"])
@@ -745,8 +761,7 @@ def _derived_masquerade(rules):
     """Every masquerading key an object's services and endpoint chains could call for: a key
     attributed to it beyond these is a stray one, which no record of it would know."""
     services = [json.loads(key) for _map, key, _target in rules.elements]
-    endpoints = {(statement["dnat"].get("addr"), statement["dnat"].get("port")) for exprs in rules.chains.values() for expr in exprs
-                 for statement in json.loads(expr) if "dnat" in statement}
+    endpoints = {endpoint for exprs in rules.chains.values() for expr in exprs for endpoint in dnat_endpoints(json.loads(expr))}
     return {_key(address, backend, protocol, port) for address, protocol, _port in services for backend, port in endpoints}
 
 

@@ -18,6 +18,9 @@ description:
     C(NM-SVC-...) chooses a backend, one endpoint chain C(NM-SEP-...) per backend does the
     DNAT, and C(NM-MASQ-...) masquerades the balanced connections so replies come back
     through this host. Built-in chains get one jump each, tagged C(netmagic:balancer:NAME).
+  - With O(engine=nftables) the service is an element of a verdict map, tagged the same way,
+    and its C(NM-SVC-...) chain chooses the backend and does the DNAT in one rule (a numgen
+    map to the backends' addresses and ports); one set lists what to masquerade.
   - C(round_robin) uses a cascade of C(-m statistic --mode nth) rules, which rotates exactly
     over the backends, each backend taking as many turns in a cycle as its weight.
   - Rules the collection does not own are never changed, reordered or flushed. The change is

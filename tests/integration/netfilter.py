@@ -108,6 +108,14 @@ def run_module(netns, module, args, check=False, diff=False, path_prefix=None):
     return result
 
 
+def as_written(endpoint, engine):
+    """'ADDRESS:PORT' as the engine's rules write it: nftables maps to 'ADDRESS . PORT'."""
+    if engine != "nftables":
+        return endpoint
+    address, port = endpoint.rsplit(":", 1)
+    return "%s . %s" % (address.strip("[]"), port)
+
+
 def iptables_save(netns, engine="iptables-nft", family="iptables"):
     """The namespace's whole ruleset, without the timestamped comment lines."""
     variant = engine.split("-", 1)[1]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.integration.netfilter import ENGINES, in_netns, plant_foreign, rules_of, run_module
+from tests.integration.netfilter import ENGINES, as_written, in_netns, plant_foreign, rules_of, run_module
 from tests.integration.test_core import DEFINITIONS, apply_all
 
 API = {4: {"name": "api", "vip": "198.18.0.100", "port": 443, "backends": ["198.18.0.21:8443", "198.18.0.22:8443"]},
@@ -66,7 +66,7 @@ def test_a_change_to_one_item_rewrites_only_that_item(netns, engine, family, pla
     web = dict(objects["balancers"][0], backends=objects["balancers"][0]["backends"][:1])
     changed = apply_listed(netns, engine, dict(objects, balancers=[web, API[family]]), diff=True)
     assert changed_items(changed) == [False, True, False]
-    dropped = objects["balancers"][0]["backends"][1]
+    dropped = as_written(objects["balancers"][0]["backends"][1], engine)
     assert dropped in changed["diff"]["before"] and dropped not in changed["diff"]["after"]
     assert run_module(netns, "dnat_balancer", dict(web, engine=engine), check=True)["changed"] is False
     apply_listed(netns, engine, absent(objects))
@@ -172,7 +172,8 @@ def test_a_table_of_the_earlier_nftables_layout_is_converted_by_the_first_run(ne
     web = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21"], "local_clients": False}
     assert apply_listed(netns, "auto", {"balancers": [web]})["changed"]
     ruleset = in_netns(netns, ["nft", "list", "table", "ip", "netmagic"], check=True).stdout
-    assert "NM-MASQ" not in ruleset and "jump NM-SVC-7c6509ab5641d564-web comment" not in ruleset
+    assert "NM-MASQ" not in ruleset and "NM-SEP" not in ruleset and "jump NM-SVC-7c6509ab5641d564-web comment" not in ruleset
+    assert "dnat ip to numgen inc mod 1 map { 0 : 198.18.0.21 . 80 }" in ruleset
     assert '198.18.0.100 . tcp . 80 comment "netmagic:balancer:web" : jump NM-SVC-7c6509ab5641d564-web' in ruleset
     assert "198.18.0.100 . 198.18.0.21 . tcp . 80" in ruleset
     assert not apply_listed(netns, "auto", {"balancers": [web]})["changed"]

@@ -6,6 +6,7 @@ from tests.integration.netfilter import (
     ENGINES,
     FOREIGN_RULES,
     LEGACY_ENGINES,
+    as_written,
     in_netns,
     iptables_save,
     restore,
@@ -80,7 +81,7 @@ def test_full_lifecycle_keeps_foreign_rules_and_ends_byte_for_byte(netns, engine
 
 def test_changing_backends_rewrites_only_the_service(netns, engine, family, planted):
     apply_all(netns, engine, family)
-    added, dropped = NEW_BACKEND[family]
+    added, dropped = NEW_BACKEND[family][0], as_written(NEW_BACKEND[family][1], engine)
     balancer = DEFINITIONS[family]["dnat_balancer"]
     changed = run_module(netns, "dnat_balancer", dict(balancer, backends=[balancer["backends"][0], added], engine=engine), diff=True)
     assert changed["changed"] and changed["rc"] == 0

@@ -14,7 +14,6 @@ from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.nft_
 WEB = ("balancer", "web")
 HTTP = ("mirror", "http")
 SVC = "NM-SVC-7c6509ab5641d564-web"
-SEP0, SEP1 = "NM-SEP-7c6509ab5641d564-0-we", "NM-SEP-7c6509ab5641d564-1-we"
 MASQ = "NM-MASQ-7c6509ab5641d564-web"
 
 
@@ -61,6 +60,15 @@ def transaction(host_objects, changes, extra_chains=()):
     return [line(command) for command in json.loads(plan.batch)["nftables"]] if plan else []
 
 
+API = ("balancer", "api")
+API_SVC = "NM-SVC-a2a2fb06ca4b146b-api"
+
+
+def weighted(mode, name="web", port=80):
+    return build_balancer({"name": name, "vip": "198.18.0.100", "port": port, "mode": mode,
+                           "backends": [{"address": "198.18.0.21", "weight": 2}, {"address": "198.18.0.22", "port": 81}]})
+
+
 def api():
     return build_balancer({"name": "api", "vip": "198.18.0.100", "port": 8080, "backends": ["198.18.0.21:80"]})
 
@@ -74,25 +82,33 @@ NAT_SCAFFOLD = [
     "add rule nat-postrouting: ct status dnat ct original ip daddr . ip daddr . meta l4proto . th dport @masquerading masquerade",
     "add rule nat-prerouting: ip daddr . meta l4proto . th dport vmap @services",
 ]
-WEB_CHAINS_GONE = ["flush chain %s" % SEP0, "flush chain %s" % SEP1, "flush chain %s" % SVC,
-                   "delete chain %s" % SEP0, "delete chain %s" % SEP1, "delete chain %s" % SVC]
+WEB_CHAINS_GONE = ["flush chain %s" % SVC, "delete chain %s" % SVC]
 WEB_ELEMENTS_GONE = ["delete local-services: 198.18.0.100 . tcp . 80", "delete services: 198.18.0.100 . tcp . 80"]
 
 CASES = {
     "create": ((), {WEB: web()}, ["add table ip netmagic"] + NAT_SCAFFOLD + [
-        "add chain %s" % SEP0, "add chain %s" % SEP1, "add chain %s" % SVC,
-        "add rule %s: meta l4proto tcp dnat to 198.18.0.21:80" % SEP0,
-        "add rule %s: meta l4proto tcp dnat to 198.18.0.22:80" % SEP1,
-        "add rule %s: numgen inc mod 2 vmap { 0 : jump %s, 1 : jump %s }" % (SVC, SEP0, SEP1),
+        "add chain %s" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.22 . 80 }" % SVC,
         'add local-services: 198.18.0.100 . tcp . 80 : jump %s comment "netmagic:balancer:web"' % SVC,
         'add services: 198.18.0.100 . tcp . 80 : jump %s comment "netmagic:balancer:web"' % SVC,
         "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; add masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
     ]),
     "no change": ((web(),), {WEB: web()}, []),
+    "weights, rotating and random": ((web(),), {WEB: weighted("round_robin"), API: weighted("random", "api", 8080)}, [
+        "add table ip netmagic",
+        "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add chain %s" % API_SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 3 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.22 . 81, 2 : 198.18.0.21 . 80 }" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen random mod 3 map { 0-1 : 198.18.0.21 . 8080, 2 : 198.18.0.22 . 81 }" % API_SVC,
+        'add local-services: 198.18.0.100 . tcp . 8080 : jump %s comment "netmagic:balancer:api"' % API_SVC,
+        'add services: 198.18.0.100 . tcp . 8080 : jump %s comment "netmagic:balancer:api"' % API_SVC,
+        "delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
+        "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 8080; add masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 81",
+    ]),
     "change one backend": ((web(),), {WEB: web(["198.18.0.21", "198.18.0.23"])}, [
         "add table ip netmagic",
-        "add chain %s" % SEP1, "flush chain %s" % SEP1,
-        "add rule %s: meta l4proto tcp dnat to 198.18.0.23:80" % SEP1,
+        "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.23 . 80 }" % SVC,
         "delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
         "add masquerading: 198.18.0.100 . 198.18.0.23 . tcp . 80",
     ]),
