@@ -124,9 +124,15 @@ def _fits(value, operator=False):
     if kind is str:
         return bool(WORD.fullmatch(value)) or (operator and value in OPERATORS)
     if kind is list:
-        return all(_fits(item) for item in value)
+        for item in value:
+            if not _fits(item):
+                return False
+        return True
     if kind is dict:
-        return all(key in EXPRESSION_KEYS and _fits(item, key == "op") for key, item in value.items())
+        for key, item in value.items():
+            if key not in EXPRESSION_KEYS or not _fits(item, key == "op"):
+                return False
+        return True
     return False
 
 

@@ -385,6 +385,11 @@ def element_text(service_map, key, target=None, comment=None):
     return "%s: %s%s%s" % (service_map, values, ' comment "%s"' % comment if comment else "", " : jump %s" % target if target else "")
 
 
+def set_texts(name, keys):
+    """element_text of many keys of a set, parsed in one call."""
+    return ["%s: %s" % (name, " . ".join(str(value) for value in values)) for values in json.loads("[%s]" % ",".join(keys))]
+
+
 def same_rules(current, desired):
     empty = NftRules()
     return all(current.get(f, empty).canonical() == desired.get(f, empty).canonical() for f in set(current) | set(desired))
@@ -454,7 +459,7 @@ def as_text(owned):
         out.append("table %s %s" % (FAMILIES[family], TABLE))
         out.extend("  %s: %s comment \"%s\"" % (chain, rule_text(expr), rules.tag) for chain, expr in rules.jumps)
         out.extend("  %s" % element_text(*element, comment=rules.tag) for element in rules.elements)
-        out.extend("  %s" % element_text(MASQUERADE_SET, key) for key in rules.masquerade)
+        out.extend("  %s" % text for text in set_texts(MASQUERADE_SET, rules.masquerade))
         for chain in sorted(rules.chains):
             out.append("  chain %s" % chain)
             out.extend("    %s" % rule_text(expr) for expr in rules.chains[chain])
@@ -476,8 +481,12 @@ def _elements(family, name, entries):
 
 
 def _key_value(key):
-    values = json.loads(key)
-    return {"concat": values} if len(values) > 1 else values[0]
+    return _key_values([key])[0]
+
+
+def _key_values(keys):
+    """The nft JSON values of canonical keys, parsed in one call (10,000 masquerading keys)."""
+    return [{"concat": values} if len(values) > 1 else values[0] for values in json.loads("[%s]" % ",".join(keys))]
 
 
 @dataclass
@@ -553,10 +562,10 @@ def _masquerade_commands(family, pairs, state):
     commands = []
     gone = sorted((held & state.masquerade) - needed)
     if gone:
-        commands.append({"delete": {"element": _elements(family, MASQUERADE_SET, [_key_value(key) for key in gone])}})
+        commands.append({"delete": {"element": _elements(family, MASQUERADE_SET, _key_values(gone))}})
     new = sorted(needed - state.masquerade)
     if new:
-        commands.append({"add": {"element": _elements(family, MASQUERADE_SET, [_key_value(key) for key in new])}})
+        commands.append({"add": {"element": _elements(family, MASQUERADE_SET, _key_values(new))}})
     return commands
 
 
@@ -904,6 +913,6 @@ class NftablesEngine(Engine):
         for rules in owned.values():
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain, expr in rules.jumps)
             lines.extend(element_text(*element, comment=rules.tag) for element in rules.elements)
-            lines.extend(element_text(MASQUERADE_SET, key) for key in rules.masquerade)
+            lines.extend(set_texts(MASQUERADE_SET, rules.masquerade))
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain in sorted(rules.chains) for expr in rules.chains[chain])
         return chains, lines
