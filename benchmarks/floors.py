@@ -2,9 +2,10 @@
 
 iptables floors use one `iptables-<variant>-restore --noflush` per step, exactly as the
 collection lays its rules out (docs/rule-layout.md), so after the first apply the ruleset is
-the same as the module's. The nft floor writes the same dispatch natively (a verdict map of the
-services, a set of the connections to masquerade, one numgen map per service instead of endpoint
-chains, dup instead of TEE) with one `nft -f`.
+the same as the module's. The nft floor writes the nftables engine's layout by hand (a verdict map
+of the services, a set of the connections to masquerade, one numgen map to the backends per
+service; the mirrors' dup rules in two base chains instead of a chain each) with one `nft -f`
+of nft's own syntax.
 
 Each step function takes (netns, workload) and returns the completed process.
 """
