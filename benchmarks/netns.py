@@ -4,6 +4,8 @@ import contextlib
 import json
 import subprocess
 
+from tests.integration.netfilter import forget_records
+
 PREFIX = "nm-bcp-"
 # The mirrors' collector must be on-link (tee_mirror checks the route): a veth pair inside the
 # namespace holds its network (this kernel has no dummy links). Nothing is ever sent there.
@@ -29,6 +31,7 @@ def scratch(suffix):
             _ip("-n", name, "link", "set", link, "up")
         yield name
     finally:
+        forget_records(name)
         _ip("netns", "del", name, check=False)
 
 

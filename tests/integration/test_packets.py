@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import plant_foreign, ruleset, run_module, without_counters
+from tests.integration.netfilter import forget_records, plant_foreign, ruleset, run_module, without_counters
 from tests.lab.netlab import Lab
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
@@ -28,6 +28,8 @@ def make_lab():
 
     yield make
     for lab in labs:
+        for host in lab.hosts:
+            forget_records(lab.ns(host))
         lab.down()
 
 
