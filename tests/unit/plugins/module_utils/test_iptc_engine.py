@@ -13,6 +13,8 @@ import sys
 
 import iptc as iptc_library  # python-iptables, from tests/unit/requirements.txt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptc_engine as engine_module
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _engines, _reconcile
@@ -21,6 +23,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptc_engine import (
     IptcEngine,
     RuleSpec,
+    _words,
     build_rule,
     load_iptc,
     rule_spec,
@@ -314,3 +317,13 @@ def test_the_xtables_lock_waits_a_bounded_time(monkeypatch, tmp_path):
                 pass
     with xtables_lock(timeout=0.2):
         pass
+
+
+@given(st.text(alphabet=st.sampled_from(list("-:ANMSEPTCDjmp ./0123456789abcdefgh_\t\"'\\")), max_size=60))
+@settings(max_examples=400, deadline=None)
+def test_a_restore_line_splits_into_the_words_shlex_gives(line):
+    try:
+        expected = shlex.split(line)
+    except ValueError:
+        return  # an unclosed quote: shlex refuses it either way
+    assert _words(line) == expected
