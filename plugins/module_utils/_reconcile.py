@@ -101,7 +101,17 @@ def _remove_elsewhere(host, engine, keys, check_only):
             other.apply(other.plan(snapshot, {key: (owned[key], {}) for key in held}), check_only=check_only)
             engines.append(other)
             removed_keys.update(held)
+            if not check_only:
+                _forget_elsewhere(other, held)
     return engines, removed_keys
+
+
+def _forget_elsewhere(other, held):
+    """The other backend's record no longer holds what left it (nor is it trusted: this run's write moved on)."""
+    try:
+        record.update(other.backend, dict.fromkeys(held))
+    except OSError:
+        pass  # that record only feeds netfilter_info on the other engine, which reads the rules anyway
 
 
 @dataclass

@@ -197,6 +197,7 @@ def test_an_object_held_by_the_other_backend_moves_in_the_same_run():
     outcome = converge(host, {WEB: web()}, engine="iptables-nft")
     assert [engine.name for engine in outcome.removed_from] == ["iptables-legacy"]
     assert host.rules("legacy") == [] and host.rules("nft")
+    assert WEB in _record.load("xtables-nft") and _record.load("xtables-legacy") == {}, "the record of the backend it left still holds it"
 
 
 def test_exclusive_removes_the_unlisted_objects_of_its_kinds_only():
