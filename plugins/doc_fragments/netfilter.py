@@ -194,4 +194,9 @@ options:
         description: As O(netmagic.netfilter.dnat_balancer#module:local_clients).
         type: bool
         default: true
+      source_ranges:
+        description: As O(netmagic.netfilter.dnat_balancer#module:source_ranges).
+        type: list
+        elements: str
+        default: []
 """

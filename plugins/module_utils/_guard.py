@@ -39,7 +39,7 @@ RULE_SHAPES = (
     # balancer: endpoint, service cascade, masquerade and their jumps
     r"-p {l4} -j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}",
     r"(?:-m statistic --mode nth --every [0-9]{{1,4}} --packet 0 |-m statistic --mode random --probability [01]\.[0-9]{{11}} )?-j {owned}",
-    r"-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}",
+    r"(?:-s {net} )?-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}",
     r"-j MASQUERADE",
     r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}",
 )
@@ -102,7 +102,7 @@ VERBS = ("add", "delete", "flush")
 EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
-    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map",
+    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return",
 ))
 # The table's maps and set, with the types of their keys.
 SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}

@@ -37,6 +37,8 @@ SAVE_WORD = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
 JUMP_TARGET = re.compile(r"(?:^| )-[jg] (%s\S+)" % CHAIN_PREFIX)
 # A rule line of `iptables-save -c`: "[packets:bytes] -A ...".
 COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A .*)$")
+# A balancer's source range in its jump: the service it claims is the same for every range.
+SOURCE_MATCH = re.compile(r" -s \S+")
 
 
 @dataclass
@@ -139,8 +141,11 @@ def render_balancer(balancer):
     host_prefix = 32 if balancer.family == 4 else 128
     service_match = "-d %s/%d %s" % (balancer.vip, host_prefix, _port_match(balancer.protocol, "dport", balancer.port))
     hooks = ["PREROUTING"] + (["OUTPUT"] if balancer.local_clients else [])
+    # Without source_ranges every client; with them, one jump per network.
+    sources = ["-s %s " % network for network in balancer.source_ranges] or [""]
     for builtin in hooks:
-        rules.jumps.append(_line(builtin, service_match, _comment(kind, name), "-j %s" % service_chain))
+        for source in sources:
+            rules.jumps.append(_line(builtin, source + service_match, _comment(kind, name), "-j %s" % service_chain))
     if balancer.masquerade:
         masquerade_chain = chain_name("MASQ", kind, name)
         rules.chains[masquerade_chain] = [_line(masquerade_chain, "-j MASQUERADE")]
@@ -263,7 +268,7 @@ def service_signature(line):
     and target: two balancers with the same signature claim the same service."""
     if not line.startswith("-A PREROUTING "):
         return None
-    return line.split(" -m comment --comment ", 1)[0]
+    return SOURCE_MATCH.sub("", line.split(" -m comment --comment ", 1)[0])
 
 
 def _table_rules(owned, family, table):

@@ -117,6 +117,7 @@ class Balancer:
     mode: str = "round_robin"
     masquerade: bool = True
     local_clients: bool = True
+    source_ranges: tuple = ()
 
     kind = BALANCER
 
@@ -401,6 +402,16 @@ def _backends(items, default_port):
     return tuple(backends)
 
 
+def _source_ranges(items):
+    """The networks as the fewest CIDR networks covering the same addresses, sorted: how the kernel
+    tools hold them (nft merges adjacent and overlapping ranges of a set, so must the model)."""
+    networks = [ipaddress.ip_network(_network("source_ranges[%d]" % index, item)) for index, item in enumerate(_list("source_ranges", items))]
+    families = {network.version for network in networks}
+    if len(families) > 1:
+        raise ValidationError("source_ranges", items, "mixes IPv4 and IPv6 networks")
+    return tuple(str(network) for network in ipaddress.collapse_addresses(networks))
+
+
 def build_balancer(params):
     """Validated Balancer from module parameters (a dict)."""
     port = _port("port", params.get("port"))
@@ -413,7 +424,10 @@ def build_balancer(params):
         mode=_choice("mode", params.get("mode") or "round_robin", MODES),
         masquerade=_flag("masquerade", params.get("masquerade"), True),
         local_clients=_flag("local_clients", params.get("local_clients"), True),
+        source_ranges=_source_ranges(params.get("source_ranges")),
     )
+    for network in balancer.source_ranges:
+        _same_family("source_ranges", network, balancer.family, "vip")
     for index, backend in enumerate(balancer.backends):
         _same_family("backends[%d]" % index, backend.address, balancer.family, "vip")
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
@@ -431,7 +445,8 @@ def definition(obj):
         return {"name": obj.name, "gateway": obj.gateway, "protocol": obj.protocol, "ports": [str(p) for p in obj.ports],
                 "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface}
     return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
-            "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients}
+            "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients,
+            "source_ranges": list(obj.source_ranges)}
 
 
 def rebuild(kind, params):

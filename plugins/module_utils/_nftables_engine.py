@@ -11,6 +11,7 @@ A change is one `nft -j -f` transaction; check mode runs the same input with `nf
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -207,6 +208,29 @@ def _choice(family, mode, runs):
     return {"dnat": {"family": FAMILIES[family], "addr": {"map": {"key": numgen, "data": {"set": elements}}}}}
 
 
+def _source_intervals(source_ranges):
+    """The networks as nft holds them in a set: adjacent ones merged into one interval, shown as a
+    prefix where it is one and as a range where it is not."""
+    intervals = []
+    for network in map(ipaddress.ip_network, source_ranges):
+        if intervals and int(intervals[-1][1]) + 1 == int(network.network_address):
+            intervals[-1][1] = network.broadcast_address
+        else:
+            intervals.append([network.network_address, network.broadcast_address])
+    values = []
+    for first, last in intervals:
+        networks = list(ipaddress.summarize_address_range(first, last))
+        values.append(_address_value(str(networks[0])) if len(networks) == 1 else {"range": [str(first), str(last)]})
+    return values
+
+
+def _source_filter(balancer):
+    """`ip saddr != RANGES return`: a client outside source_ranges is not balanced."""
+    values = _source_intervals(balancer.source_ranges)
+    right = values[0] if len(values) == 1 and not (isinstance(values[0], dict) and "range" in values[0]) else {"set": values}
+    return [_match(_payload(FAMILIES[balancer.family], "saddr"), right, "!="), {"return": None}]
+
+
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
     if balancer.mode == "round_robin":
@@ -217,7 +241,8 @@ def render_balancer(balancer):
         runs = _weighted_runs(balancer.backends, reduced_weights(balancer.backends))
         mode = "random"
     service_chain = chain_name("SVC", BALANCER, balancer.name)
-    rules.chains[service_chain] = [canonical([_l4proto(balancer.protocol), _choice(balancer.family, mode, runs)])]
+    rules.chains[service_chain] = ([canonical(_source_filter(balancer))] if balancer.source_ranges else []) + [
+        canonical([_l4proto(balancer.protocol), _choice(balancer.family, mode, runs)])]
     service = _key(balancer.vip, balancer.protocol, balancer.port)
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
     rules.elements = sorted((SERVICE_MAPS[hook], service, service_chain) for hook in hooks)
@@ -400,6 +425,8 @@ def _value_text(value):
         return "%s/%d" % (value["prefix"]["addr"], value["prefix"]["len"])
     if isinstance(value, dict) and "range" in value:
         return "%s-%s" % tuple(value["range"])
+    if isinstance(value, dict) and "set" in value:
+        return "{ %s }" % ", ".join(_value_text(item) for item in value["set"])
     return str(value)
 
 
@@ -432,8 +459,8 @@ def _statement_text(statement):
     if kind == "dnat":
         address = "[%s]" % value["addr"] if ":" in value["addr"] else value["addr"]
         return "dnat to %s:%d" % (address, value["port"])
-    if kind == "masquerade":
-        return "masquerade"
+    if kind in ("masquerade", "return"):
+        return kind
     if kind == "vmap" and isinstance(value["data"], str):
         return "%s vmap %s" % (_left_text(value["key"]), value["data"])
     if kind == "vmap":

@@ -60,6 +60,7 @@ BALANCER_OPTIONS = dict(
     mode=dict(type="str", choices=["round_robin", "random"], default="round_robin"),
     masquerade=dict(type="bool", default=True),
     local_clients=dict(type="bool", default=True),
+    source_ranges=dict(type="list", elements="str", default=[]),
 )
 BALANCER_REQUIRED_IF = [("state", "present", ("vip", "port", "backends"))]
 

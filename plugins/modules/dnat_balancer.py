@@ -84,6 +84,20 @@ options:
         arriving from other hosts (nat C(PREROUTING)).
     type: bool
     default: true
+  source_ranges:
+    description:
+      - Balance only connections from these networks (C(ADDRESS/LENGTH) or an address), of the
+        family of O(vip); empty balances every client.
+      - A connection from elsewhere is not balanced and passes on unchanged, to the VIP address
+        itself. The collection writes NAT rules only and never filters; drop such clients with
+        the host's firewall where the VIP must not be reached at all.
+      - The networks are kept as the fewest networks covering the same addresses (adjacent and
+        overlapping ones merged, as nft holds them). A connection balanced already keeps its
+        backend when its network is removed from the list (conntrack holds its DNAT).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
 notes:
   - Each rule's nth counter starts again when its chain is rewritten, so a change of backends
     restarts the rotation.
@@ -123,6 +137,14 @@ EXAMPLES = r"""
     mode: random
     local_clients: false
     backends: [198.18.0.31, 198.18.0.32]
+
+- name: Balance only the office networks
+  netmagic.netfilter.dnat_balancer:
+    name: intranet
+    vip: 198.18.0.110
+    port: 443
+    source_ranges: [198.18.4.0/24, 198.18.5.0/24]
+    backends: [198.18.0.41, 198.18.0.42]
 
 - name: Remove a service
   netmagic.netfilter.dnat_balancer:

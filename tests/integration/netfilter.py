@@ -120,6 +120,12 @@ def run_module(netns, module, args, check=False, diff=False, path_prefix=None):
     return result
 
 
+def distrust(netns):
+    """Moves the nf_tables generation with a commit of nothing the collection owns: the next run
+    reads the rules and compares them with its definitions, as a run does after anyone's change."""
+    in_netns(netns, ["nft", "-f", "-"], input="add table inet nm-distrust\ndelete table inet nm-distrust\n", check=True)
+
+
 def as_written(endpoint, engine):
     """'ADDRESS:PORT' as the engine's rules write it: nftables maps to 'ADDRESS . PORT'."""
     if engine != "nftables":

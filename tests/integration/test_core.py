@@ -7,6 +7,7 @@ from tests.integration.netfilter import (
     FOREIGN_RULES,
     LEGACY_ENGINES,
     as_written,
+    distrust,
     in_netns,
     iptables_save,
     restore,
@@ -71,6 +72,8 @@ def test_full_lifecycle_keeps_foreign_rules_and_ends_byte_for_byte(netns, engine
 
     assert [r["changed"] for r in apply_all(netns, engine, family, check=True)] == [False, False]
     assert [r["changed"] for r in apply_all(netns, engine, family)] == [False, False]
+    distrust(netns)
+    assert [r["changed"] for r in apply_all(netns, engine, family)] == [False, False], "the rules read back differ from the definitions"
     assert rules_of(netns) == live
 
     removed = apply_all(netns, engine, family, state="absent")
@@ -200,3 +203,14 @@ def test_a_gateway_that_cannot_collect_is_refused_unless_forced(netns, gateway, 
     assert rules_of(netns) == before
     forced = run_module(netns, "tee_mirror", {"name": "m", "gateway": gateway, "engine": "iptables-nft", "force": True})
     assert forced["rc"] == 0 and forced["changed"], forced
+
+
+@pytest.mark.parametrize("ranges", [["198.18.2.0/24", "198.18.1.0/24", "198.18.9.9"], ["198.18.4.0/24"], ["198.18.0.0/24", "198.18.1.0/24"]])
+def test_source_ranges_as_the_kernel_tools_merge_them_converge(netns, engine, ranges):
+    """nft merges adjacent networks of a set into one interval and lists it back so; a second run changes nothing."""
+    balancer = dict(DEFINITIONS[4]["dnat_balancer"], source_ranges=ranges, engine=engine)
+    assert run_module(netns, "dnat_balancer", balancer)["changed"]
+    distrust(netns)
+    again = run_module(netns, "dnat_balancer", balancer)
+    assert again["rc"] == 0 and again["changed"] is False, again
+    assert run_module(netns, "dnat_balancer", {"name": balancer["name"], "state": "absent", "engine": engine})["changed"]

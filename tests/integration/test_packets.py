@@ -182,6 +182,23 @@ def test_services_applied_in_one_run_each_rotate_exactly(make_lab, engine, famil
     assert collections.Counter(on_api) == {"be1": 15, "be2": 15}
 
 
+def test_source_ranges_balance_only_the_clients_in_them(make_lab, engine, family):
+    """The client's own address is the range; another host's connections reach the VIP address
+    itself unchanged (nothing listens there on the balancer: refused), and no backend sees them."""
+    lab = balancer_lab(make_lab, 2)
+    host_prefix = 32 if family == 4 else 128
+    apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine, backends=backend_addresses(lab, family),
+          source_ranges=["%s/%d" % (address(lab, "client", family), host_prefix)])
+    inside = connect(lab, "client", vip(lab, family), 10)
+    outside = connect(lab, "sender", vip(lab, family), 4)
+    assert collections.Counter(inside) == {"be1": 5, "be2": 5}
+    assert len(outside) == 4 and all(answer.startswith("ERROR") for answer in outside), outside
+    widened = apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine, backends=backend_addresses(lab, family),
+                    source_ranges=["%s/%d" % (address(lab, host, family), host_prefix) for host in ("sender", "client")])
+    assert widened["changed"]
+    assert collections.Counter(connect(lab, "sender", vip(lab, family), 4)) == {"be1": 2, "be2": 2}
+
+
 def test_weights_three_to_one_split_exactly(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
     apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,

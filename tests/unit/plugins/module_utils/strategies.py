@@ -77,6 +77,10 @@ def backend():
     )
 
 
+SOURCE_RANGES4 = ["198.18.1.0/24", "198.18.2.0/24", "198.18.3.7", "10.0.0.0/8", "10.1.0.0/16"]
+SOURCE_RANGES6 = ["2001:2::/64", "2001:2:0:1::/64", "2001:3::7"]
+
+
 def balancer_params():
     return corrupted(valid_balancer_params(), {
         "name": field(NAMES),
@@ -87,6 +91,7 @@ def balancer_params():
         "mode": field(["round_robin", "random"]),
         "masquerade": field([True, False]),
         "local_clients": field([True, False]),
+        "source_ranges": st.one_of(st.lists(field(SOURCE_RANGES4 + SOURCE_RANGES6 + ["198.18.1.5/24", "2001:2::/200"]), max_size=4), ANYTHING),
     })
 
 
@@ -120,4 +125,6 @@ def valid_balancer_params():
         "mode": st.sampled_from(["round_robin", "random"]),
         "masquerade": st.booleans(),
         "local_clients": st.booleans(),
+    }, optional={
+        "source_ranges": st.lists(st.sampled_from(SOURCE_RANGES4 if f == 4 else SOURCE_RANGES6), max_size=4),
     }))

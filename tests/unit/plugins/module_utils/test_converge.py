@@ -227,6 +227,18 @@ def test_a_second_balancer_on_a_service_on_the_host_is_refused_before_any_write(
     assert host.writes() == []
 
 
+def test_source_ranges_jump_once_per_network_and_still_claim_the_service():
+    host = SimulatedHost()
+    converge(host, {WEB: web(source_ranges=["198.18.1.0/24", "198.18.2.0/24"])})
+    jumps = [line for line in host.rules() if line.startswith("-A PREROUTING")]
+    assert sorted(line.split()[3] for line in jumps) == ["198.18.1.0/24", "198.18.2.0/24"], jumps
+    assert not converge(host, {WEB: web(source_ranges=["198.18.2.0/24", "198.18.1.0/24"])}).changed
+    with pytest.raises(ValidationError, match="is balanced already by balancer 'web'"):
+        converge(host, {("balancer", "web2"): web(name="web2", source_ranges=["198.18.3.0/24"])})
+    converge(host, {WEB: web()})
+    assert [line.split()[2:4] for line in host.rules() if line.startswith("-A PREROUTING")] == [["-d", "198.18.0.100/32"]]
+
+
 def test_a_chain_a_foreign_rule_jumps_to_is_not_removed():
     host = SimulatedHost()
     converge(host, {WEB: web()})

@@ -139,7 +139,24 @@ BAD_BALANCERS = [
     ({"masquerade": "no"}, "masquerade"),
     ({"local_clients": "false"}, "local_clients"),
     ({"masquerade": 0}, "masquerade"),
+    ({"source_ranges": "198.18.1.0/24"}, "source_ranges"),
+    ({"source_ranges": ["198.18.1.5/24"]}, "source_ranges[0]"),
+    ({"source_ranges": ["198.18.1.0/24\n-A INPUT -j ACCEPT"]}, "source_ranges[0]"),
+    ({"source_ranges": ["office"]}, "source_ranges[0]"),
+    ({"source_ranges": ["2001:2::/64"]}, "source_ranges"),
+    ({"source_ranges": ["198.18.1.0/24", "2001:2::/64"]}, "source_ranges"),
 ]
+
+
+@pytest.mark.parametrize("ranges, expected", [
+    ([], ()),
+    (["198.18.1.7"], ("198.18.1.7/32",)),
+    (["198.18.2.0/24", "198.18.1.0/24"], ("198.18.1.0/24", "198.18.2.0/24")),
+    (["198.18.0.0/24", "198.18.1.0/24"], ("198.18.0.0/23",)),
+    (["10.0.0.0/8", "10.1.0.0/16", "10.0.0.0/8"], ("10.0.0.0/8",)),
+])
+def test_source_ranges_are_the_fewest_networks_covering_them(ranges, expected):
+    assert build_balancer(with_(BALANCER, source_ranges=ranges)).source_ranges == expected
 
 
 @pytest.mark.parametrize("changes, parameter", BAD_BALANCERS)

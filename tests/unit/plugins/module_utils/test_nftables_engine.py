@@ -17,8 +17,8 @@ SVC = "NM-SVC-7c6509ab5641d564-web"
 MASQ = "NM-MASQ-7c6509ab5641d564-web"
 
 
-def web(backends=("198.18.0.21", "198.18.0.22")):
-    return build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": list(backends)})
+def web(backends=("198.18.0.21", "198.18.0.22"), **changes):
+    return build_balancer(dict({"name": "web", "vip": "198.18.0.100", "port": 80, "backends": list(backends)}, **changes))
 
 
 def http():
@@ -94,6 +94,20 @@ CASES = {
         "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; add masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
     ]),
     "no change": ((web(),), {WEB: web()}, []),
+    "only some sources": ((web(),), {WEB: web(source_ranges=["198.18.2.0/24", "198.18.1.0/24", "198.18.9.9"])}, [
+        "add table ip netmagic",
+        "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add rule %s: ip saddr != { 198.18.1.0-198.18.2.255, 198.18.9.9 } return" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.22 . 80 }" % SVC,
+    ]),
+    "one source network": ((), {WEB: web(source_ranges=["198.18.4.0/24"])}, ["add table ip netmagic"] + NAT_SCAFFOLD + [
+        "add chain %s" % SVC,
+        "add rule %s: ip saddr != 198.18.4.0/24 return" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.22 . 80 }" % SVC,
+        'add local-services: 198.18.0.100 . tcp . 80 : jump %s comment "netmagic:balancer:web"' % SVC,
+        'add services: 198.18.0.100 . tcp . 80 : jump %s comment "netmagic:balancer:web"' % SVC,
+        "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; add masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
+    ]),
     "weights, rotating and random": ((web(),), {WEB: weighted("round_robin"), API: weighted("random", "api", 8080)}, [
         "add table ip netmagic",
         "add chain %s" % SVC, "flush chain %s" % SVC,

@@ -21,7 +21,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import balancer_params, mirror_params
 
 MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface"}
-BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients"}
+BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges"}
 PROPERTY_SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -98,6 +98,9 @@ def test_any_balancer_definition_is_refused_or_canonical(params):
     for backend in balancer.backends:
         assert_canonical_address(backend.address)
         assert is_int(backend.port) and is_int(backend.weight)
+    networks = [ipaddress.ip_network(network) for network in balancer.source_ranges]
+    assert [str(network) for network in networks] == list(balancer.source_ranges)
+    assert list(ipaddress.collapse_addresses(networks)) == networks, "source ranges that overlap or could merge"
     assert_rendered_output_passes_the_guards(balancer)
     assert_it_reads_back_as_rendered(balancer)
 
