@@ -118,12 +118,12 @@ def _cascade(chain, targets, conditions):
 
 def _service_rules(balancer, chain, endpoint_chains):
     if balancer.mode == "round_robin":
-        slots = [endpoint_chains[backend] for backend in round_robin_slots(balancer.backends)]
+        slots = [endpoint_chains[backend] for backend in round_robin_slots(balancer.serving)]
         count = len(slots)
         conditions = ["-m statistic --mode nth --every %d --packet 0" % (count - i) for i in range(count - 1)]
         return _cascade(chain, slots, conditions)
-    targets = [endpoint_chains[backend] for backend in balancer.backends]
-    conditions = ["-m statistic --mode random --probability %s" % iptables_probability(p) for p in random_probabilities(balancer.backends)]
+    targets = [endpoint_chains[backend] for backend in balancer.serving]
+    conditions = ["-m statistic --mode random --probability %s" % iptables_probability(p) for p in random_probabilities(balancer.serving)]
     return _cascade(chain, targets, conditions)
 
 
@@ -132,7 +132,10 @@ def render_balancer(balancer):
     kind, name = BALANCER, balancer.name
     service_chain = chain_name("SVC", kind, name)
     endpoint_chains = {}
+    # A drained backend has no endpoint chain; the others keep the index of their place in backends.
     for index, backend in enumerate(balancer.backends):
+        if backend.drain:
+            continue
         chain = chain_name("SEP", kind, name, index)
         endpoint_chains[backend] = chain
         rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, "-j DNAT --to-destination %s" % backend.endpoint)]

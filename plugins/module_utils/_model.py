@@ -96,6 +96,7 @@ class Backend:
     address: str
     port: int
     weight: int = 1
+    drain: bool = False
 
     @property
     def endpoint(self):
@@ -104,7 +105,8 @@ class Backend:
         return "%s:%d" % (host, self.port)
 
     def as_dict(self):
-        return {"address": self.address, "port": self.port, "weight": self.weight}
+        """The backend as a definition's dict; drain only when set."""
+        return dict({"address": self.address, "port": self.port, "weight": self.weight}, **({"drain": True} if self.drain else {}))
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,11 @@ class Balancer:
     @property
     def family(self):
         return family_of(self.vip)
+
+    @property
+    def serving(self):
+        """The backends new connections go to: all but the drained ones."""
+        return tuple(backend for backend in self.backends if not backend.drain)
 
 
 def validate_name(name):
@@ -372,8 +379,8 @@ def _backend(index, item, default_port):
     if isinstance(item, str):
         return _backend_from_string(parameter, item, default_port)
     if not isinstance(item, dict):
-        raise ValidationError(parameter, item, "must be 'ADDRESS', 'ADDRESS:PORT' or a dict with address, port, weight")
-    unknown = sorted(set(item) - {"address", "port", "weight"})
+        raise ValidationError(parameter, item, "must be 'ADDRESS', 'ADDRESS:PORT' or a dict with address, port, weight, drain")
+    unknown = sorted(set(item) - {"address", "port", "weight", "drain"})
     if unknown:
         raise ValidationError(parameter, item, "has unknown keys: %s" % ", ".join(unknown))
     if item.get("address") in (None, ""):
@@ -384,6 +391,7 @@ def _backend(index, item, default_port):
         address=_unicast_address(parameter + ".address", item["address"]),
         port=_port(parameter + ".port", port) if port is not None else default_port,
         weight=_weight(parameter + ".weight", weight) if weight is not None else 1,
+        drain=_flag(parameter + ".drain", item.get("drain"), False),
     )
 
 
@@ -433,7 +441,9 @@ def build_balancer(params):
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
             raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
     # Both modes: round robin writes one rule per slot, random one numgen interval per weight unit.
-    if sum(reduced_weights(balancer.backends)) > MAX_SLOTS:
+    if not balancer.serving:
+        raise ValidationError("backends", "drain", "are all drained: keep at least one serving, or remove the service (state: absent)")
+    if sum(reduced_weights(balancer.serving)) > MAX_SLOTS:
         raise ValidationError("backends", "weights", "add up to more than %d (after dividing by their common divisor); "
                                                      "reduce the weights or the number of backends" % MAX_SLOTS)
     return balancer

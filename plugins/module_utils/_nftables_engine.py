@@ -234,11 +234,11 @@ def _source_filter(balancer):
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
     if balancer.mode == "round_robin":
-        runs = _runs(round_robin_slots(balancer.backends))
+        runs = _runs(round_robin_slots(balancer.serving))
         mode = "inc"
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
-        runs = _weighted_runs(balancer.backends, reduced_weights(balancer.backends))
+        runs = _weighted_runs(balancer.serving, reduced_weights(balancer.serving))
         mode = "random"
     service_chain = chain_name("SVC", BALANCER, balancer.name)
     rules.chains[service_chain] = ([canonical(_source_filter(balancer))] if balancer.source_ranges else []) + [
@@ -247,7 +247,7 @@ def render_balancer(balancer):
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
     rules.elements = sorted((SERVICE_MAPS[hook], service, service_chain) for hook in hooks)
     if balancer.masquerade:
-        rules.masquerade = sorted({_masquerade_key(balancer.vip, b.address, balancer.protocol, b.port) for b in balancer.backends})
+        rules.masquerade = sorted({_masquerade_key(balancer.vip, b.address, balancer.protocol, b.port) for b in balancer.serving})
     return {balancer.family: rules}
 
 

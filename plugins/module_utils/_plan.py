@@ -110,7 +110,7 @@ def _backends_from(where, source, service, groups, hostvars, default_group, reso
     backends, hosts_of = [], []
     for host, record in zip(hosts, records):
         backend = {"address": host_address(host, record, source.get("address_var") or "ansible_host", family, resolver)}
-        for field in ("port", "weight"):
+        for field in ("port", "weight", "drain"):
             name = source.get(field + "_var")
             value = host_variable(record, name) if name else None
             if value is not None:

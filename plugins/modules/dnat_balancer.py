@@ -58,8 +58,11 @@ options:
     description:
       - The backends, at least one, each once.
       - An item is a string C(ADDRESS) or C(ADDRESS:PORT) (IPv6 as C([ADDRESS]:PORT)), or a
-        dict with C(address) and optional C(port) and C(weight).
+        dict with C(address) and optional C(port), C(weight) and C(drain).
       - The port defaults to O(port), the weight to C(1); a weight is a whole number from 1 to 65535.
+      - C(drain=true) drains a backend (new in 0.2.0) - it takes no new connection while its
+        established ones go on until they close, because conntrack keeps the DNAT of a connection
+        for its life. Removing a backend does the same for TCP. At least one backend must serve.
       - Required when O(state=present).
     type: list
     elements: raw
@@ -127,6 +130,16 @@ EXAMPLES = r"""
       - {address: 198.18.0.21, port: 8443, weight: 2}
       - 198.18.0.22:8443
       - 198.18.0.23:8443
+
+- name: Drain one of them before its maintenance (its open connections go on)
+  netmagic.netfilter.dnat_balancer:
+    name: api
+    vip: 198.18.0.100
+    port: 443
+    backends:
+      - {address: 198.18.0.21, port: 8443, weight: 2}
+      - 198.18.0.22:8443
+      - {address: 198.18.0.23, port: 8443, drain: true}
 
 - name: Random choice for a UDP service, only for clients on other hosts
   netmagic.netfilter.dnat_balancer:
@@ -212,6 +225,9 @@ backends:
     weight:
       description: Backend weight.
       type: int
+    drain:
+      description: Present, and true, for a drained backend.
+      type: bool
   sample: [{address: 198.18.0.21, port: 80, weight: 1}, {address: 198.18.0.22, port: 80, weight: 1}]
 """
 

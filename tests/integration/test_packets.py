@@ -199,6 +199,36 @@ def test_source_ranges_balance_only_the_clients_in_them(make_lab, engine, family
     assert collections.Counter(connect(lab, "sender", vip(lab, family), 4)) == {"be1": 2, "be2": 2}
 
 
+STREAM_TICKS = 40  # 4 s: the drain, the removal and the new connections fit in it
+
+
+@pytest.mark.parametrize("drained_first", [True, False], ids=["drained-then-removed", "removed"])
+def test_draining_and_removing_a_backend_keep_its_open_connection(make_lab, engine, family, drained_first):
+    """A stream open on be1 goes on, whole, while be1 is drained and removed (or removed at once); no new connection reaches be1."""
+    lab = balancer_lab(make_lab, 2)
+    be1, be2 = backend_addresses(lab, family)
+    service = dict(name="web", vip=vip(lab, family), port=80, engine=engine)
+    apply(lab, "lb", "dnat_balancer", backends=[be1, be2], **service)
+    # A fresh rotation sends its first connection to be1.
+    stream = lab.popen("client", [sys.executable, CLIENT, vip(lab, family), "--count", "1", "--path", "/stream/%d" % STREAM_TICKS,
+                                  "--timeout", "10"], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 5
+    while lab.http_requests("be1") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lab.http_requests("be1") == 1, "the stream did not reach be1"
+    if drained_first:
+        assert apply(lab, "lb", "dnat_balancer", backends=[{"address": be1, "drain": True}, be2], **service)["changed"]
+        assert connect(lab, "client", vip(lab, family), 6) == ["be2"] * 6
+    # Removing the drained backend changes nothing on nftables (no chain per backend) and renumbers
+    # the endpoint chains on iptables.
+    apply(lab, "lb", "dnat_balancer", backends=[be2], **service)
+    assert connect(lab, "client", vip(lab, family), 4) == ["be2"] * 4
+    assert stream.poll() is None, "the stream ended before the drain and the removal were done"
+    output, _ = stream.communicate(timeout=20)
+    assert json.loads(output)["answers"][0].split() == ["be1"] + ["tick"] * STREAM_TICKS
+    assert lab.http_requests("be1") == 1, "a new connection reached the drained backend"
+
+
 def test_weights_three_to_one_split_exactly(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
     apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,

@@ -11,10 +11,10 @@ import os
 import time
 
 
-def get_once(host, port, timeout):
+def get_once(host, port, timeout, path="/"):
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        connection.request("GET", "/")
+        connection.request("GET", path)
         response = connection.getresponse()
         return response.read().decode().strip()
     except OSError as error:
@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=2, help="per connection")
     parser.add_argument("--pause", type=float, default=0, help="seconds between connections")
     parser.add_argument("--until-file", help="stop early once this file exists")
+    parser.add_argument("--path", default="/", help="what to GET (/stream/N: a long answer)")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -39,7 +40,7 @@ def main():
     while len(answers) < args.count and time.monotonic() - started < args.max_seconds:
         if args.until_file and os.path.exists(args.until_file):
             break
-        answers.append(get_once(args.host, args.port, args.timeout))
+        answers.append(get_once(args.host, args.port, args.timeout, args.path))
         if args.pause:
             time.sleep(args.pause)
     print(json.dumps({"answers": answers, "seconds": time.monotonic() - started}))

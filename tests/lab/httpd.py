@@ -2,6 +2,7 @@
 
 Run inside a lab namespace by Lab.start_http. Stdlib only, so any Python 3 runs it.
 Each handled GET appends one line to --log; Lab.http_requests counts those lines.
+GET /stream/N keeps the connection open for N ticks, one every 0.1 s, after the name.
 --ready is written once the socket listens, so the caller knows when to send traffic.
 """
 
@@ -9,7 +10,13 @@ import argparse
 import http.server
 import socket
 import threading
+import time
 from pathlib import Path
+
+
+STREAM = "/stream/"
+TICK = b"tick\n"
+TICK_SECONDS = 0.1
 
 
 def client_address(address):
@@ -39,11 +46,17 @@ def make_handler(name, log_path):
             # Logged before answering: once a client has the body, the count includes it.
             with log_lock, open(log_path, "a", encoding="utf-8") as log:
                 log.write(f"{client_address(self.client_address[0])} {self.path}\n")
+            ticks = int(self.path[len(STREAM):]) if self.path.startswith(STREAM) and self.path[len(STREAM):].isdigit() else 0
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(body) + ticks * len(TICK)))
             self.end_headers()
             self.wfile.write(body)
+            # /stream/N: a connection kept open, one tick every TICK_SECONDS, N of them.
+            for _tick in range(ticks):
+                self.wfile.flush()
+                time.sleep(TICK_SECONDS)
+                self.wfile.write(TICK)
 
         def log_message(self, format, *args):  # noqa: A002 - signature set by the base class
             """Quiet: the request log file is the record."""

@@ -239,6 +239,16 @@ def test_source_ranges_jump_once_per_network_and_still_claim_the_service():
     assert [line.split()[2:4] for line in host.rules() if line.startswith("-A PREROUTING")] == [["-d", "198.18.0.100/32"]]
 
 
+def test_a_drained_backend_loses_its_endpoint_chain_and_its_turns_only():
+    host = SimulatedHost()
+    converge(host, {WEB: web(backends=["198.18.0.21", "198.18.0.22", "198.18.0.23"])})
+    converge(host, {WEB: web(backends=["198.18.0.21", {"address": "198.18.0.22", "drain": True}, "198.18.0.23"])})
+    dnat = sorted(line.split()[1][-5:] + " " + line.split()[-1] for line in host.rules() if "-j DNAT" in line)
+    assert dnat == ["-0-we 198.18.0.21:80", "-2-we 198.18.0.23:80"], "the other endpoint chains kept their index"
+    cascade = [line for line in host.rules() if line.startswith("-A NM-SVC-")]
+    assert len(cascade) == 2 and "--every 2" in cascade[0] and not any("-1-we" in line for line in cascade), cascade
+
+
 def test_a_chain_a_foreign_rule_jumps_to_is_not_removed():
     host = SimulatedHost()
     converge(host, {WEB: web()})

@@ -139,6 +139,8 @@ BAD_BALANCERS = [
     ({"masquerade": "no"}, "masquerade"),
     ({"local_clients": "false"}, "local_clients"),
     ({"masquerade": 0}, "masquerade"),
+    ({"backends": [{"address": "198.18.0.21", "drain": "yes"}]}, "backends[0].drain"),
+    ({"backends": [{"address": "198.18.0.21", "drain": True}]}, "backends"),
     ({"source_ranges": "198.18.1.0/24"}, "source_ranges"),
     ({"source_ranges": ["198.18.1.5/24"]}, "source_ranges[0]"),
     ({"source_ranges": ["198.18.1.0/24\n-A INPUT -j ACCEPT"]}, "source_ranges[0]"),

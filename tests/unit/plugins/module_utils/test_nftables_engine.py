@@ -94,6 +94,12 @@ CASES = {
         "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; add masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
     ]),
     "no change": ((web(),), {WEB: web()}, []),
+    "a backend drained": ((web(),), {WEB: web([{"address": "198.18.0.21", "drain": True}, "198.18.0.22"])}, [
+        "add table ip netmagic",
+        "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 1 map { 0 : 198.18.0.22 . 80 }" % SVC,
+        "delete masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80",
+    ]),
     "only some sources": ((web(),), {WEB: web(source_ranges=["198.18.2.0/24", "198.18.1.0/24", "198.18.9.9"])}, [
         "add table ip netmagic",
         "add chain %s" % SVC, "flush chain %s" % SVC,

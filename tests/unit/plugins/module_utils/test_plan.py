@@ -18,7 +18,7 @@ GROUPS = {"backends": ["app1", "app2", "app3"], "collectors": ["col1"], "named":
 HOSTVARS = {
     "app1": {"ansible_host": "198.18.0.21", "app_port": 8080, "facts": {"v6": "2001:2::21"}},
     "app2": {"ansible_host": "198.18.0.22", "app_port": "8081", "app_weight": 2, "facts": {"v6": "2001:2::22"}},
-    "app3": {"ansible_host": "198.18.0.23", "app_port": 8080, "facts": {"v6": "2001:2::23"}},
+    "app3": {"ansible_host": "198.18.0.23", "app_port": 8080, "facts": {"v6": "2001:2::23"}, "maintenance": True},
     "col1": {"ansible_host": "198.18.0.3", "mirror_collector_forwarding": {"net.ipv4.ip_forward": 0}},
 }
 
@@ -46,6 +46,9 @@ GOOD = [
     (service(backends_from={"port_var": "app_port", "weight_var": "app_weight"}),
      [{"address": "198.18.0.21", "port": 8080, "weight": 1}, {"address": "198.18.0.22", "port": 8081, "weight": 2},
       {"address": "198.18.0.23", "port": 8080, "weight": 1}]),
+    (service(backends_from={"drain_var": "maintenance"}),
+     [{"address": "198.18.0.21", "port": 80, "weight": 1}, {"address": "198.18.0.22", "port": 80, "weight": 1},
+      {"address": "198.18.0.23", "port": 80, "weight": 1, "drain": True}]),
     (service(vip="2001:2::100", backends_from={"address_var": "facts.v6"}),
      [{"address": "2001:2::21", "port": 80, "weight": 1}, {"address": "2001:2::22", "port": 80, "weight": 1},
       {"address": "2001:2::23", "port": 80, "weight": 1}]),
