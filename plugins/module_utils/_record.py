@@ -16,6 +16,7 @@ sharing the file system.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,7 +34,8 @@ BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PACKAGE = "ansible_collections.netmagic.netfilter.plugins.module_utils."
 # The code that turns a definition into rules: a record made by other code is not trusted.
-RENDERING_MODULES = ("_model", "_naming", "_iptables_rules", "_iptables_engine", "_nftables_engine", "_iptc_engine", "_reconcile")
+RENDERING_MODULES = ("_model", "_naming", "_iptables_rules", "_iptables_engine", "_nftables_engine", "_iptc_engine", "_engine",
+                     "_reconcile", "_record")
 
 
 # getsockopt(SO_NETNS_COOKIE), Linux 5.14 and later: a network namespace's 64-bit id, never reused.
@@ -57,9 +59,10 @@ def record_path(backend, directory=None):
     return os.path.join(directory or RECORD_DIR, "applied-%s-%s.json" % (backend, namespace_id()))
 
 
+@functools.lru_cache(maxsize=1)
 def code_digest():
-    """A digest of the source of the modules that render, plan and record; None where a loader
-    cannot give the source."""
+    """A digest of the source of the modules that render, plan and record (once per run); None
+    where a loader cannot give the source."""
     digest = hashlib.sha256()
     for name in RENDERING_MODULES:
         module = sys.modules.get(PACKAGE + name)
