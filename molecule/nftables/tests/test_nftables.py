@@ -10,7 +10,7 @@ def test_rules_live_in_the_netmagic_table_only(container):
     balancer = container(BALANCER)
     table = balancer.check_output("nft list table ip netmagic")
     assert "ip daddr . meta l4proto . th dport vmap @services" in table  # one lookup per new connection
-    assert "numgen inc mod 2 vmap" in table
+    assert "dnat ip to numgen inc mod 2 map {" in table and "NM-SEP-" not in table  # choice and DNAT in one rule
     assert 'comment "netmagic:balancer:web"' in table
     assert "NM-" not in balancer.check_output("iptables-nft-save")
 
