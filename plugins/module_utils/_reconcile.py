@@ -190,7 +190,8 @@ def _kinds(params):
 
 def _unlisted(claims, objects, params):
     """The owned objects (with a tagged jump) of the exclusive kinds that objects does not list, sorted."""
-    return sorted(key for key in claims if key[0] in _kinds(params) and key not in objects)
+    kinds = _kinds(params)
+    return sorted(key for key in claims if key[0] in kinds and key not in objects)
 
 
 def _entry(engine, obj, rules, digests, key):
@@ -307,7 +308,8 @@ def converge(host, params, objects, check_only):
         outcome.unlisted = unlisted
         if not check_only:
             # Recorded objects of an exclusive kind that the host does not hold are forgotten.
-            forgotten = [key for key in recorded.objects if key not in objects and key[0] in _kinds(params)]
+            kinds = _kinds(params)
+            forgotten = [key for key in recorded.objects if key not in objects and key[0] in kinds]
             complete = recorded.trusted_at(before) or (set(state.claims) <= set(objects) and set(recorded.objects) <= set(objects) | set(forgotten)
                                                        and state.holds_only({key: current[key] for key in keys}))
             trust = _trust_after(host, engine, before, complete, plan)
