@@ -199,4 +199,13 @@ options:
         type: list
         elements: str
         default: []
+      affinity:
+        description: As O(netmagic.netfilter.dnat_balancer#module:affinity).
+        type: str
+        choices: [none, client_ip]
+        default: none
+      affinity_timeout:
+        description: As O(netmagic.netfilter.dnat_balancer#module:affinity_timeout).
+        type: int
+        default: 10800
 """

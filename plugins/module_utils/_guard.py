@@ -29,6 +29,8 @@ OWNED = CHAIN_GRAMMAR.pattern
 TAG = '"%s"' % TAG_PATTERN.pattern
 L4 = r"(?:tcp|udp)"
 BUILTIN = r"(?:PREROUTING|OUTPUT|POSTROUTING)"
+# A backend's xt_recent list of clients (session affinity), matched on the whole source address.
+RECENT = r"--name {owned} --mask (?:255\.255\.255\.255|ffff(?::ffff){{7}}) --rsource"
 
 # Every rule the iptables renderer writes, after '-A CHAIN ' (or '-I CHAIN 1 ').
 RULE_SHAPES = (
@@ -37,14 +39,15 @@ RULE_SHAPES = (
     # mirror jump
     r"-m comment --comment {tag} -j {owned}",
     # balancer: endpoint, service cascade, masquerade and their jumps
-    r"-p {l4} -j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}",
+    r"-p {l4} (?:-m recent --set {recent} )?-j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}",
+    r"-m recent --rcheck --seconds [1-9][0-9]{{0,4}} --reap {recent} -j {owned}",
     r"(?:-m statistic --mode nth --every [0-9]{{1,4}} --packet 0 |-m statistic --mode random --probability [01]\.[0-9]{{11}} )?-j {owned}",
     r"(?:-s {net} )?-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}",
     r"-j MASQUERADE",
     r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}",
 )
 RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6,
-                                        tag=TAG, owned=OWNED) for shape in RULE_SHAPES)
+                                        tag=TAG, owned=OWNED, recent=RECENT.format(owned=OWNED)) for shape in RULE_SHAPES)
 # Compiled on the first write, not at import: a run that changes nothing never needs it.
 RESTORE_LINE_PATTERN = "|".join((
     r":{owned} - \[0:0\]",
@@ -102,7 +105,7 @@ VERBS = ("add", "delete", "flush")
 EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
-    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return",
+    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return", "elem", "val", "timeout",
 ))
 # The table's maps and set, with the types of their keys.
 SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}
@@ -185,10 +188,28 @@ def _command_problem(command):
     return None if set(fields) <= {"family", "name"} else "unknown table field"
 
 
+AFFINITY_SET = {"type": ("ipv4_addr", "ipv6_addr"), "flags": (["timeout"],), "size": (65535,)}
+
+
+def _affinity_set_problem(verb, kind, fields):
+    """A backend's set of clients with affinity: declared or deleted, never given elements (the
+    packet path adds them)."""
+    if kind != "set":
+        return "%s %r is not one this collection names" % (kind, fields.get("name"))
+    declared = {key: value for key, value in fields.items() if key not in ("family", "table", "name")}
+    if verb == "delete" and not declared:
+        return None
+    if verb != "add" or set(declared) != set(AFFINITY_SET) or any(declared[key] not in AFFINITY_SET[key] for key in AFFINITY_SET):
+        return "set %s has a declaration this collection never writes" % fields.get("name")
+    return None
+
+
 def _set_problem(verb, kind, fields):
     """A map or set of the table as the renderer declares it, or elements of one (an element added
     to a map is a [key, verdict] pair; one deleted is its key)."""
     name = fields.get("name")
+    if isinstance(name, str) and name.startswith("NM-AFF-") and CHAIN_GRAMMAR.fullmatch(name):
+        return _affinity_set_problem(verb, kind, fields)
     if name not in SET_NAMES or (kind != "element" and kind != SET_NAMES[name]):
         return "%s %r is not one this collection names" % (kind, name)
     allowed = {"family", "table", "name", "elem"} | ({"type", "map", "handle", "flags"} if kind != "element" else set())

@@ -127,10 +127,24 @@ def _service_rules(balancer, chain, endpoint_chains):
     return _cascade(chain, targets, conditions)
 
 
+def _recent(balancer, index):
+    """The xt_recent list of the clients a backend has, by whole source address (as kube-proxy's)."""
+    mask = "255.255.255.255" if balancer.family == 4 else ":".join(["ffff"] * 8)
+    return "--name %s --mask %s --rsource" % (chain_name("AFF", BALANCER, balancer.name, index), mask)
+
+
+def _affinity_rules(balancer, chain, endpoint_chains):
+    """A client seen within the timeout goes back to its backend, ahead of the cascade."""
+    return [_line(chain, "-m recent --rcheck --seconds %d --reap %s" % (balancer.affinity_timeout, _recent(balancer, index)),
+                  "-j %s" % endpoint_chains[backend])
+            for index, backend in enumerate(balancer.backends) if not backend.drain]
+
+
 def render_balancer(balancer):
     rules = TableRules()
     kind, name = BALANCER, balancer.name
     service_chain = chain_name("SVC", kind, name)
+    affinity = balancer.affinity == "client_ip"
     endpoint_chains = {}
     # A drained backend has no endpoint chain; the others keep the index of their place in backends.
     for index, backend in enumerate(balancer.backends):
@@ -138,8 +152,10 @@ def render_balancer(balancer):
             continue
         chain = chain_name("SEP", kind, name, index)
         endpoint_chains[backend] = chain
-        rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, "-j DNAT --to-destination %s" % backend.endpoint)]
-    rules.chains[service_chain] = _service_rules(balancer, service_chain, endpoint_chains)
+        remember = "-m recent --set %s" % _recent(balancer, index) if affinity else ""
+        rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, remember, "-j DNAT --to-destination %s" % backend.endpoint)]
+    rules.chains[service_chain] = ((_affinity_rules(balancer, service_chain, endpoint_chains) if affinity else [])
+                                   + _service_rules(balancer, service_chain, endpoint_chains))
 
     host_prefix = 32 if balancer.family == 4 else 128
     service_match = "-d %s/%d %s" % (balancer.vip, host_prefix, _port_match(balancer.protocol, "dport", balancer.port))

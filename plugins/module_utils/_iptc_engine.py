@@ -62,11 +62,16 @@ class Operation:
 
 
 def _options(words, position):
-    """The '--name VALUE' pairs from position on; returns them and where they end."""
+    """The '--name VALUE' pairs and '--flag' options (as ('flag', ''), how iptc holds them) from
+    position on; returns them and where they end."""
     options = []
-    while position + 1 < len(words) and words[position].startswith("--") and not words[position + 1].startswith("-"):
-        options.append((words[position][2:], words[position + 1]))
-        position += 2
+    while position < len(words) and words[position].startswith("--"):
+        if position + 1 < len(words) and not words[position + 1].startswith("-"):
+            options.append((words[position][2:], words[position + 1]))
+            position += 2
+        else:
+            options.append((words[position][2:], ""))
+            position += 1
     return tuple(options), position
 
 

@@ -39,6 +39,10 @@ BALANCER_PROTOCOLS = ("tcp", "udp")
 SERVICES = ("remote", "local")
 DIRECTIONS = ("both", "ingress", "egress")
 MODES = ("round_robin", "random")
+AFFINITIES = ("none", "client_ip")
+# kube-proxy's default and its upper bound for sessionAffinityConfig.clientIP.timeoutSeconds.
+DEFAULT_AFFINITY_TIMEOUT = 10800
+MAX_AFFINITY_TIMEOUT = 86400
 # Each round-robin slot is one rule; this bounds the chain a weight list can produce.
 MAX_SLOTS = 4096
 MAX_WEIGHT = 65535
@@ -120,6 +124,8 @@ class Balancer:
     masquerade: bool = True
     local_clients: bool = True
     source_ranges: tuple = ()
+    affinity: str = "none"
+    affinity_timeout: int = DEFAULT_AFFINITY_TIMEOUT
 
     kind = BALANCER
 
@@ -420,6 +426,16 @@ def _source_ranges(items):
     return tuple(str(network) for network in ipaddress.collapse_addresses(networks))
 
 
+def _affinity_timeout(value):
+    if value is None:
+        return DEFAULT_AFFINITY_TIMEOUT
+    reason = "is not a whole number of seconds between 1 and %d" % MAX_AFFINITY_TIMEOUT
+    seconds = _whole_number("affinity_timeout", value, reason)
+    if not 1 <= seconds <= MAX_AFFINITY_TIMEOUT:
+        raise ValidationError("affinity_timeout", value, reason)
+    return seconds
+
+
 def build_balancer(params):
     """Validated Balancer from module parameters (a dict)."""
     port = _port("port", params.get("port"))
@@ -433,6 +449,8 @@ def build_balancer(params):
         masquerade=_flag("masquerade", params.get("masquerade"), True),
         local_clients=_flag("local_clients", params.get("local_clients"), True),
         source_ranges=_source_ranges(params.get("source_ranges")),
+        affinity=_choice("affinity", params.get("affinity") or "none", AFFINITIES),
+        affinity_timeout=_affinity_timeout(params.get("affinity_timeout")),
     )
     for network in balancer.source_ranges:
         _same_family("source_ranges", network, balancer.family, "vip")
@@ -456,7 +474,7 @@ def definition(obj):
                 "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface}
     return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
             "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients,
-            "source_ranges": list(obj.source_ranges)}
+            "source_ranges": list(obj.source_ranges), "affinity": obj.affinity, "affinity_timeout": obj.affinity_timeout}
 
 
 def rebuild(kind, params):

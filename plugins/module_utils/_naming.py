@@ -22,11 +22,13 @@ MAX_CHAIN_LENGTH = 28
 TOKEN_LENGTH = 16
 # Chains written by release 0.1.0 carry 8 hex digits; they are recognised, so an upgrade removes them.
 LEGACY_TOKEN_LENGTH = 8
-ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER}
+# AFF names a backend's list of clients with affinity (an xt_recent list, an nft set), not a chain.
+ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER}
+INDEXED_ROLES = ("SEP", "AFF")
 
 TAG_PATTERN = re.compile(r"netmagic:(%s|%s):(%s{1,64})" % (MIRROR, BALANCER, NAME_CHARACTERS))
 # What fits the shape of an owned chain name, whatever object it names (for writer guards).
-CHAIN_GRAMMAR = re.compile(r"NM-(?:MIRO|MIRI|SVC|SEP|MASQ)-(?:[0-9a-f]{%d}|[0-9a-f]{%d})(?:-%s*)?" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH, NAME_CHARACTERS))
+CHAIN_GRAMMAR = re.compile(r"NM-(?:MIRO|MIRI|SVC|SEP|MASQ|AFF)-(?:[0-9a-f]{%d}|[0-9a-f]{%d})(?:-%s*)?" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH, NAME_CHARACTERS))
 
 
 def tag(kind, name):
@@ -80,7 +82,7 @@ class ChainOwners:
         if key is None or ROLES.get(parts[1]) != key[0]:
             return None
         index = None
-        if parts[1] == "SEP":
+        if parts[1] in INDEXED_ROLES:
             number = parts[3].split("-", 1)[0] if len(parts) > 3 else ""
             if not (number.isascii() and number.isdigit() and len(number) <= 4):
                 return None

@@ -61,6 +61,8 @@ SERVICE_MAPS = {"nat-prerouting": "services", "nat-output": "local-services"}
 MASQUERADE_SET = "masquerading"
 NAT_CHAINS = ("nat-prerouting", "nat-output", "nat-postrouting")
 ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+# nft's default size for a set the packet path adds to, written out so the listing compares equal.
+AFFINITY_SET_SIZE = 65535
 
 
 @dataclass
@@ -71,6 +73,8 @@ class NftRules:
     jumps: (base chain, canonical expr) of the object's tagged base-chain rules (mirrors), sorted;
       handles maps each to the live rule handles, for deletion.
     elements: (map, canonical key, target chain) of the object's tagged service-map elements, sorted.
+    sets: owned set -> its canonical declaration (a backend's clients with affinity); the elements
+      are the packet path's, never compared or written.
     masquerade: canonical keys of the masquerading set the object needs, sorted (shared by
       balancers on one address, protocol and backend, so derived, not tagged).
     """
@@ -82,12 +86,13 @@ class NftRules:
     foreign_jumps: list = field(default_factory=list)
     elements: list = field(default_factory=list)
     masquerade: list = field(default_factory=list)
+    sets: dict = field(default_factory=dict)
 
     def canonical(self):
-        return self.chains, sorted(self.jumps), sorted(self.elements), sorted(self.masquerade)
+        return self.chains, sorted(self.jumps), sorted(self.elements), sorted(self.masquerade), self.sets
 
     def holds(self):
-        return bool(self.chains or self.jumps or self.elements or self.masquerade)
+        return bool(self.chains or self.jumps or self.elements or self.masquerade or self.sets)
 
 
 def _key(*values):
@@ -231,6 +236,33 @@ def _source_filter(balancer):
     return [_match(_payload(FAMILIES[balancer.family], "saddr"), right, "!="), {"return": None}]
 
 
+def _affinity_set(family):
+    """A backend's clients with affinity: the packet path adds each with its own timeout."""
+    return canonical({"type": ADDRESS_TYPES[family], "flags": ["timeout"], "size": AFFINITY_SET_SIZE})
+
+
+def _affinity_chains(balancer, rules, mode, runs):
+    """As kube-proxy's nftables mode: a client in a backend's set goes back to it; others are
+    chosen by numgen among endpoint chains, each of which puts the client in its set (or renews
+    its timeout) and translates."""
+    family = FAMILIES[balancer.family]
+    client = _payload(family, "saddr")
+    endpoint_chains, lookups = {}, []
+    for index, backend in enumerate(balancer.backends):
+        if backend.drain:
+            continue
+        chain, clients = chain_name("SEP", BALANCER, balancer.name, index), chain_name("AFF", BALANCER, balancer.name, index)
+        endpoint_chains[backend] = chain
+        rules.sets[clients] = _affinity_set(balancer.family)
+        remember = {"set": {"op": "update", "elem": {"elem": {"val": client, "timeout": balancer.affinity_timeout}}, "set": "@" + clients}}
+        rules.chains[chain] = [canonical([remember, _l4proto(balancer.protocol), {"dnat": {"addr": backend.address, "port": backend.port}}])]
+        lookups.append(canonical([_match(client, "@" + clients), {"goto": {"target": chain}}]))
+    verdicts = [[first if first == last else {"range": [first, last]}, {"goto": {"target": endpoint_chains[backend]}}]
+                for first, last, backend in runs]
+    choice = {"vmap": {"key": {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}, "data": {"set": verdicts}}}
+    return lookups + [canonical([choice])]
+
+
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
     if balancer.mode == "round_robin":
@@ -241,8 +273,11 @@ def render_balancer(balancer):
         runs = _weighted_runs(balancer.serving, reduced_weights(balancer.serving))
         mode = "random"
     service_chain = chain_name("SVC", BALANCER, balancer.name)
-    rules.chains[service_chain] = ([canonical(_source_filter(balancer))] if balancer.source_ranges else []) + [
-        canonical([_l4proto(balancer.protocol), _choice(balancer.family, mode, runs)])]
+    if balancer.affinity == "client_ip":
+        choice = _affinity_chains(balancer, rules, mode, runs)
+    else:
+        choice = [canonical([_l4proto(balancer.protocol), _choice(balancer.family, mode, runs)])]
+    rules.chains[service_chain] = ([canonical(_source_filter(balancer))] if balancer.source_ranges else []) + choice
     service = _key(balancer.vip, balancer.protocol, balancer.port)
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
     rules.elements = sorted((SERVICE_MAPS[hook], service, service_chain) for hook in hooks)
@@ -260,12 +295,23 @@ def render(obj):
 @dataclass
 class Table:
     """One family's table as listed: chain names, rules as (chain, handle, comment, expr), the
-    service-map elements as (map, canonical key, comment, target) and the masquerading set's keys."""
+    service-map elements as (map, canonical key, comment, target), the masquerading set's keys,
+    and every other set as name -> canonical declaration."""
 
     chains: list = field(default_factory=list)
     rules: list = field(default_factory=list)
     elements: list = field(default_factory=list)
     masquerade: set = field(default_factory=set)
+    sets: dict = field(default_factory=dict)
+
+
+# What a set's listing holds besides its declaration.
+NOT_DECLARED = ("family", "table", "name", "handle", "elem")
+
+
+def declaration(fields):
+    """A listed set's declaration, canonical: its type, flags and size, not its place or elements."""
+    return canonical({key: value for key, value in fields.items() if key not in NOT_DECLARED})
 
 
 def _element(entry):
@@ -292,6 +338,8 @@ def parse_table(items):
                 table.elements.append((item["map"]["name"], key, comment, targets[0] if targets else None))
         elif "set" in item and item["set"]["name"] == MASQUERADE_SET:
             table.masquerade.update(_element(entry)[0] for entry in item["set"].get("elem", []))
+        elif "set" in item:
+            table.sets[item["set"]["name"]] = declaration(item["set"])
     return table
 
 
@@ -335,6 +383,10 @@ def owned_rules_of(table, keys):
     chain_owner = {chain: owner for chain, owner in every_owner.items() if owner in owned}
     for chain, key in chain_owner.items():
         owned[key].chains[chain] = []
+    for name, declared in table.sets.items():
+        key = named.owner(name)
+        if key in owned:
+            owned[key].sets[name] = declared
     endpoints = {}
     for chain, handle, comment, expr in table.rules:
         if chain in every_owner:
@@ -415,6 +467,14 @@ def set_texts(name, keys):
     return ["%s: %s" % (name, " . ".join(str(value) for value in values)) for values in json.loads("[%s]" % ",".join(keys))]
 
 
+def set_text(name, declared):
+    """An owned set's declaration in nft syntax."""
+    fields = json.loads(declared)
+    parts = ["type %s" % fields.get("type")] + (["flags %s" % ",".join(fields["flags"])] if fields.get("flags") else [])
+    parts += ["size %d" % fields["size"]] if "size" in fields else []
+    return "set %s { %s }" % (name, "; ".join(parts))
+
+
 def same_rules(current, desired):
     empty = NftRules()
     return all(current.get(f, empty).canonical() == desired.get(f, empty).canonical() for f in set(current) | set(desired))
@@ -449,6 +509,9 @@ def _statement_text(statement):
         return "%s %s%s" % (_left_text(value["left"]), operator, _value_text(value["right"]))
     if kind in ("jump", "goto"):
         return "%s %s" % (kind, value["target"])
+    if kind == "set":
+        element = value["elem"]["elem"]
+        return "%s %s { %s timeout %ds }" % (value["op"], value["set"], _left_text(element["val"]), element["timeout"])
     if kind == "dup":
         return "dup to %s" % value["addr"]
     if kind == "dnat" and isinstance(value["addr"], dict):
@@ -487,6 +550,7 @@ def as_text(owned):
         out.extend("  %s: %s comment \"%s\"" % (chain, rule_text(expr), rules.tag) for chain, expr in rules.jumps)
         out.extend("  %s" % element_text(*element, comment=rules.tag) for element in rules.elements)
         out.extend("  %s" % text for text in set_texts(MASQUERADE_SET, rules.masquerade))
+        out.extend("  %s" % set_text(name, declared) for name, declared in sorted(rules.sets.items()))
         for chain in sorted(rules.chains):
             out.append("  chain %s" % chain)
             out.extend("    %s" % rule_text(expr) for expr in rules.chains[chain])
@@ -544,13 +608,15 @@ def _family_commands(family, pairs, state):
     if balancing:
         commands += [{"add": {kind: _ref(family, **fields)}} for kind, fields in _scaffold_sets(family)]
         commands += [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for chain, expr in _scaffold_rules(family)]
-    rewritten = [(current, desired, sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])) for current, desired in pairs]
+    rewritten = [(current, desired, _rewritten_chains(current, desired)) for current, desired in pairs]
     for current, _desired, chains in rewritten:
         for chain in chains:
             # A chain the object does not hold yet is not in the table: nothing to flush.
             commands += [{"add": {"chain": _ref(family, name=chain)}}] + ([{"flush": {"chain": _ref(family, name=chain)}}] if chain in current.chains else [])
     for current, desired in pairs:
         commands += _deletions(family, current, desired)
+    for current, desired in pairs:
+        commands += _set_declarations(family, current, desired)
     for _current, desired, chains in rewritten:
         commands += [{"add": {"rule": _ref(family, chain=chain, expr=json.loads(expr))}} for chain in chains for expr in desired.chains[chain]]
     for current, desired in pairs:
@@ -558,6 +624,32 @@ def _family_commands(family, pairs, state):
     commands += _masquerade_commands(family, pairs, state)
     for current, desired in pairs:
         commands += _chain_removals(family, sorted(set(current.chains) - set(desired.chains)))
+    for current, desired in pairs:
+        commands += [{"delete": {"set": _ref(family, name=name)}} for name in sorted(set(current.sets) - set(desired.sets))]
+    return commands
+
+
+def _redeclared(current, desired):
+    """The object's sets listed with another declaration than it gives them."""
+    return sorted(name for name, declared in desired.sets.items() if name in current.sets and current.sets[name] != declared)
+
+
+def _rewritten_chains(current, desired):
+    """The chains that differ; all of the object's when one of its sets is declared again: a set
+    that rules refer to cannot be deleted."""
+    if _redeclared(current, desired):
+        return sorted(desired.chains)
+    return sorted(c for c in desired.chains if current.chains.get(c) != desired.chains[c])
+
+
+def _set_declarations(family, current, desired):
+    """New sets added, and sets listed with another declaration deleted and added again (their
+    chains are flushed by then), before the rules that refer to them."""
+    redeclared = _redeclared(current, desired)
+    commands = [{"delete": {"set": _ref(family, name=name)}} for name in redeclared]
+    for name in sorted(desired.sets):
+        if name not in current.sets or name in redeclared:
+            commands.append({"add": {"set": _ref(family, name=name, **json.loads(desired.sets[name]))}})
     return commands
 
 
@@ -670,6 +762,9 @@ def _owned_items(family, items, table):
     for item in items:
         if "table" in item or ("set" in item and item["set"]["name"] == MASQUERADE_SET):
             kept.append(item)
+        elif "set" in item and owners.owner(item["set"]["name"]):
+            # Affinity sets without their clients: after a restore, clients are balanced afresh.
+            kept.append({"set": {key: value for key, value in item["set"].items() if key != "elem"}})
         elif "map" in item and item["map"]["name"] in SERVICE_MAPS.values():
             elements = [[entry, verdict] for entry, verdict in item["map"].get("elem", [])
                         if jumps_home(owner_of_tag(_element(entry)[1]), jump_targets(verdict), owners)]
@@ -763,13 +858,15 @@ class NftablesSnapshot(Snapshot):
             if not table.masquerade <= set().union(*(rules.masquerade for rules in mine)) or any(
                     not set(rules.masquerade) <= _derived_masquerade(rules) for rules in mine):
                 return False
-            if not self._only_own_sets(family) or self._has_scaffold(family) != any(rules.elements for rules in mine):
+            owned_sets = {name for rules in mine for name in rules.sets}
+            if not self._only_own_sets(family, owned_sets) or self._has_scaffold(family) != any(rules.elements for rules in mine):
                 return False
         return True
 
-    def _only_own_sets(self, family):
-        names = set(SERVICE_MAPS.values()) | {MASQUERADE_SET}
-        return all(next(iter(item)) in ("table", "chain", "rule") or (next(iter(item)) in ("map", "set") and item[next(iter(item))]["name"] in names)
+    def _only_own_sets(self, family, owned_sets):
+        maps = set(SERVICE_MAPS.values())
+        return all(next(iter(item)) in ("table", "chain", "rule") or ("map" in item and item["map"]["name"] in maps)
+                   or ("set" in item and (item["set"]["name"] == MASQUERADE_SET or item["set"]["name"] in owned_sets))
                    for item in self.items[family])
 
     def _has_scaffold(self, family):
@@ -941,5 +1038,6 @@ class NftablesEngine(Engine):
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain, expr in rules.jumps)
             lines.extend(element_text(*element, comment=rules.tag) for element in rules.elements)
             lines.extend(set_texts(MASQUERADE_SET, rules.masquerade))
+            lines.extend(set_text(name, declared) for name, declared in sorted(rules.sets.items()))
             lines.extend("%s: %s" % (chain, rule_text(expr)) for chain in sorted(rules.chains) for expr in rules.chains[chain])
         return chains, lines

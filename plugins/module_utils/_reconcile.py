@@ -61,6 +61,8 @@ BALANCER_OPTIONS = dict(
     masquerade=dict(type="bool", default=True),
     local_clients=dict(type="bool", default=True),
     source_ranges=dict(type="list", elements="str", default=[]),
+    affinity=dict(type="str", choices=["none", "client_ip"], default="none"),
+    affinity_timeout=dict(type="int", default=10800),
 )
 BALANCER_REQUIRED_IF = [("state", "present", ("vip", "port", "backends"))]
 

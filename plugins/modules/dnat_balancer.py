@@ -20,7 +20,8 @@ description:
     through this host. Built-in chains get one jump each, tagged C(netmagic:balancer:NAME).
   - With O(engine=nftables) the service is an element of a verdict map, tagged the same way,
     and its C(NM-SVC-...) chain chooses the backend and does the DNAT in one rule (a numgen
-    map to the backends' addresses and ports); one set lists what to masquerade.
+    map to the backends' addresses and ports); one set lists what to masquerade. With
+    O(affinity=client_ip) it chooses among endpoint chains C(NM-SEP-...), as kube-proxy's nftables mode does.
   - C(round_robin) uses a cascade of C(-m statistic --mode nth) rules, which rotates exactly
     over the backends, each backend taking as many turns in a cycle as its weight.
   - Rules the collection does not own are never changed, reordered or flushed. The change is
@@ -101,6 +102,27 @@ options:
     elements: str
     default: []
     version_added: 0.2.0
+  affinity:
+    description:
+      - C(client_ip) keeps each client, by its source address, on the backend it was given as long as it opens a new
+        connection within O(affinity_timeout) of its last one; a new client, or one back after the timeout, follows
+        O(mode), as with Kubernetes' C(sessionAffinity) C(ClientIP).
+      - A drained or removed backend loses its clients, who are balanced again on their next connection.
+      - With the iptables engines each backend's clients are an C(xt_recent) list, as kube-proxy keeps them, which
+        remembers at most 100 clients per backend unless the kernel's C(xt_recent.ip_list_tot) is raised (boot
+        parameter, or module option where C(xt_recent) is a module); beyond it the least recent clients are forgotten.
+        With O(engine=nftables) each backend has a set with a timeout per client, up to 65535 clients.
+      - Clients behind one NAT share an address, so they share a backend.
+    type: str
+    choices: [none, client_ip]
+    default: none
+    version_added: 0.2.0
+  affinity_timeout:
+    description:
+      - Seconds, from 1 to 86400, a client keeps its backend after its last new connection, with O(affinity=client_ip).
+    type: int
+    default: 10800
+    version_added: 0.2.0
 notes:
   - Each rule's nth counter starts again when its chain is rewritten, so a change of backends
     restarts the rotation.
@@ -158,6 +180,15 @@ EXAMPLES = r"""
     port: 443
     source_ranges: [198.18.4.0/24, 198.18.5.0/24]
     backends: [198.18.0.41, 198.18.0.42]
+
+- name: Keep each client on its backend while it comes back within an hour
+  netmagic.netfilter.dnat_balancer:
+    name: shop
+    vip: 198.18.0.120
+    port: 443
+    affinity: client_ip
+    affinity_timeout: 3600
+    backends: [198.18.0.51, 198.18.0.52, 198.18.0.53]
 
 - name: Remove a service
   netmagic.netfilter.dnat_balancer:

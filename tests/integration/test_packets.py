@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import forget_records, plant_foreign, ruleset, run_module, without_counters
-from tests.lab.netlab import Lab
+from tests.integration.netfilter import distrust, forget_records, plant_foreign, ruleset, run_module, without_counters
+from tests.lab.netlab import INTERFACE, Lab
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
 
@@ -227,6 +227,50 @@ def test_draining_and_removing_a_backend_keep_its_open_connection(make_lab, engi
     output = stream.communicate(timeout=20)[0]
     assert json.loads(output)["answers"][0].split() == ["be1"] + ["tick"] * STREAM_TICKS
     assert lab.http_requests("be1") == 1, "a new connection reached the drained backend"
+
+
+def client_addresses(lab, family, count, first_octet=150):
+    """count more addresses on the client, with the last octets first_octet on (unused by lab hosts)."""
+    addresses = []
+    for octet in range(first_octet, first_octet + count):
+        base = lab.subnet if family == 4 else lab.subnet6
+        address = str(base.network_address + octet)
+        lab.run("client", ["ip", "-%d" % family, "addr", "add", "%s/%d" % (address, base.max_prefixlen), "dev", INTERFACE]
+                + (["nodad"] if family == 6 else []), check=True)
+        addresses.append(address)
+    return addresses
+
+
+AFFINITY_TIMEOUT = 3  # seconds: each client comes back within it while 30 clients take turns
+
+
+def test_affinity_keeps_each_client_on_its_backend_until_the_timeout(make_lab, engine, family):
+    """30 clients, 10 connections each, in turns: each keeps the backend of its first connection,
+    and the first connections rotate over every backend. Once the timeout has passed, one new
+    client moves the rotation one turn on, so every client, forgotten, lands on the next backend."""
+    lab = balancer_lab(make_lab, 3)
+    clients = client_addresses(lab, family, 31)
+    regulars, newcomer = clients[:30], clients[30]
+    service = dict(name="web", vip=vip(lab, family), port=80, engine=engine, backends=backend_addresses(lab, family),
+                   affinity="client_ip", affinity_timeout=AFFINITY_TIMEOUT)
+    apply(lab, "lb", "dnat_balancer", **service)
+    answers = connect(lab, "client", vip(lab, family), 300, source=",".join(regulars))
+    # The clients remembered are the packet path's, not rules: a run that reads them changes nothing.
+    distrust(lab.ns("lb"))
+    assert apply(lab, "lb", "dnat_balancer", **service)["changed"] is False
+    assert len(answers) == 300
+    by_client = {client: answers[index::30] for index, client in enumerate(regulars)}
+    assert all(len(set(seen)) == 1 for seen in by_client.values()), by_client
+    first = [by_client[client][0] for client in regulars]
+    assert collections.Counter(first) == {backend: 10 for backend in lab.backend_hosts}
+    # Masquerade takes a source address of the balancer's outgoing interface; the VIP is one too.
+    seen_from = [source for backend in lab.backend_hosts for source in lab.http_clients(backend)]
+    assert len(seen_from) == 300 and set(seen_from) <= {address(lab, "lb", family), vip(lab, family)}, "not masqueraded"
+    time.sleep(AFFINITY_TIMEOUT + 1)
+    assert connect(lab, "client", vip(lab, family), 1, source=newcomer) == ["be1"]
+    later = connect(lab, "client", vip(lab, family), 30, source=",".join(regulars))
+    following = {"be1": "be2", "be2": "be3", "be3": "be1"}
+    assert later == [following[backend] for backend in first], "a client kept its backend after the timeout"
 
 
 def test_weights_three_to_one_split_exactly(make_lab, engine, family):

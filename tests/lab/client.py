@@ -11,8 +11,8 @@ import os
 import time
 
 
-def get_once(host, port, timeout, path="/"):
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+def get_once(host, port, timeout, path="/", source=None):
+    connection = http.client.HTTPConnection(host, port, timeout=timeout, source_address=(source, 0) if source else None)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -33,14 +33,16 @@ def main():
     parser.add_argument("--pause", type=float, default=0, help="seconds between connections")
     parser.add_argument("--until-file", help="stop early once this file exists")
     parser.add_argument("--path", default="/", help="what to GET (/stream/N: a long answer)")
+    parser.add_argument("--source", help="source addresses, comma-separated: connection k comes from the k-th, in turn")
     args = parser.parse_args()
+    sources = args.source.split(",") if args.source else [None]
 
     started = time.monotonic()
     answers = []
     while len(answers) < args.count and time.monotonic() - started < args.max_seconds:
         if args.until_file and os.path.exists(args.until_file):
             break
-        answers.append(get_once(args.host, args.port, args.timeout, args.path))
+        answers.append(get_once(args.host, args.port, args.timeout, args.path, sources[len(answers) % len(sources)]))
         if args.pause:
             time.sleep(args.pause)
     print(json.dumps({"answers": answers, "seconds": time.monotonic() - started}))

@@ -1,6 +1,6 @@
 """What `nft -j list table ip netmagic` prints on a host holding rendered objects, for tests
 without root: the table, its maps, set and scaffold rules, and each object's chains, tagged
-rules and elements, with handles."""
+rules, elements and sets, with handles."""
 
 import json
 
@@ -29,6 +29,10 @@ def listing(*objects, counter=None, extra_chains=(), family=4):
             if kind == "set":
                 entries = [nft._key_value(key) for rules in owned for key in rules.masquerade]
             items.append({kind: ref(handle=3, **(dict(fields, elem=entries) if entries else fields))})
+    # An affinity set as the packet path fills it: its clients are listed, with their expiry.
+    client = "198.18.1.5" if family == 4 else "2001:2::5"
+    items += [{"set": ref(name=set_name, handle=4, elem=[{"elem": {"val": client, "timeout": 60, "expires": 42}}], **json.loads(declared))}
+              for rules in owned for set_name, declared in rules.sets.items()]
     handle = 10
     rules = [(chain, None, json.loads(expr)) for chain, expr in (nft._scaffold_rules(family) if balancing else [])]
     rules += [(chain, owner.tag, json.loads(expr)) for owner in owned for chain, expr in owner.jumps]

@@ -92,6 +92,8 @@ def balancer_params():
         "masquerade": field([True, False]),
         "local_clients": field([True, False]),
         "source_ranges": st.one_of(st.lists(field(SOURCE_RANGES4 + SOURCE_RANGES6 + ["198.18.1.5/24", "2001:2::/200"]), max_size=4), ANYTHING),
+        "affinity": field(["none", "client_ip"]),
+        "affinity_timeout": field([1, "600", 86400, 0, 86401]),
     })
 
 
@@ -127,4 +129,6 @@ def valid_balancer_params():
         "local_clients": st.booleans(),
     }, optional={
         "source_ranges": st.lists(st.sampled_from(SOURCE_RANGES4 if f == 4 else SOURCE_RANGES6), max_size=4),
+        "affinity": st.sampled_from(["none", "client_ip"]),
+        "affinity_timeout": st.integers(min_value=1, max_value=86400),
     }))

@@ -74,12 +74,18 @@ def test_every_rendered_object_passes():
         build_mirror({"name": "icmp", "gateway": "198.18.0.3", "protocol": "icmp", "direction": "ingress"}),
         build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "mode": "random",
                         "backends": ["198.18.0.21", {"address": "198.18.0.22", "weight": 3}]}),
+        build_balancer({"name": "web", "vip": "2001:2::100", "port": 53, "protocol": "udp", "affinity": "client_ip",
+                        "backends": ["2001:2::21", {"address": "2001:2::22", "drain": True}, "2001:2::23"]}),
     ]
     for obj in objects:
         owned = iprules.render(obj)
         for buffer in (iprules.restore_buffer({}, owned, obj.family), iprules.restore_buffer(owned, {}, obj.family)):
             check_restore_buffer(buffer)
         check_nft_commands(nft._family_commands(obj.family, [(nft.NftRules(), nft.render(obj)[obj.family])], nft.FamilyState()))
+
+
+AFFINITY_SET = {"family": "ip", "table": "netmagic", "name": chain_name("AFF", "balancer", "web", 0), "type": "ipv4_addr",
+                "flags": ["timeout"], "size": 65535}
 
 
 def nft_rule(**fields):
@@ -100,6 +106,11 @@ NFT_REFUSED = [
     (nft_rule(expr=[{"dup": {"addr": "198.18.0.3\n"}}]), "expr[0].dup.addr"),
     (nft_rule(expr=[{"vmap": {"key": {"numgen": {"mode": "inc", "mod": 2 ** 64, "offset": 0}}}}]), "mod"),
     ({"add": {"chain": {"family": "ip", "table": "netmagic", "name": "nat-prerouting", "policy": "drop"}}}, "policy"),
+    ({"add": {"set": dict(AFFINITY_SET, flags=["timeout", "interval"])}}, "declaration"),
+    ({"add": {"set": dict(AFFINITY_SET, size=1)}}, "declaration"),
+    ({"add": {"map": dict(AFFINITY_SET, map="verdict")}}, "map"),
+    ({"add": {"element": dict(AFFINITY_SET, elem=["198.18.0.9"])}}, "element"),
+    ({"add": {"set": dict(AFFINITY_SET, name="NM-AFF-nothex-0")}}, "NM-AFF-nothex-0"),
 ]
 
 

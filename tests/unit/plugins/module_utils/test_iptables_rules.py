@@ -64,6 +64,27 @@ def test_round_robin_cascade_is_exact():
     ]
 
 
+def test_affinity_sends_a_known_client_back_before_the_cascade_and_remembers_it_on_the_way_out():
+    backends = [{"address": "198.18.0.21", "drain": True}, "198.18.0.22", "198.18.0.23"]
+    owned = r.render(balancer(affinity="client_ip", affinity_timeout=600, backends=backends))
+    token = object_token("balancer", "web")
+    recent = "--name NM-AFF-%s-%d-we --mask 255.255.255.255 --rsource"
+    assert chain_rules(owned, NAT, "SVC") == [
+        "-m recent --rcheck --seconds 600 --reap %s -j NM-SEP-%s-1-we" % (recent % (token, 1), token),
+        "-m recent --rcheck --seconds 600 --reap %s -j NM-SEP-%s-2-we" % (recent % (token, 2), token),
+        "-m statistic --mode nth --every 2 --packet 0 -j NM-SEP-%s-1-we" % token,
+        "-j NM-SEP-%s-2-we" % token,
+    ]
+    assert owned[NAT].chains["NM-SEP-%s-2-we" % token] == [
+        "-A NM-SEP-%s-2-we -p tcp -m recent --set %s -j DNAT --to-destination 198.18.0.23:80" % (token, recent % (token, 2))]
+
+
+def test_affinity_of_ipv6_clients_masks_the_whole_address():
+    owned = r.render(build_balancer({"name": "web", "vip": "2001:2::100", "port": 80, "backends": ["2001:2::21"], "affinity": "client_ip"}))
+    [remember] = owned[(6, "nat")].chains["NM-SEP-%s-0-we" % object_token("balancer", "web")]
+    assert "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource" in remember
+
+
 def test_weights_become_slots():
     owned = r.render(balancer(backends=[{"address": "198.18.0.21", "weight": 3}, "198.18.0.22"]))
     targets = [line.rsplit("-", 2)[-2] for line in chain_rules(owned, NAT, "SVC")]

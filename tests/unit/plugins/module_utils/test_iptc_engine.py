@@ -96,6 +96,12 @@ def balancer(**params):
         ("-p tcp -j DNAT --to-destination [2001:2::21]:80",
          RuleSpec((("protocol", "tcp"),), (), ("DNAT", (("to-destination", "[2001:2::21]:80"),)))),
         ("-j MASQUERADE", RuleSpec((), (), ("MASQUERADE", ()))),
+        ("-m recent --rcheck --seconds 10800 --reap --name NM-AFF-7c6509ab-0-web --mask 255.255.255.255 --rsource -j NM-SEP-7c6509ab-0-web",
+         RuleSpec((), (("recent", (("rcheck", ""), ("seconds", "10800"), ("reap", ""), ("name", "NM-AFF-7c6509ab-0-web"),
+                                   ("mask", "255.255.255.255"), ("rsource", ""))),), ("NM-SEP-7c6509ab-0-web", ()))),
+        ("-p udp -m recent --set --name NM-AFF-7c6509ab-0-web --mask 255.255.255.255 --rsource -j DNAT --to-destination 198.18.0.21:53",
+         RuleSpec((("protocol", "udp"),), (("recent", (("set", ""), ("name", "NM-AFF-7c6509ab-0-web"), ("mask", "255.255.255.255"),
+                                                       ("rsource", ""))),), ("DNAT", (("to-destination", "198.18.0.21:53"),)))),
     ],
 )
 def test_rendered_rules_translate_into_specs(words, expected):
@@ -107,7 +113,7 @@ def test_rendered_rules_translate_into_specs(words, expected):
     [
         (["!", "-s", "198.18.0.1/32", "-j", "ACCEPT"], "'!'"),
         (["-g", SVC], "'-g'"),
-        (["-m", "recent", "--rcheck", "--seconds", "5", "-j", "DROP"], "'--rcheck'"),
+        (["-m", "recent", "!", "--rcheck", "--seconds", "5", "-j", "DROP"], "'!'"),
         (["-p", "tcp", "-m", "tcp", "--dport", "80"], "without a target"),
         (["-p"], "'-p'"),
     ],
@@ -251,8 +257,9 @@ def built(iptc, family, line):
         mirror(gateway="2001:2::3", protocol="icmp"),
         balancer(backends=["198.18.0.21", {"address": "198.18.0.22", "weight": 2}]),
         balancer(mode="random", local_clients=False),
+        balancer(affinity="client_ip", affinity_timeout=60),
     ],
-    ids=["mirror-ports", "mirror-icmp", "balancer-weights", "balancer-random"],
+    ids=["mirror-ports", "mirror-icmp", "balancer-weights", "balancer-random", "balancer-affinity"],
 )
 def test_every_rendered_rule_builds_with_exactly_its_options(iptc, obj):
     for (family, _table), rules in render(obj).items():

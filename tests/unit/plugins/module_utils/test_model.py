@@ -147,7 +147,24 @@ BAD_BALANCERS = [
     ({"source_ranges": ["office"]}, "source_ranges[0]"),
     ({"source_ranges": ["2001:2::/64"]}, "source_ranges"),
     ({"source_ranges": ["198.18.1.0/24", "2001:2::/64"]}, "source_ranges"),
+    ({"affinity": "ClientIP"}, "affinity"),
+    ({"affinity": True}, "affinity"),
+    ({"affinity": "client_ip", "affinity_timeout": 0}, "affinity_timeout"),
+    ({"affinity": "client_ip", "affinity_timeout": 86401}, "affinity_timeout"),
+    ({"affinity": "client_ip", "affinity_timeout": "3h"}, "affinity_timeout"),
+    ({"affinity": "client_ip", "affinity_timeout": 1.5}, "affinity_timeout"),
 ]
+
+
+@pytest.mark.parametrize("changes, affinity, timeout", [
+    ({}, "none", 10800),
+    ({"affinity": "client_ip"}, "client_ip", 10800),
+    ({"affinity": "client_ip", "affinity_timeout": "600"}, "client_ip", 600),
+    ({"affinity": "client_ip", "affinity_timeout": 86400}, "client_ip", 86400),
+])
+def test_affinity_and_its_timeout(changes, affinity, timeout):
+    balancer = build_balancer(with_(BALANCER, **changes))
+    assert (balancer.affinity, balancer.affinity_timeout) == (affinity, timeout)
 
 
 @pytest.mark.parametrize("ranges, expected", [

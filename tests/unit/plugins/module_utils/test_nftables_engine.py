@@ -15,6 +15,8 @@ WEB = ("balancer", "web")
 HTTP = ("mirror", "http")
 SVC = "NM-SVC-7c6509ab5641d564-web"
 MASQ = "NM-MASQ-7c6509ab5641d564-web"
+SEP0, SEP1 = "NM-SEP-7c6509ab5641d564-0-we", "NM-SEP-7c6509ab5641d564-1-we"
+AFF0, AFF1 = "NM-AFF-7c6509ab5641d564-0-we", "NM-AFF-7c6509ab5641d564-1-we"
 
 
 def web(backends=("198.18.0.21", "198.18.0.22"), **changes):
@@ -37,6 +39,10 @@ def line(command):
         return "%s rule %s handle %d" % (verb, fields["chain"], fields["handle"])
     if kind == "element":
         return "; ".join("%s %s" % (verb, _element_line(fields["name"], entry)) for entry in fields["elem"])
+    if kind == "set" and fields["name"].startswith("NM-AFF-") and "type" in fields:
+        return "%s %s" % (verb, nft.set_text(fields["name"], nft.canonical({k: v for k, v in fields.items() if k in ("type", "flags", "size")})))
+    if kind == "set" and fields["name"].startswith("NM-AFF-"):
+        return "%s set %s" % (verb, fields["name"])
     if kind == "chain" and "hook" in fields:
         return "%s chain %s { type %s hook %s priority %d; policy %s; }" % (
             verb, fields["name"], fields["type"], fields["hook"], fields["prio"], fields["policy"])
@@ -132,6 +138,35 @@ CASES = {
         "delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
         "add masquerading: 198.18.0.100 . 198.18.0.23 . tcp . 80",
     ]),
+    "affinity": ((web(),), {WEB: web(affinity="client_ip", affinity_timeout=600)}, [
+        "add table ip netmagic",
+        "add chain %s" % SEP0, "add chain %s" % SEP1, "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add set %s { type ipv4_addr; flags timeout; size 65535 }" % AFF0,
+        "add set %s { type ipv4_addr; flags timeout; size 65535 }" % AFF1,
+        "add rule %s: update @%s { ip saddr timeout 600s } meta l4proto tcp dnat to 198.18.0.21:80" % (SEP0, AFF0),
+        "add rule %s: update @%s { ip saddr timeout 600s } meta l4proto tcp dnat to 198.18.0.22:80" % (SEP1, AFF1),
+        "add rule %s: ip saddr @%s goto %s" % (SVC, AFF0, SEP0),
+        "add rule %s: ip saddr @%s goto %s" % (SVC, AFF1, SEP1),
+        "add rule %s: numgen inc mod 2 vmap { 0 : goto %s, 1 : goto %s }" % (SVC, SEP0, SEP1),
+    ]),
+    "affinity with one backend drained and a new timeout": (
+        (web(affinity="client_ip"),), {WEB: web([{"address": "198.18.0.21", "drain": True}, "198.18.0.22"], affinity="client_ip", affinity_timeout=5)}, [
+            "add table ip netmagic",
+            "add chain %s" % SEP1, "flush chain %s" % SEP1, "add chain %s" % SVC, "flush chain %s" % SVC,
+            "add rule %s: update @%s { ip saddr timeout 5s } meta l4proto tcp dnat to 198.18.0.22:80" % (SEP1, AFF1),
+            "add rule %s: ip saddr @%s goto %s" % (SVC, AFF1, SEP1),
+            "add rule %s: numgen inc mod 1 vmap { 0 : goto %s }" % (SVC, SEP1),
+            "delete masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80",
+            "flush chain %s" % SEP0, "delete chain %s" % SEP0,
+            "delete set %s" % AFF0,
+        ]),
+    "affinity given up": ((web(affinity="client_ip"),), {WEB: web()}, [
+        "add table ip netmagic",
+        "add chain %s" % SVC, "flush chain %s" % SVC,
+        "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.22 . 80 }" % SVC,
+        "flush chain %s" % SEP0, "flush chain %s" % SEP1, "delete chain %s" % SEP0, "delete chain %s" % SEP1,
+        "delete set %s" % AFF0, "delete set %s" % AFF1,
+    ]),
     "remove the last object": ((web(),), {WEB: None}, ["delete table ip netmagic"]),
     "remove one of two objects": ((web(), http()), {WEB: None}, ["add table ip netmagic"] + WEB_ELEMENTS_GONE + [
         "delete masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80; delete masquerading: 198.18.0.100 . 198.18.0.22 . tcp . 80",
@@ -192,6 +227,9 @@ def test_a_trusted_record_plans_the_transaction_a_listing_does(name):
     pytest.param(listing(web(), api()).replace('"198.18.0.21", "tcp", 80', '"198.18.0.29", "tcp", 80', 1), [WEB, ("balancer", "api")], False,
                  id="a masquerading key no balancer needs"),
     pytest.param(listing(http()), [HTTP], True, id="a mirror, no scaffold"),
+    pytest.param(listing(web(affinity="client_ip")), [WEB], True, id="affinity sets, their clients listed"),
+    pytest.param(listing(web(affinity="client_ip")).replace("NM-AFF-7c6509ab5641d564-1-we", "handmade", 1), [WEB], False,
+                 id="a set of someone else's"),
 ])
 def test_only_a_table_of_owned_objects_alone_can_be_trusted_to_a_record(table, keys, holds_only):
     snapshot = nft.NftablesSnapshot({4: table})

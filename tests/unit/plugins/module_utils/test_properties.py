@@ -21,7 +21,8 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import balancer_params, mirror_params
 
 MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface"}
-BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges"}
+BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges", "affinity",
+                    "affinity_timeout"}
 PROPERTY_SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -101,6 +102,7 @@ def test_any_balancer_definition_is_refused_or_canonical(params):
     networks = [ipaddress.ip_network(network) for network in balancer.source_ranges]
     assert [str(network) for network in networks] == list(balancer.source_ranges)
     assert list(ipaddress.collapse_addresses(networks)) == networks, "source ranges that overlap or could merge"
+    assert balancer.affinity in ("none", "client_ip") and is_int(balancer.affinity_timeout) and 1 <= balancer.affinity_timeout <= 86400
     assert_rendered_output_passes_the_guards(balancer)
     assert_it_reads_back_as_rendered(balancer)
 
