@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError, MissingLibraryError, host_lock
+from ansible_collections.netmagic.netfilter.plugins.module_utils._conntrack import clear_stale_flows, services_to_clear
 from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import AUTO, ENGINE_CLASSES, ENGINE_NAMES, other_backends, select_engine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
@@ -307,6 +308,9 @@ def converge(host, params, objects, check_only):
         if plan is not None:
             engine.apply(plan, check_only=check_only)
         outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
+        if plan is not None and not check_only:
+            outcome.warnings += clear_stale_flows(host, services_to_clear(
+                [(recorded.objects.get(key, {}).get("definition"), objects[key]) for key in changed_keys if key[0] == BALANCER]))
         outcome.unlisted = unlisted
         if not check_only:
             # Recorded objects of an exclusive kind that the host does not hold are forgotten.

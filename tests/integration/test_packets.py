@@ -273,6 +273,61 @@ def test_affinity_keeps_each_client_on_its_backend_until_the_timeout(make_lab, e
     assert later == [following[backend] for backend in first], "a client kept its backend after the timeout"
 
 
+UDP_SCRIPT = os.path.join(os.path.dirname(CLIENT), "udp.py")
+UDP_DATAGRAMS = 40  # one every 100 ms: the change happens while they flow
+
+
+def wait_until(condition, seconds=5):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.parametrize("change", ["removed", "drained", "created"])
+def test_a_udp_flow_that_keeps_its_source_port_moves_with_the_change(make_lab, engine, family, change):
+    """A client sends from one source port, so every datagram is one conntrack flow, while its
+    backend is removed or drained, or while the service is created (its first datagrams went to
+    the VIP itself). Every datagram after the run reaches a serving backend, none is lost in
+    between, and none reaches the old backend."""
+    lab = make_lab(backends=2)
+    for backend in lab.backend_hosts:
+        lab.start_udp(backend, 53)
+    be1, be2 = backend_addresses(lab, family)
+    service = dict(name="dns", vip=vip(lab, family), port=53, protocol="udp", engine=engine)
+    if change != "created":
+        apply(lab, "lb", "dnat_balancer", backends=[be1, be2], **service)
+    else:
+        # With NAT hooks in place (another service here), a flow's first packet binds it to no
+        # translation; without, the flow would still be translated once rules come.
+        apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine, backends=[be1])
+    started = time.monotonic()
+    sender = lab.popen("client", [sys.executable, UDP_SCRIPT, "send", vip(lab, family), "--port", "53", "--source-port", "40053",
+                                  "--count", str(UDP_DATAGRAMS)], stdout=subprocess.PIPE, text=True)
+    if change == "created":
+        time.sleep(1)
+        assert lab.udp_datagrams("be1") == lab.udp_datagrams("be2") == []
+    else:
+        assert wait_until(lambda: len(lab.udp_datagrams("be1")) >= 5), "the flow did not reach be1 (the first turn)"
+    backends = {"removed": [be2], "drained": [{"address": be1, "drain": True}, be2], "created": [be1, be2]}[change]
+    assert apply(lab, "lb", "dnat_balancer", backends=backends, **service)["changed"]
+    sent_by_then = int((time.monotonic() - started) / 0.1) + 1
+    before = {host: lab.udp_datagrams(host) for host in lab.backend_hosts}
+    assert json.loads(sender.communicate(timeout=20)[0]) == {"sent": UDP_DATAGRAMS}
+    time.sleep(0.3)
+    after = {host: lab.udp_datagrams(host)[len(before[host]):] for host in lab.backend_hosts}
+    received = [int(number) for host in lab.backend_hosts for number in before[host] + after[host]]
+    if change == "created":
+        # The datagrams before the service went to the VIP itself; every one after it to be1.
+        assert after["be2"] == [] and received == list(range(received[0], UDP_DATAGRAMS + 1)), received
+        # Sent after the run: from the one after the last sent by then on (the sender starts late, if at all).
+        assert received[0] <= sent_by_then + 1, "datagrams sent after the run were lost"
+    else:
+        assert after["be1"] == [], "datagrams reached the old backend after the run"
+        assert received == list(range(1, UDP_DATAGRAMS + 1)), "datagrams were lost: %s" % received
+        assert after["be2"], "no datagram reached the backend left"
+
+
 def test_weights_three_to_one_split_exactly(make_lab, engine, family):
     lab = balancer_lab(make_lab, 2)
     apply(lab, "lb", "dnat_balancer", name="web", vip=vip(lab, family), port=80, engine=engine,

@@ -52,6 +52,7 @@ FORWARDING_HOSTS = frozenset({"lb", "collector"})
 # Private to root, and on tmpfs: nothing survives a reboot to confuse the next lab.
 STATE_ROOT = Path("/run/netmagic-lab")
 HTTPD = Path(__file__).with_name("httpd.py")
+UDP = Path(__file__).with_name("udp.py")
 STOP_GRACE_SECONDS = 2.0
 _LAB_ID = re.compile(r"[A-Za-z0-9]{1,6}")
 
@@ -247,7 +248,7 @@ class Lab:
         self.bridge = f"nmb-{lab_id}"
         self.state_dir = STATE_ROOT / lab_id
         self._processes = []
-        self._http_servers = {}
+        self._servers = {}
         self._capture_ids = itertools.count(1)
 
     # --- names and addresses -------------------------------------------------
@@ -358,7 +359,7 @@ class Lab:
         for proc in self._processes:
             _stop_process(proc)
         self._processes.clear()
-        self._http_servers.clear()
+        self._servers.clear()
         namespaces = [name for name in _netns_names() if name.startswith(self.ns_prefix)]
         for ns in namespaces:
             self._kill_namespace_processes(ns)
@@ -420,24 +421,42 @@ class Lab:
 
     def start_http(self, host, port=80, timeout=5.0):
         """Serve GET with the host's name on port; returns once the server listens."""
-        running = self._http_servers.get((host, port))
+        return self._start_server("http", [str(HTTPD)], host, port, self._http_log(host), timeout)
+
+    def start_udp(self, host, port, timeout=5.0):
+        """Answer every datagram on UDP port with the host's name, logging it; returns once bound."""
+        return self._start_server("udp", [str(UDP), "serve"], host, port, self.udp_log(host), timeout)
+
+    def _start_server(self, kind, command, host, port, log, timeout):
+        running = self._servers.get((kind, host, port))
         if running is not None and running.poll() is None:
             return running
-        ready = self.state_dir / f"http-{host}-{port}.ready"
-        errors = self.state_dir / f"http-{host}-{port}.err"
+        ready = self.state_dir / f"{kind}-{host}-{port}.ready"
+        errors = self.state_dir / f"{kind}-{host}-{port}.err"
         ready.unlink(missing_ok=True)
         with open(errors, "w", encoding="utf-8") as error_file:
-            proc = self.popen(host, [self.python, str(HTTPD), "--name", host, "--port", str(port),
-                                     "--log", str(self._http_log(host)), "--ready", str(ready)],
+            proc = self.popen(host, [self.python, *command, "--name", host, "--port", str(port), "--log", str(log), "--ready", str(ready)],
                               stdout=subprocess.DEVNULL, stderr=error_file)
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 _stop_process(proc)
-                raise LabError(f"HTTP server on {host}:{port} did not start: {errors.read_text().strip()}")
+                raise LabError(f"{kind} server on {host}:{port} did not start: {errors.read_text().strip()}")
             time.sleep(0.02)
-        self._http_servers[(host, port)] = proc
+        self._servers[(kind, host, port)] = proc
         return proc
+
+    def udp_log(self, host):
+        """The file the host's UDP servers log each datagram to, as 'SOURCE PAYLOAD'."""
+        return self.state_dir / f"udp-{host}.log"
+
+    def udp_datagrams(self, host):
+        """The payloads the host's UDP servers got, in order."""
+        try:
+            with open(self.udp_log(host), encoding="utf-8") as log:
+                return [line.split()[1] for line in log if len(line.split()) == 2]
+        except FileNotFoundError:
+            return []
 
     def _http_log(self, host):
         return self.state_dir / f"http-{host}.log"
