@@ -63,7 +63,8 @@ _value:
     - C(balancers), the items for O(netmagic.netfilter.netfilter_apply#module:balancers) with canonical addresses and
       every backend as C(address), C(port), C(weight); C(forwarding), the sysctl keys the present services need on;
       C(engine), the one engine of the services; C(tcp_endpoints), each backend C(address) and C(port) of the TCP
-      services once, with the C(services) it serves;
+      services once, with the C(services) it serves; C(conntrack), whether a present service is UDP (the
+      C(conntrack) program then deletes stale flows after a change);
       C(problems), every problem found (empty when there is none).
   type: dict
 """
@@ -75,7 +76,7 @@ def balancer_plan(services, groups, hostvars, variable="load_balancer_services",
     try:
         return dict(plan(services, groups, hostvars, variable, default_group, engine=engine), problems=[])
     except PlanError as error:
-        return {"balancers": [], "forwarding": [], "engine": engine, "tcp_endpoints": [], "problems": error.problems}
+        return {"balancers": [], "forwarding": [], "engine": engine, "tcp_endpoints": [], "conntrack": False, "problems": error.problems}
 
 
 class FilterModule:

@@ -183,8 +183,9 @@ def balancer_plan(services, groups, hostvars, variable="load_balancer_services",
         items.append(item)
     _refuse_listed(problems, variable, BALANCER, build_balancer, items)
     families = sorted({family_of(item["vip"]) for item in items if item["state"] == "present"})
+    udp = any(item["state"] == "present" and item["protocol"] == "udp" for item in items)
     return {"balancers": items, "forwarding": [FORWARDING_KEYS[family] for family in families], "engine": engine,
-            "tcp_endpoints": tcp_endpoints(items)}
+            "tcp_endpoints": tcp_endpoints(items), "conntrack": udp}
 
 
 def tcp_endpoints(balancers):

@@ -126,6 +126,14 @@ options:
 notes:
   - Each rule's nth counter starts again when its chain is rewritten, so a change of backends
     restarts the rotation.
+  - A UDP client that keeps its source port (a resolver, statsd, QUIC) is one conntrack flow for as
+    long as it sends, and conntrack keeps the DNAT of its first datagram. So after a change of a UDP
+    service, every flow of it whose replies come from anything but a serving backend (a removed or
+    drained one, or the VIP itself for a flow begun before the service existed) is deleted with the
+    C(conntrack) program, and the next datagram is balanced afresh. Without C(conntrack) on the host
+    the run warns, and such flows go on where they went until they are idle for the UDP timeout
+    (30 s, 120 s once replied). A removed service's flows are deleted when the record of what was
+    applied holds its definition.
 seealso:
   - module: netmagic.netfilter.tee_mirror
   - name: kube-proxy iptables mode

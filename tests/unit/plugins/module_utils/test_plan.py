@@ -191,3 +191,12 @@ def test_the_health_check_tries_each_tcp_backend_once_and_knows_its_services():
                   service(name="dns", port=53, protocol="udp", backends=["198.18.0.23:53"]))
     assert result["tcp_endpoints"] == [{"address": "198.18.0.21", "port": 80, "services": ["web", "api"]},
                                        {"address": "198.18.0.22", "port": 80, "services": ["web"]}]
+
+
+@pytest.mark.parametrize("services, conntrack", [
+    ([service(backends=["198.18.0.21"])], False),
+    ([service(backends=["198.18.0.21"]), service(name="dns", port=53, protocol="udp", backends=["198.18.0.23:53"])], True),
+    ([service(backends=["198.18.0.21"]), {"name": "dns", "state": "absent"}], False),
+])
+def test_the_plan_asks_for_conntrack_where_a_udp_service_is_present(services, conntrack):
+    assert plan(*services)["conntrack"] is conntrack
