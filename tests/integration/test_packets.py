@@ -284,6 +284,28 @@ def wait_until(condition, seconds=5):
     return condition()
 
 
+def udp_flows(lab, family, count, interval=0.02):
+    """The backend each of count new UDP flows (each datagram from a source port of its own) reached, in order."""
+    lab.run("client", [sys.executable, UDP_SCRIPT, "send", vip(lab, family), "--port", "53", "--source-port", "41000", "--new-flows",
+                       "--count", str(count), "--interval", str(interval)], check=True, timeout=60)
+    time.sleep(0.2)
+    reached = {int(number): host for host in lab.backend_hosts for number in lab.udp_datagrams(host)}
+    return [reached.get(number, "lost") for number in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("weights", [(1, 1, 1), (3, 1, 1)], ids=["even", "weighted"])
+def test_udp_flows_rotate_exactly(make_lab, engine, family, weights):
+    lab = make_lab(backends=3)
+    for backend in lab.backend_hosts:
+        lab.start_udp(backend, 53)
+    backends = [{"address": a, "weight": w} for a, w in zip(backend_addresses(lab, family), weights)]
+    apply(lab, "lb", "dnat_balancer", name="dns", vip=vip(lab, family), port=53, protocol="udp", engine=engine, backends=backends)
+    cycle = sum(weights)
+    reached = udp_flows(lab, family, 6 * cycle)
+    assert collections.Counter(reached) == {host: 6 * weight for host, weight in zip(lab.backend_hosts, weights)}, reached
+    assert_exact_rotation(reached, [host for host, weight in zip(lab.backend_hosts, weights) for _turn in range(weight)])
+
+
 @pytest.mark.parametrize("change", ["removed", "drained", "created"])
 def test_a_udp_flow_that_keeps_its_source_port_moves_with_the_change(make_lab, engine, family, change):
     """A client sends from one source port, so every datagram is one conntrack flow, while its

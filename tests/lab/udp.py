@@ -1,6 +1,6 @@
 """UDP for lab hosts: `serve` logs every datagram and answers it with the host's name; `send`
 sends numbered datagrams from one fixed source port, as a resolver or statsd does, so every
-one of them belongs to the same conntrack flow.
+one of them belongs to the same conntrack flow (or each from a new port: each a new flow).
 
 Run inside a lab namespace. Stdlib only, so any Python 3 runs it.
 """
@@ -26,13 +26,23 @@ def serve(args):
             server.sendto(answer, client)
 
 
-def send(args):
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sender = socket.socket(family, socket.SOCK_DGRAM)
-    sender.bind((args.source or "", args.source_port))
+def _socket(args, port):
+    sender = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind((args.source or "", port))
     sender.setblocking(False)
+    return sender
+
+
+def send(args):
+    """Numbered datagrams, each from the one source port or, with --new-flows, datagram k from
+    source port + k - 1: then each is a new flow (an ephemeral port could be one a flow still
+    holds)."""
+    sender = _socket(args, args.source_port)
     deadline = time.monotonic()
     for number in range(1, args.count + 1):
+        if args.new_flows and number > 1:
+            sender.close()
+            sender = _socket(args, args.source_port + number - 1)
         # Unconnected: an ICMP port unreachable (no service yet) does not end the sending.
         sender.sendto(b"%d\n" % number, (args.host, args.port))
         deadline += args.interval
@@ -57,6 +67,7 @@ def main():
     client.add_argument("host")
     client.add_argument("--port", type=int, required=True)
     client.add_argument("--source-port", type=int, required=True)
+    client.add_argument("--new-flows", action="store_true", help="each datagram from the next source port: each a new flow")
     client.add_argument("--source", help="source address")
     client.add_argument("--count", type=int, required=True)
     client.add_argument("--interval", type=float, default=0.1, help="seconds between datagrams")
