@@ -5,7 +5,8 @@ on (interleaved), and the share of the sender's packets whose clones the collect
 Balancer: wrk connections per second from client through the VIP on lb, against straight to one
 backend, with the per-backend split; then connections that failed while the service was changed
 in the middle of a bounded load; then connections per second through the VIP with 1 service and
-with 1,000 services on the host, per engine. Every load has a fixed duration and ends by itself.
+with 1,000 services on the host, per engine, and with session affinity against round robin.
+Every load has a fixed duration and ends by itself.
 """
 
 import re
@@ -224,6 +225,32 @@ def scale_experiment(lab, repeats, duration, log, services=SCALE_SERVICES):
     return {"services": services, "engines": found}
 
 
+# --- balancing modes ------------------------------------------------------------------
+
+MODES = {"round robin": {}, "affinity": {"affinity": "client_ip"}}
+
+
+def modes_experiment(lab, repeats, duration, log):
+    """New connections per second through the VIP (3 backends) balanced in round robin and with
+    session affinity, per engine, side by side in every repeat. All of wrk's connections come
+    from one client address, so with affinity each new connection is a hit on one backend's list
+    (xt_recent, an nft set) and renews it: the cost of the lookup and the update."""
+    found = {}
+    backends = ["%s:%d" % (lab.addr(b), HTTP_PORT) for b in lab.backend_hosts[:3]]
+    for engine in SCALE_ENGINES:
+        rates = {mode: [] for mode in MODES}
+        for repeat in range(repeats):
+            for mode, options in MODES.items():
+                module(lab, "lb", "dnat_balancer", dict({"name": "bench", "vip": lab.vip, "port": VIP_PORT, "backends": backends,
+                                                         "engine": engine}, **options))
+                rates[mode].append(wrk(lab, "client", "http://%s:%d/" % (lab.vip, VIP_PORT), duration)["per_second"])
+            log("  %s, repeat %d: %s" % (engine, repeat + 1, ", ".join("%s %.0f conn/s" % (mode, rates[mode][-1]) for mode in MODES)))
+        found[engine] = {mode: measure.summary(values) for mode, values in rates.items()}
+        found[engine]["affinity_vs_round_robin"] = measure.paired_ratios(rates["affinity"], rates["round robin"])
+    set_services(lab, SCALE_ENGINES[0], 1)
+    return {"engines": found}
+
+
 # --- changes under load ------------------------------------------------------------
 
 def reconfiguration_events(lab):
@@ -273,6 +300,7 @@ def run(repeats, duration, log):
             "balancer": balancer_experiment(lab, repeats, duration, log),
             "reconfiguration": reconfiguration_experiment(lab, repeats, max(duration * 2, 4), log),
             "scale": scale_experiment(lab, repeats, duration, log),
+            "modes": modes_experiment(lab, repeats, duration, log),
         }
     finally:
         lab.down()

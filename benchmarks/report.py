@@ -342,7 +342,8 @@ def data_section(data, plot_name):
             "### Reconfiguration under load", "",
             "wrk through the VIP; halfway through, the service (3 backends) is changed with `dnat_balancer`: one backend "
             "added, one removed, or every backend replaced (order and port) in one run.", "",
-            table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""] + scale_section(data.get("scale"))
+            table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""] + scale_section(data.get("scale")) + \
+        modes_section(data.get("modes"))
 
 
 def scale_section(scale):
@@ -358,6 +359,20 @@ def scale_section(scale):
             "(goal: at least 0.9); the iptables engines match the connection against the services' jumps in nat PREROUTING "
             "one after the other, as kube-proxy's iptables mode does." % scale["services"], "",
             table(["engine", "1 service, conn/s", "%d services, conn/s" % scale["services"], "%d ÷ 1" % scale["services"]], rows), ""]
+
+
+def modes_section(modes):
+    """Connections through one VIP balanced in round robin and with session affinity, per engine."""
+    if not modes:
+        return []
+    rows = [[engine, plain(runs["round robin"], "%.0f"), plain(runs["affinity"], "%.0f"), plain(runs["affinity_vs_round_robin"], "%.2f")]
+            for engine, runs in modes["engines"].items()]
+    return ["### Session affinity", "",
+            "New connections per second through the VIP (3 backends) in round robin and with `affinity: client_ip`, both "
+            "loads in every repeat. wrk's connections all come from one address, so with affinity every new connection "
+            "finds its client in a backend's list (iptables: an `xt_recent` list; nftables: a set with timeouts) and "
+            "renews it.", "",
+            table(["engine", "round robin, conn/s", "affinity, conn/s", "affinity ÷ round robin"], rows), ""]
 
 
 # --- the document ------------------------------------------------------------------------------
