@@ -95,8 +95,8 @@ def objects_argument_spec():
 def _remove_elsewhere(host, engine, keys, check_only):
     """What the objects owned under another engine goes, so a host never holds both.
 
-    Returns (the engines that held any, the keys they held)."""
-    engines, removed_keys = [], set()
+    Returns (the engines that held any, the keys they held, warnings)."""
+    engines, removed_keys, warnings = [], set(), []
     for other in other_backends(host, engine):
         snapshot = other.read()
         owned = snapshot.owned(keys)
@@ -106,16 +106,19 @@ def _remove_elsewhere(host, engine, keys, check_only):
             engines.append(other)
             removed_keys.update(held)
             if not check_only:
-                _forget_elsewhere(other, held)
-    return engines, removed_keys
+                warnings += _forget_elsewhere(other, held)
+    return engines, removed_keys, warnings
 
 
 def _forget_elsewhere(other, held):
-    """The other backend's record no longer holds what left it (nor is it trusted: this run's write moved on)."""
+    """The other backend's record no longer holds what left it (nor is it trusted: this run's write
+    moved on); returns warnings."""
     try:
         record.update(other.backend, dict.fromkeys(held))
-    except OSError:
-        pass  # that record only feeds netfilter_info on the other engine, which reads the rules anyway
+    except OSError as error:
+        return ["the record of what %s holds could not be written (%s): netfilter_info without definitions there may report "
+                "the objects moved away from it as missing" % (other.name, error)]
+    return []
 
 
 @dataclass
@@ -307,7 +310,8 @@ def converge(host, params, objects, check_only):
         plan = engine.plan(state, {key: (current[key], desired[key]) for key in changed_keys}) if changed_keys else None
         if plan is not None:
             engine.apply(plan, check_only=check_only)
-        outcome = Outcome(engine, current, desired, changed_keys, *_remove_elsewhere(host, engine, keys, check_only))
+        removed_from, removed_keys, warnings = _remove_elsewhere(host, engine, keys, check_only)
+        outcome = Outcome(engine, current, desired, changed_keys, removed_from, removed_keys, warnings=warnings)
         if plan is not None and not check_only:
             outcome.warnings += clear_stale_flows(host, services_to_clear(
                 [(recorded.objects.get(key, {}).get("definition"), objects[key]) for key in changed_keys if key[0] == BALANCER]))

@@ -200,6 +200,22 @@ def test_an_object_held_by_the_other_backend_moves_in_the_same_run():
     assert WEB in _record.load("xtables-nft") and _record.load("xtables-legacy") == {}, "the record of the backend it left still holds it"
 
 
+def test_a_record_of_the_backend_left_that_cannot_be_written_is_a_warning(monkeypatch):
+    host = SimulatedHost()
+    converge(host, {WEB: web()}, engine="iptables-legacy")
+    written = _record.update
+
+    def refused(backend, entries, *args, **kwargs):
+        if backend == "xtables-legacy":
+            raise PermissionError("Permission denied")
+        return written(backend, entries, *args, **kwargs)
+
+    monkeypatch.setattr(_record, "update", refused)
+    outcome = converge(host, {WEB: web()}, engine="iptables-nft")
+    assert host.rules("legacy") == [] and host.rules("nft")
+    assert [warning for warning in outcome.warnings if "iptables-legacy" in warning and "Permission denied" in warning], outcome.warnings
+
+
 def test_exclusive_removes_the_unlisted_objects_of_its_kinds_only():
     host = SimulatedHost()
     converge(host, {WEB: web(), ("balancer", "old"): web(name="old", port=8080), HTTP: http()})
