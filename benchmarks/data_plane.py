@@ -227,14 +227,15 @@ def scale_experiment(lab, repeats, duration, log, services=SCALE_SERVICES):
 
 # --- balancing modes ------------------------------------------------------------------
 
-MODES = {"round robin": {}, "affinity": {"affinity": "client_ip"}}
+MODES = {"round robin": {}, "affinity": {"affinity": "client_ip"}, "source hash": {"mode": "source_hash"}}
 
 
 def modes_experiment(lab, repeats, duration, log):
-    """New connections per second through the VIP (3 backends) balanced in round robin and with
-    session affinity, per engine, side by side in every repeat. All of wrk's connections come
-    from one client address, so with affinity each new connection is a hit on one backend's list
-    (xt_recent, an nft set) and renews it: the cost of the lookup and the update."""
+    """New connections per second through the VIP (3 backends) balanced in round robin, with
+    session affinity and by source hash, per engine, side by side in every repeat. All of wrk's
+    connections come from one client address, so with affinity each new connection is a hit on
+    one backend's list (xt_recent, an nft set) and renews it, and by source hash each goes
+    through the hash and the lookup table (-m bpf blocks on iptables)."""
     found = {}
     backends = ["%s:%d" % (lab.addr(b), HTTP_PORT) for b in lab.backend_hosts[:3]]
     for engine in SCALE_ENGINES:
@@ -247,6 +248,7 @@ def modes_experiment(lab, repeats, duration, log):
             log("  %s, repeat %d: %s" % (engine, repeat + 1, ", ".join("%s %.0f conn/s" % (mode, rates[mode][-1]) for mode in MODES)))
         found[engine] = {mode: measure.summary(values) for mode, values in rates.items()}
         found[engine]["affinity_vs_round_robin"] = measure.paired_ratios(rates["affinity"], rates["round robin"])
+        found[engine]["source_hash_vs_round_robin"] = measure.paired_ratios(rates["source hash"], rates["round robin"])
     set_services(lab, SCALE_ENGINES[0], 1)
     return {"engines": found}
 

@@ -365,14 +365,17 @@ def modes_section(modes):
     """Connections through one VIP balanced in round robin and with session affinity, per engine."""
     if not modes:
         return []
-    rows = [[engine, plain(runs["round robin"], "%.0f"), plain(runs["affinity"], "%.0f"), plain(runs["affinity_vs_round_robin"], "%.2f")]
+    rows = [[engine, plain(runs["round robin"], "%.0f"), plain(runs["affinity"], "%.0f"), plain(runs["affinity_vs_round_robin"], "%.2f"),
+             plain(runs.get("source hash"), "%.0f"), plain(runs.get("source_hash_vs_round_robin"), "%.2f")]
             for engine, runs in modes["engines"].items()]
-    return ["### Session affinity", "",
-            "New connections per second through the VIP (3 backends) in round robin and with `affinity: client_ip`, both "
-            "loads in every repeat. wrk's connections all come from one address, so with affinity every new connection "
-            "finds its client in a backend's list (iptables: an `xt_recent` list; nftables: a set with timeouts) and "
-            "renews it.", "",
-            table(["engine", "round robin, conn/s", "affinity, conn/s", "affinity ÷ round robin"], rows), ""]
+    return ["### Session affinity and source hash", "",
+            "New connections per second through the VIP (3 backends) in round robin, with `affinity: client_ip` and with "
+            "`mode: source_hash`, all loads in every repeat. wrk's connections all come from one address, so with affinity "
+            "every new connection finds its client in a backend's list (iptables: an `xt_recent` list; nftables: a set with "
+            "timeouts) and renews it, and by source hash every one is hashed into the lookup table (nftables: `jhash` into a "
+            "map; iptables: `-m bpf` programs in blocks).", "",
+            table(["engine", "round robin, conn/s", "affinity, conn/s", "affinity ÷ round robin", "source hash, conn/s",
+                   "source hash ÷ round robin"], rows), ""]
 
 
 # --- the document ------------------------------------------------------------------------------

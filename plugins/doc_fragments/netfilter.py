@@ -184,7 +184,7 @@ options:
       mode:
         description: As O(netmagic.netfilter.dnat_balancer#module:mode).
         type: str
-        choices: [round_robin, random]
+        choices: [round_robin, random, source_hash]
         default: round_robin
       masquerade:
         description: As O(netmagic.netfilter.dnat_balancer#module:masquerade).

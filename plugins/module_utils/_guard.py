@@ -41,6 +41,8 @@ RULE_SHAPES = (
     # balancer: endpoint, service cascade, masquerade and their jumps
     r"-p {l4} (?:-m recent --set {recent} )?-j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}",
     r"-m recent --rcheck --seconds [1-9][0-9]{{0,4}} --reap {recent} -j {owned}",
+    # source_hash: a classic BPF program of at most 64 instructions, as numbers only
+    r'-m bpf --bytecode "[1-9][0-9]?(?:,[0-9]{{1,3}} [0-9]{{1,3}} [0-9]{{1,3}} [0-9]{{1,10}}){{1,64}}" -j {owned}',
     r"(?:-m statistic --mode nth --every [0-9]{{1,4}} --packet 0 |-m statistic --mode random --probability [01]\.[0-9]{{11}} )?-j {owned}",
     r"(?:-s {net} )?-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}",
     r"-j MASQUERADE",
@@ -106,6 +108,7 @@ EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
     "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return", "elem", "val", "timeout",
+    "jhash", "seed", "expr",
 ))
 # The table's maps and set, with the types of their keys.
 SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}

@@ -18,8 +18,10 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
     mirror_hooks,
+    HASH_SLOTS,
     random_probabilities,
     round_robin_slots,
+    source_hash_table,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Live, live_rule
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import (
@@ -116,6 +118,67 @@ def _cascade(chain, targets, conditions):
     return lines
 
 
+# Knuth's multiplicative hash of the source address, as a classic BPF program run by -m bpf: the
+# product's top bits are the slot. IPv6 folds the address's four words in with xor.
+HASH_FACTOR = 2654435761
+SLOT_BITS = HASH_SLOTS.bit_length() - 1
+BLOCK_BITS = 5  # the lookup table in 32 blocks: a new connection passes at most 32 + one block's rules
+LOAD_WORD, MULTIPLY, MOVE_TO_X, XOR_X, SHIFT_RIGHT, JUMP_IF_AT_LEAST, JUMP_IF_ABOVE, RETURN = 32, 36, 7, 172, 116, 53, 37, 6
+
+
+def _hash_program(family, bits):
+    """BPF instructions (code, jt, jf, k) leaving the top bits of the source address's hash in A."""
+    words = [12] if family == 4 else [8, 12, 16, 20]
+    program = []
+    for index, offset in enumerate(words):
+        program.append((LOAD_WORD, 0, 0, offset))
+        if index:
+            program.append((XOR_X, 0, 0, 0))
+        program.append((MULTIPLY, 0, 0, HASH_FACTOR))
+        if index < len(words) - 1:
+            program.append((MOVE_TO_X, 0, 0, 0))
+    return program + [(SHIFT_RIGHT, 0, 0, 32 - bits)]
+
+
+def hash_match(family, bits, first, last):
+    """-m bpf matching the source addresses whose hash's top bits are in [first, last]."""
+    program = _hash_program(family, bits) + [(JUMP_IF_AT_LEAST, 0, 2, first), (JUMP_IF_ABOVE, 1, 0, last), (RETURN, 0, 0, 1), (RETURN, 0, 0, 0)]
+    return '-m bpf --bytecode "%d,%s"' % (len(program), ",".join("%d %d %d %d" % instruction for instruction in program))
+
+
+def _source_hash_rules(balancer, chain, endpoint_chains, rules):
+    """The lookup table's runs of slots as -m bpf ranges, in blocks: the service chain sends a
+    connection to its block's chain (or straight to the endpoint when one backend holds the whole
+    block), the block's chain to the endpoint of its slot's run; each chain's last rule matches
+    whatever is left."""
+    runs = _slot_runs(source_hash_table(balancer.serving))
+    block = HASH_SLOTS >> BLOCK_BITS
+    lines = []
+    for number in range(1 << BLOCK_BITS):
+        first, last = number * block, (number + 1) * block - 1
+        inside = [(max(a, first), min(b, last), backend) for a, b, backend in runs if a <= last and b >= first]
+        condition = hash_match(balancer.family, BLOCK_BITS, number, number) if number < (1 << BLOCK_BITS) - 1 else ""
+        if len(inside) == 1:
+            lines.append(_line(chain, condition, "-j %s" % endpoint_chains[inside[0][2]]))
+            continue
+        block_chain = chain_name("HSH", BALANCER, balancer.name, number)
+        rules.chains[block_chain] = [_line(block_chain, hash_match(balancer.family, SLOT_BITS, a, b), "-j %s" % endpoint_chains[backend])
+                                     for a, b, backend in inside[:-1]] + [_line(block_chain, "-j %s" % endpoint_chains[inside[-1][2]])]
+        lines.append(_line(chain, condition, "-j %s" % block_chain))
+    return lines
+
+
+def _slot_runs(table):
+    """(first slot, last slot, backend) of each run of equal backends in a lookup table."""
+    runs = []
+    for slot, backend in enumerate(table):
+        if runs and runs[-1][2] is backend:
+            runs[-1] = (runs[-1][0], slot, backend)
+        else:
+            runs.append((slot, slot, backend))
+    return runs
+
+
 def _service_rules(balancer, chain, endpoint_chains):
     if balancer.mode == "round_robin":
         slots = [endpoint_chains[backend] for backend in round_robin_slots(balancer.serving)]
@@ -154,8 +217,11 @@ def render_balancer(balancer):
         endpoint_chains[backend] = chain
         remember = "-m recent --set %s" % _recent(balancer, index) if affinity else ""
         rules.chains[chain] = [_line(chain, "-p %s" % balancer.protocol, remember, "-j DNAT --to-destination %s" % backend.endpoint)]
-    rules.chains[service_chain] = ((_affinity_rules(balancer, service_chain, endpoint_chains) if affinity else [])
-                                   + _service_rules(balancer, service_chain, endpoint_chains))
+    if balancer.mode == "source_hash":
+        rules.chains[service_chain] = _source_hash_rules(balancer, service_chain, endpoint_chains, rules)
+    else:
+        rules.chains[service_chain] = ((_affinity_rules(balancer, service_chain, endpoint_chains) if affinity else [])
+                                       + _service_rules(balancer, service_chain, endpoint_chains))
 
     host_prefix = 32 if balancer.family == 4 else 128
     service_match = "-d %s/%d %s" % (balancer.vip, host_prefix, _port_match(balancer.protocol, "dport", balancer.port))

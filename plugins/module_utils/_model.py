@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from math import gcd
-from functools import reduce
+from functools import lru_cache, reduce
 
 # Every pattern is used with fullmatch: re.match with "$" accepts a trailing newline.
 NAME_CHARACTERS = r"[A-Za-z0-9_.-]"
@@ -38,7 +40,10 @@ MIRROR_PROTOCOLS = ("tcp", "udp", "icmp", "all")
 BALANCER_PROTOCOLS = ("tcp", "udp")
 SERVICES = ("remote", "local")
 DIRECTIONS = ("both", "ingress", "egress")
-MODES = ("round_robin", "random")
+MODES = ("round_robin", "random", "source_hash")
+# source_hash: a client's address hashes to one of these slots, and the lookup table gives each
+# slot a backend.
+HASH_SLOTS = 4096
 AFFINITIES = ("none", "client_ip")
 # kube-proxy's default and its upper bound for sessionAffinityConfig.clientIP.timeoutSeconds.
 DEFAULT_AFFINITY_TIMEOUT = 10800
@@ -458,10 +463,14 @@ def build_balancer(params):
         _same_family("backends[%d]" % index, backend.address, balancer.family, "vip")
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
             raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
-    # Both modes: round robin writes one rule per slot, random one numgen interval per weight unit.
+    if balancer.mode == "source_hash" and balancer.affinity != "none":
+        raise ValidationError("affinity", balancer.affinity,
+                              "cannot be combined with mode source_hash, which keeps each client on one backend already")
     if not balancer.serving:
         raise ValidationError("backends", "drain", "are all drained: keep at least one serving, or remove the service (state: absent)")
-    if sum(reduced_weights(balancer.serving)) > MAX_SLOTS:
+    # Round robin writes one rule per slot, random one numgen interval per weight unit; source_hash
+    # has its table of HASH_SLOTS whatever the weights.
+    if balancer.mode != "source_hash" and sum(reduced_weights(balancer.serving)) > MAX_SLOTS:
         raise ValidationError("backends", "weights", "add up to more than %d (after dividing by their common divisor); "
                                                      "reduce the weights or the number of backends" % MAX_SLOTS)
     return balancer
@@ -505,6 +514,29 @@ def round_robin_slots(backends):
     for index, weight in enumerate(reduced_weights(backends)):
         turns.extend(((2 * k + 1) / (2 * weight), index) for k in range(weight))
     return [backends[index] for _moment, index in sorted(turns)]
+
+
+def _slot_values(endpoint):
+    """HASH_SLOTS numbers in (0, 1), one per slot, from a hash of a backend's address and port."""
+    words = struct.unpack(">%dQ" % HASH_SLOTS, hashlib.shake_256(endpoint.encode()).digest(8 * HASH_SLOTS))
+    return [(word + 1) / (2 ** 64 + 1) for word in words]
+
+
+@lru_cache(maxsize=256)
+def _table_indexes(weighted):
+    """The index into weighted ((endpoint, weight), ...) of each slot's backend."""
+    scores = [[-weight / math.log(value) for value in _slot_values(endpoint)] for endpoint, weight in weighted]
+    indexes = range(len(weighted))
+    return tuple(max(indexes, key=slot.__getitem__) for slot in zip(*scores))
+
+
+def source_hash_table(backends):
+    """The backend of each of HASH_SLOTS slots, by weighted rendezvous hashing: each slot goes to
+    the backend with the highest score -weight / ln(u), u a hash of the slot and the backend's
+    address and port. A slot's backend depends only on the backends present, not on their order:
+    removing one moves its slots alone, adding it back gives them back, and each backend's share
+    of the slots follows its weight."""
+    return [backends[index] for index in _table_indexes(tuple((backend.endpoint, backend.weight) for backend in backends))]
 
 
 def random_probabilities(backends):

@@ -23,12 +23,13 @@ TOKEN_LENGTH = 16
 # Chains written by release 0.1.0 carry 8 hex digits; they are recognised, so an upgrade removes them.
 LEGACY_TOKEN_LENGTH = 8
 # AFF names a backend's list of clients with affinity (an xt_recent list, an nft set), not a chain.
-ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER}
-INDEXED_ROLES = ("SEP", "AFF")
+# HSH chains hold one block of a source_hash lookup table (iptables).
+ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER, "HSH": BALANCER}
+INDEXED_ROLES = ("SEP", "AFF", "HSH")
 
 TAG_PATTERN = re.compile(r"netmagic:(%s|%s):(%s{1,64})" % (MIRROR, BALANCER, NAME_CHARACTERS))
 # What fits the shape of an owned chain name, whatever object it names (for writer guards).
-CHAIN_GRAMMAR = re.compile(r"NM-(?:MIRO|MIRI|SVC|SEP|MASQ|AFF)-(?:[0-9a-f]{%d}|[0-9a-f]{%d})(?:-%s*)?" % (TOKEN_LENGTH, LEGACY_TOKEN_LENGTH, NAME_CHARACTERS))
+CHAIN_GRAMMAR = re.compile(r"NM-(?:%s)-(?:[0-9a-f]{%d}|[0-9a-f]{%d})(?:-%s*)?" % ("|".join(ROLES), TOKEN_LENGTH, LEGACY_TOKEN_LENGTH, NAME_CHARACTERS))
 
 
 def tag(kind, name):

@@ -25,6 +25,8 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     reduced_weights,
     mirror_hooks,
     round_robin_slots,
+    source_hash_table,
+    HASH_SLOTS,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Engine, Live, LiveRule, RecordedState, Snapshot, live_rule
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, is_owned_shape, jumps_home, owner_of_tag, tag
@@ -61,6 +63,8 @@ SERVICE_MAPS = {"nat-prerouting": "services", "nat-output": "local-services"}
 MASQUERADE_SET = "masquerading"
 NAT_CHAINS = ("nat-prerouting", "nat-output", "nat-postrouting")
 ADDRESS_TYPES = {4: "ipv4_addr", 6: "ipv6_addr"}
+# The seed of the source_hash jhash: fixed, so that hosts with the same backends agree.
+HASH_SEED = 0x6E6D6E6D
 # nft's default size for a set the packet path adds to, written out so the listing compares equal.
 AFFINITY_SET_SIZE = 65535
 
@@ -202,15 +206,25 @@ def _weighted_runs(backends, weights):
     return runs
 
 
-def _choice(family, mode, runs):
-    """numgen over (first, last, backend) index intervals, mapped to the backend's address and port
-    in the DNAT itself: one rule per service, and no chain per backend."""
+def _choice(family, key, runs):
+    """A number (numgen, or the hash of the client's address) over (first, last, backend) index
+    intervals, mapped to the backend's address and port in the DNAT itself: one rule per service,
+    and no chain per backend."""
     elements = [
         [first if first == last else {"range": [first, last]}, {"concat": [backend.address, backend.port]}]
         for first, last, backend in runs
     ]
-    numgen = {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}
-    return {"dnat": {"family": FAMILIES[family], "addr": {"map": {"key": numgen, "data": {"set": elements}}}}}
+    return {"dnat": {"family": FAMILIES[family], "addr": {"map": {"key": key, "data": {"set": elements}}}}}
+
+
+def _numgen(mode, runs):
+    return {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}
+
+
+def _source_hash(family):
+    """jhash of the client's address into the lookup table's slots, with a fixed seed: every host
+    with the same backends maps a client alike."""
+    return {"jhash": {"mod": HASH_SLOTS, "seed": HASH_SEED, "expr": _payload(FAMILIES[family], "saddr")}}
 
 
 def _source_intervals(source_ranges):
@@ -265,18 +279,21 @@ def _affinity_chains(balancer, rules, mode, runs):
 
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
-    if balancer.mode == "round_robin":
+    if balancer.mode == "source_hash":
+        runs = _runs(source_hash_table(balancer.serving))
+        key = _source_hash(balancer.family)
+    elif balancer.mode == "round_robin":
         runs = _runs(round_robin_slots(balancer.serving))
-        mode = "inc"
+        mode, key = "inc", _numgen("inc", runs)
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
         runs = _weighted_runs(balancer.serving, reduced_weights(balancer.serving))
-        mode = "random"
+        mode, key = "random", _numgen("random", runs)
     service_chain = chain_name("SVC", BALANCER, balancer.name)
     if balancer.affinity == "client_ip":
         choice = _affinity_chains(balancer, rules, mode, runs)
     else:
-        choice = [canonical([_l4proto(balancer.protocol), _choice(balancer.family, mode, runs)])]
+        choice = [canonical([_l4proto(balancer.protocol), _choice(balancer.family, key, runs)])]
     rules.chains[service_chain] = ([canonical(_source_filter(balancer))] if balancer.source_ranges else []) + choice
     service = _key(balancer.vip, balancer.protocol, balancer.port)
     hooks = ["nat-prerouting"] + (["nat-output"] if balancer.local_clients else [])
@@ -516,9 +533,8 @@ def _statement_text(statement):
         return "dup to %s" % value["addr"]
     if kind == "dnat" and isinstance(value["addr"], dict):
         chosen = value["addr"]["map"]
-        numgen = chosen["key"]["numgen"]
         elements = ", ".join("%s : %s . %d" % (_value_text(key), *data["concat"]) for key, data in chosen["data"]["set"])
-        return "dnat %s to numgen %s mod %d map { %s }" % (value["family"], numgen["mode"], numgen["mod"], elements)
+        return "dnat %s to %s map { %s }" % (value["family"], _number_text(chosen["key"]), elements)
     if kind == "dnat":
         address = "[%s]" % value["addr"] if ":" in value["addr"] else value["addr"]
         return "dnat to %s:%d" % (address, value["port"])
@@ -531,6 +547,13 @@ def _statement_text(statement):
         elements = ", ".join("%s : %s" % (_value_text(key), _statement_text(verdict)) for key, verdict in value["data"]["set"])
         return "numgen %s mod %d vmap { %s }" % (numgen["mode"], numgen["mod"], elements)
     raise KeyError(kind)
+
+
+def _number_text(key):
+    if "jhash" in key:
+        jhash = key["jhash"]
+        return "jhash %s mod %d seed 0x%x" % (_left_text(jhash["expr"]), jhash["mod"], jhash["seed"])
+    return "numgen %s mod %d" % (key["numgen"]["mode"], key["numgen"]["mod"])
 
 
 def rule_text(expr):

@@ -58,7 +58,7 @@ BALANCER_OPTIONS = dict(
     port=dict(type="int"),
     protocol=dict(type="str", choices=["tcp", "udp"], default="tcp"),
     backends=dict(type="list", elements="raw"),
-    mode=dict(type="str", choices=["round_robin", "random"], default="round_robin"),
+    mode=dict(type="str", choices=["round_robin", "random", "source_hash"], default="round_robin"),
     masquerade=dict(type="bool", default=True),
     local_clients=dict(type="bool", default=True),
     source_ranges=dict(type="list", elements="str", default=[]),

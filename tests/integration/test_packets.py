@@ -1,6 +1,7 @@
 """Every promise of the modules, proven with real packets between lab namespaces."""
 
 import collections
+import ipaddress
 import json
 import os
 import subprocess
@@ -304,6 +305,50 @@ def test_udp_flows_rotate_exactly(make_lab, engine, family, weights):
     reached = udp_flows(lab, family, 6 * cycle)
     assert collections.Counter(reached) == {host: 6 * weight for host, weight in zip(lab.backend_hosts, weights)}, reached
     assert_exact_rotation(reached, [host for host, weight in zip(lab.backend_hosts, weights) for _turn in range(weight)])
+
+
+CLIENT_NETWORKS = {4: "198.19.0.0/22", 6: "2001:2:0:ffff::/64"}
+
+
+def client_network(lab, family, count):
+    """count addresses on the client in a network of their own, which the balancer routes to the client."""
+    network = ipaddress.ip_network(CLIENT_NETWORKS[family])
+    addresses = [str(network.network_address + 1 + index) for index in range(count)]
+    lab.run("client", ["ip", "-batch", "-"], check=True, input="".join(
+        "addr add %s/%d dev %s%s\n" % (a, network.max_prefixlen, INTERFACE, " nodad" if family == 6 else "") for a in addresses))
+    lab.run("lb", ["ip", "-%d" % family, "route", "add", str(network), "via", address(lab, "client", family)], check=True)
+    return addresses
+
+
+def udp_round(lab, family, sources, source_port):
+    """{number of the source: the backend its datagram reached}, one datagram (one flow) from each source."""
+    before = {host: len(lab.udp_datagrams(host)) for host in lab.backend_hosts}
+    lab.run("client", [sys.executable, UDP_SCRIPT, "send", vip(lab, family), "--port", "53", "--source-port", str(source_port),
+                       "--sources", ",".join(sources), "--count", str(len(sources)), "--interval", "0.001"], check=True, timeout=120)
+    time.sleep(0.3)
+    return {int(number): host for host in lab.backend_hosts for number in lab.udp_datagrams(host)[before[host]:]}
+
+
+def test_source_hash_moves_only_the_clients_of_a_removed_backend(make_lab, engine, family):
+    """1,000 client addresses over 10 backends: removing one moves its clients, all of them and no
+    others (at most 1/10 + 2 % of all), and adding it back gives each client its backend again."""
+    lab = make_lab(backends=10)
+    for backend in lab.backend_hosts:
+        lab.start_udp(backend, 53)
+    clients = client_network(lab, family, 1000)
+    backends = backend_addresses(lab, family)
+    service = dict(name="dns", vip=vip(lab, family), port=53, protocol="udp", mode="source_hash", engine=engine)
+    apply(lab, "lb", "dnat_balancer", backends=backends, **service)
+    first = udp_round(lab, family, clients, 42001)
+    assert len(first) == 1000 and set(first.values()) == set(lab.backend_hosts)
+    assert max(collections.Counter(first.values()).values()) <= 150, collections.Counter(first.values())
+    apply(lab, "lb", "dnat_balancer", backends=backends[:4] + backends[5:], **service)
+    second = udp_round(lab, family, clients, 42002)
+    moved = {number for number in first if second.get(number) != first[number]}
+    assert len(second) == 1000 and moved == {number for number, host in first.items() if host == "be5"}
+    assert len(moved) <= 120, len(moved)
+    apply(lab, "lb", "dnat_balancer", backends=backends, **service)
+    assert udp_round(lab, family, clients, 42003) == first
 
 
 @pytest.mark.parametrize("change", ["removed", "drained", "created"])

@@ -26,23 +26,29 @@ def serve(args):
             server.sendto(answer, client)
 
 
-def _socket(args, port):
+def _socket(args, port, source):
     sender = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_DGRAM)
-    sender.bind((args.source or "", port))
+    sender.bind((source or "", port))
     sender.setblocking(False)
     return sender
 
 
+def _sender(args, number):
+    """The socket datagram number is sent from: with --new-flows, from source port + number - 1,
+    with --sources, from the sources in turn."""
+    sources = args.sources.split(",") if args.sources else [args.source]
+    return _socket(args, args.source_port + (number - 1 if args.new_flows else 0), sources[(number - 1) % len(sources)])
+
+
 def send(args):
-    """Numbered datagrams, each from the one source port or, with --new-flows, datagram k from
-    source port + k - 1: then each is a new flow (an ephemeral port could be one a flow still
-    holds)."""
-    sender = _socket(args, args.source_port)
+    """Numbered datagrams, each from the one source port and address or, with --new-flows or
+    --sources, each a new flow of its own (an ephemeral port could be one a flow still holds)."""
+    sender = _sender(args, 1)
     deadline = time.monotonic()
     for number in range(1, args.count + 1):
-        if args.new_flows and number > 1:
+        if (args.new_flows or args.sources) and number > 1:
             sender.close()
-            sender = _socket(args, args.source_port + number - 1)
+            sender = _sender(args, number)
         # Unconnected: an ICMP port unreachable (no service yet) does not end the sending.
         sender.sendto(b"%d\n" % number, (args.host, args.port))
         deadline += args.interval
@@ -69,6 +75,7 @@ def main():
     client.add_argument("--source-port", type=int, required=True)
     client.add_argument("--new-flows", action="store_true", help="each datagram from the next source port: each a new flow")
     client.add_argument("--source", help="source address")
+    client.add_argument("--sources", help="source addresses, comma-separated: datagram k from the k-th, in turn")
     client.add_argument("--count", type=int, required=True)
     client.add_argument("--interval", type=float, default=0.1, help="seconds between datagrams")
     args = parser.parse_args()

@@ -88,7 +88,7 @@ def balancer_params():
         "port": field([80, "8080", 443]),
         "protocol": field(["tcp", "udp"]),
         "backends": st.one_of(st.lists(backend(), max_size=4), ANYTHING),
-        "mode": field(["round_robin", "random"]),
+        "mode": field(["round_robin", "random", "source_hash"]),
         "masquerade": field([True, False]),
         "local_clients": field([True, False]),
         "source_ranges": st.one_of(st.lists(field(SOURCE_RANGES4 + SOURCE_RANGES6 + ["198.18.1.5/24", "2001:2::/200"]), max_size=4), ANYTHING),
@@ -124,7 +124,7 @@ def valid_balancer_params():
             {"address": st.sampled_from(["198.18.0.%d" % i for i in range(21, 30)] if f == 4 else ["2001:2::%x" % i for i in range(0x21, 0x30)])},
             optional={"port": st.integers(min_value=1, max_value=65535), "weight": st.integers(min_value=1, max_value=40)}),
             min_size=1, max_size=5, unique_by=lambda b: (b["address"], b.get("port"))),
-        "mode": st.sampled_from(["round_robin", "random"]),
+        "mode": st.sampled_from(["round_robin", "random", "source_hash"]),
         "masquerade": st.booleans(),
         "local_clients": st.booleans(),
     }, optional={

@@ -74,6 +74,8 @@ def test_every_rendered_object_passes():
         build_mirror({"name": "icmp", "gateway": "198.18.0.3", "protocol": "icmp", "direction": "ingress"}),
         build_balancer({"name": "web", "vip": "198.18.0.100", "port": 80, "mode": "random",
                         "backends": ["198.18.0.21", {"address": "198.18.0.22", "weight": 3}]}),
+        build_balancer({"name": "dns", "vip": "2001:2::100", "port": 53, "protocol": "udp", "mode": "source_hash",
+                        "backends": ["2001:2::21", {"address": "2001:2::22", "weight": 3}]}),
         build_balancer({"name": "web", "vip": "2001:2::100", "port": 53, "protocol": "udp", "affinity": "client_ip",
                         "backends": ["2001:2::21", {"address": "2001:2::22", "drain": True}, "2001:2::23"]}),
     ]

@@ -1,9 +1,12 @@
 """Rendering, parsing and planning of iptables-save text, without touching a host."""
 
+import ipaddress
+import re
+
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as r
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, source_hash_table
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, object_token
 
 GW = "198.18.0.3"
@@ -253,3 +256,62 @@ def test_ipv6_rules_use_ip6tables_forms():
 def test_ipv6_icmp_mirror():
     owned = r.render(mirror(gateway="2001:2::3", protocol="icmp", direction="egress"))
     assert chain_rules(owned, (6, "mangle"), "MIRO") == ["-p ipv6-icmp -j TEE --gateway 2001:2::3"]
+
+
+def run_bpf(bytecode, header):
+    """The verdict of a classic BPF program (-m bpf --bytecode) on a packet's network header."""
+    _count, *words = bytecode.split(",")
+    program = [tuple(int(value) for value in word.split()) for word in words]
+    a = x = position = 0
+    while True:
+        code, jump_true, jump_false, k = program[position]
+        if code == 6:  # ret k
+            return k
+        if code in (53, 37):  # jge k, jgt k
+            position += 1 + (jump_true if (a >= k if code == 53 else a > k) else jump_false)
+            continue
+        a = {32: lambda: int.from_bytes(header[k:k + 4], "big"), 36: lambda: (a * k) & 0xFFFFFFFF, 7: lambda: a,
+             172: lambda: a ^ x, 116: lambda: a >> k}[code]()
+        x = a if code == 7 else x
+        position += 1
+
+
+def knuth_slot(address):
+    """The slot of an address as the programs compute it: each 32-bit word multiplied by
+    2654435761 (mod 2**32), IPv6 words folded in with xor first, the product's top 12 bits."""
+    packed = ipaddress.ip_address(address).packed
+    value = 0
+    for offset in range(0, len(packed), 4):
+        value = ((value ^ int.from_bytes(packed[offset:offset + 4], "big")) * 2654435761) & 0xFFFFFFFF
+    return value >> 20
+
+
+def header(address):
+    packed = ipaddress.ip_address(address).packed
+    return bytes(12) + packed + bytes(4) if len(packed) == 4 else bytes(8) + packed + bytes(16)
+
+
+def backend_of(owned, balancer, address):
+    """Follows the service chain's rules for a packet from address to the endpoint chain that takes it."""
+    chains = owned[(balancer.family, "nat")].chains
+    chain = next(name for name in chains if name.startswith("NM-SVC-"))
+    while not chain.startswith("NM-SEP-"):
+        for line in chains[chain]:
+            bytecode = re.search(r'--bytecode "([^"]+)"', line)
+            if bytecode is None or run_bpf(bytecode.group(1), header(address)):
+                chain = line.rsplit(" -j ", 1)[1]
+                break
+    return balancer.backends[int(chain.split("-")[3])]
+
+
+@pytest.mark.parametrize("vip, prefix", [("198.18.0.100", "198.18.%d.%d"), ("2001:2::100", "2001:2::%x:%x")])
+def test_source_hash_rules_send_each_client_to_its_slots_backend(vip, prefix):
+    backends = [prefix % (0, 21 + index) for index in range(10)]
+    balancer = build_balancer({"name": "dns", "vip": vip, "port": 53, "protocol": "udp", "mode": "source_hash", "backends": backends})
+    owned = r.render(balancer)
+    table = source_hash_table(balancer.serving)
+    clients = [prefix % (1 + index // 250, 1 + index % 250) for index in range(800)]
+    assert all(backend_of(owned, balancer, client) == table[knuth_slot(client)] for client in clients)
+    assert len({knuth_slot(client) for client in clients}) > 650, "the hash does not spread sequential addresses"
+    longest = max(len(rules) for name, rules in owned[(balancer.family, "nat")].chains.items() if name.startswith("NM-HSH-"))
+    assert longest < 200, "a block holds %d rules" % longest

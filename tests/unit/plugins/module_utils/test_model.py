@@ -1,8 +1,11 @@
 """Validation of mirror and balancer definitions: every bad input names its parameter."""
 
+import collections
+
 import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    HASH_SLOTS,
     Backend,
     PortRange,
     ValidationError,
@@ -10,6 +13,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_mirror,
     random_probabilities,
     round_robin_slots,
+    source_hash_table,
 )
 
 MIRROR = {"name": "http", "gateway": "198.18.0.3"}
@@ -270,3 +274,47 @@ def test_round_robin_slots_interleave_weights(weights, rotation):
 def test_random_probabilities_cascade(weights, probabilities):
     backends = [Backend("198.18.0.%d" % i, 80, w) for i, w in enumerate(weights, 1)]
     assert random_probabilities(backends) == pytest.approx(probabilities)
+
+
+def hashed(backends, **changes):
+    return build_balancer(with_(BALANCER, mode="source_hash", backends=backends, **changes))
+
+
+TEN = ["198.18.0.%d" % (21 + index) for index in range(10)]
+
+
+def test_source_hash_removing_a_backend_moves_its_slots_only_and_adding_it_back_restores_them():
+    table = source_hash_table(hashed(TEN).serving)
+    for removed in range(10):
+        without = source_hash_table(hashed(TEN[:removed] + TEN[removed + 1:]).serving)
+        moved = [slot for slot in range(HASH_SLOTS) if without[slot] != table[slot]]
+        assert moved and all(table[slot].address == TEN[removed] for slot in moved)
+        assert len(moved) == sum(1 for backend in table if backend.address == TEN[removed])
+    assert source_hash_table(hashed(TEN[::-1]).serving) == table, "the table depends on the order the backends are listed in"
+
+
+def test_source_hash_shares_follow_the_weights():
+    table = source_hash_table(hashed([{"address": "198.18.0.21", "weight": 3}, "198.18.0.22"]).serving)
+    share = sum(1 for backend in table if backend.address == "198.18.0.21") / HASH_SLOTS
+    assert abs(share - 0.75) < 0.03, share
+    even = collections.Counter(backend.address for backend in source_hash_table(hashed(TEN).serving))
+    assert set(even) == set(TEN) and all(abs(count / HASH_SLOTS - 0.1) < 0.02 for count in even.values()), even
+
+
+def test_source_hash_drained_backends_hold_no_slot():
+    table = source_hash_table(hashed([{"address": TEN[0], "drain": True}] + TEN[1:]).serving)
+    assert TEN[0] not in {backend.address for backend in table}
+
+
+def test_source_hash_and_affinity_are_refused_together():
+    with pytest.raises(ValidationError) as raised:
+        hashed(TEN, affinity="client_ip")
+    assert raised.value.parameter == "affinity"
+
+
+def test_source_hash_takes_weights_whose_sum_no_rotation_could():
+    heavy = [{"address": "198.18.0.21", "weight": 65535}, {"address": "198.18.0.22", "weight": 1}]
+    with pytest.raises(ValidationError):
+        build_balancer(with_(BALANCER, backends=heavy))
+    table = source_hash_table(hashed(heavy).serving)
+    assert {backend.address for backend in table} == {"198.18.0.21"}

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, definition, rebuild
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, definition, rebuild, source_hash_table
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.nft_tables import listing
 
 WEB = ("balancer", "web")
@@ -270,3 +270,16 @@ def test_a_refused_batch_shows_the_failing_command_in_context():
     assert message.startswith("nft refused the change, nothing was applied (rc=1)")
     assert "the kernel may lack an nftables expression" in message and "numgen (CONFIG_NFT_NUMGEN)" in message
     assert len(message.splitlines()) <= 12, "more than the failing line and its context"
+
+
+def test_source_hash_is_a_jhash_of_the_client_into_the_lookup_table():
+    balancer = web([{"address": "198.18.0.21", "weight": 2}, "198.18.0.22", "198.18.0.23"], mode="source_hash")
+    [rule] = nft.render(balancer)[4].chains[SVC]
+    dnat = json.loads(rule)[1]["dnat"]["addr"]["map"]
+    assert dnat["key"] == {"jhash": {"mod": 4096, "seed": nft.HASH_SEED, "expr": {"payload": {"protocol": "ip", "field": "saddr"}}}}
+    slots = []
+    for key, data in dnat["data"]["set"]:
+        first, last = key["range"] if isinstance(key, dict) else (key, key)
+        slots += [tuple(data["concat"])] * (last - first + 1)
+    assert slots == [(backend.address, backend.port) for backend in source_hash_table(balancer.serving)]
+    assert nft.rule_text(rule).startswith("meta l4proto tcp dnat ip to jhash ip saddr mod 4096 seed 0x6e6d6e6d map { 0")
