@@ -4,17 +4,21 @@ import difflib
 import os
 import shlex
 
+import pytest
+
 from tests.integration.netfilter import LEGACY_ENGINES, in_netns, plant_foreign, ruleset, run_module, without_counters
 from tests.integration.test_core import DEFINITIONS
 
 UNIT = "netmagic-netfilter-restore.service"
 
 
-def apply_persisted(netns, engine, directory):
+def apply_persisted(netns, engine, directory, options=None):
+    """The definitions of both families, with options (per family) for the balancers."""
     for family in (4, 6):
         for module in ("tee_mirror", "dnat_balancer"):
             # persist_service false: tests never install or enable a unit on this machine.
-            params = dict(DEFINITIONS[family][module], engine=engine, force=True, persist=True, persist_path=directory, persist_service=False)
+            params = dict(DEFINITIONS[family][module], engine=engine, force=True, persist=True, persist_path=directory, persist_service=False,
+                          **((options or {}).get(family, {}) if module == "dnat_balancer" else {}))
             params["name"] += "" if family == 4 else "6"  # one object per family, so both stay
             if module == "dnat_balancer":
                 params.pop("force")
@@ -40,9 +44,16 @@ def unit_commands(directory):
         return [shlex.split(line.split("=", 1)[1]) for line in handle if line.startswith("ExecStart=")]
 
 
-def test_the_units_commands_bring_the_owned_rules_back(netns, engine, tmp_path):
+BALANCER_OPTIONS = {
+    "round robin": None,
+    "affinity and source hash": {4: {"affinity": "client_ip", "affinity_timeout": 60}, 6: {"mode": "source_hash"}},
+}
+
+
+@pytest.mark.parametrize("options", BALANCER_OPTIONS.values(), ids=BALANCER_OPTIONS)
+def test_the_units_commands_bring_the_owned_rules_back(netns, engine, tmp_path, options):
     plant_foreign(netns, engine)
-    apply_persisted(netns, engine, str(tmp_path))
+    apply_persisted(netns, engine, str(tmp_path), options)
     before = without_counters(ruleset(netns))
     reboot(netns, engine)
     plant_foreign(netns, engine)
