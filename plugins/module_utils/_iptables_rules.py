@@ -21,6 +21,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     HASH_SLOTS,
     random_probabilities,
     round_robin_slots,
+    slot_runs,
     source_hash_table,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._engine import Live, live_rule
@@ -151,7 +152,7 @@ def _source_hash_rules(balancer, chain, endpoint_chains, rules):
     connection to its block's chain (or straight to the endpoint when one backend holds the whole
     block), the block's chain to the endpoint of its slot's run; each chain's last rule matches
     whatever is left."""
-    runs = _slot_runs(source_hash_table(balancer.serving))
+    runs = slot_runs(source_hash_table(balancer.serving))
     block = HASH_SLOTS >> BLOCK_BITS
     lines = []
     for number in range(1 << BLOCK_BITS):
@@ -166,17 +167,6 @@ def _source_hash_rules(balancer, chain, endpoint_chains, rules):
                                      for a, b, backend in inside[:-1]] + [_line(block_chain, "-j %s" % endpoint_chains[inside[-1][2]])]
         lines.append(_line(chain, condition, "-j %s" % block_chain))
     return lines
-
-
-def _slot_runs(table):
-    """(first slot, last slot, backend) of each run of equal backends in a lookup table."""
-    runs = []
-    for slot, backend in enumerate(table):
-        if runs and runs[-1][2] is backend:
-            runs[-1] = (runs[-1][0], slot, backend)
-        else:
-            runs.append((slot, slot, backend))
-    return runs
 
 
 def _service_rules(balancer, chain, endpoint_chains):

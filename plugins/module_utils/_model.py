@@ -539,6 +539,17 @@ def source_hash_table(backends):
     return [backends[index] for index in _table_indexes(tuple((backend.endpoint, backend.weight) for backend in backends))]
 
 
+def slot_runs(slots):
+    """Consecutive equal items of a list of slots as (first index, last index, item)."""
+    runs = []
+    for index, item in enumerate(slots):
+        if runs and runs[-1][2] == item:
+            runs[-1] = (runs[-1][0], index, item)
+        else:
+            runs.append((index, index, item))
+    return runs
+
+
 def random_probabilities(backends):
     """Probability cascade: rule i takes w_i of the weight still left; the last takes all."""
     remaining = sum(b.weight for b in backends)

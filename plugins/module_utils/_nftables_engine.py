@@ -25,6 +25,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     reduced_weights,
     mirror_hooks,
     round_robin_slots,
+    slot_runs,
     source_hash_table,
     HASH_SLOTS,
 )
@@ -185,17 +186,6 @@ def render_mirror(mirror):
     return {mirror.family: rules}
 
 
-def _runs(slots):
-    """Consecutive equal items as (first index, last index, item)."""
-    runs = []
-    for index, item in enumerate(slots):
-        if runs and runs[-1][2] == item:
-            runs[-1] = (runs[-1][0], index, item)
-        else:
-            runs.append((index, index, item))
-    return runs
-
-
 def _weighted_runs(backends, weights):
     """(first index, last index, backend) intervals of the given widths, without listing each
     index: weights have no upper bound."""
@@ -273,17 +263,17 @@ def _affinity_chains(balancer, rules, mode, runs):
         lookups.append(canonical([_match(client, "@" + clients), {"goto": {"target": chain}}]))
     verdicts = [[first if first == last else {"range": [first, last]}, {"goto": {"target": endpoint_chains[backend]}}]
                 for first, last, backend in runs]
-    choice = {"vmap": {"key": {"numgen": {"mode": mode, "mod": runs[-1][1] + 1, "offset": 0}}, "data": {"set": verdicts}}}
+    choice = {"vmap": {"key": _numgen(mode, runs), "data": {"set": verdicts}}}
     return lookups + [canonical([choice])]
 
 
 def render_balancer(balancer):
     rules = NftRules(tag=tag(BALANCER, balancer.name))
     if balancer.mode == "source_hash":
-        runs = _runs(source_hash_table(balancer.serving))
+        runs = slot_runs(source_hash_table(balancer.serving))
         key = _source_hash(balancer.family)
     elif balancer.mode == "round_robin":
-        runs = _runs(round_robin_slots(balancer.serving))
+        runs = slot_runs(round_robin_slots(balancer.serving))
         mode, key = "inc", _numgen("inc", runs)
     else:
         # Weights as intervals of a random number: each backend's share is its weight.
