@@ -152,12 +152,12 @@ def _source_hash_rules(balancer, chain, endpoint_chains, rules):
     connection to its block's chain (or straight to the endpoint when one backend holds the whole
     block), the block's chain to the endpoint of its slot's run; each chain's last rule matches
     whatever is left."""
-    runs = slot_runs(source_hash_table(balancer.serving))
+    table = source_hash_table(balancer.serving)
     block = HASH_SLOTS >> BLOCK_BITS
     lines = []
     for number in range(1 << BLOCK_BITS):
-        first, last = number * block, (number + 1) * block - 1
-        inside = [(max(a, first), min(b, last), backend) for a, b, backend in runs if a <= last and b >= first]
+        first = number * block
+        inside = [(first + a, first + b, backend) for a, b, backend in slot_runs(table[first:first + block])]
         condition = hash_match(balancer.family, BLOCK_BITS, number, number) if number < (1 << BLOCK_BITS) - 1 else ""
         if len(inside) == 1:
             lines.append(_line(chain, condition, "-j %s" % endpoint_chains[inside[0][2]]))
@@ -190,7 +190,7 @@ def _affinity_rules(balancer, chain, endpoint_chains):
     """A client seen within the timeout goes back to its backend, ahead of the cascade."""
     return [_line(chain, "-m recent --rcheck --seconds %d --reap %s" % (balancer.affinity_timeout, _recent(balancer, index)),
                   "-j %s" % endpoint_chains[backend])
-            for index, backend in enumerate(balancer.backends) if not backend.drain]
+            for index, backend in balancer.serving_indexed]
 
 
 def render_balancer(balancer):
@@ -200,9 +200,7 @@ def render_balancer(balancer):
     affinity = balancer.affinity == "client_ip"
     endpoint_chains = {}
     # A drained backend has no endpoint chain; the others keep the index of their place in backends.
-    for index, backend in enumerate(balancer.backends):
-        if backend.drain:
-            continue
+    for index, backend in balancer.serving_indexed:
         chain = chain_name("SEP", kind, name, index)
         endpoint_chains[backend] = chain
         remember = "-m recent --set %s" % _recent(balancer, index) if affinity else ""

@@ -143,6 +143,11 @@ class Balancer:
         """The backends new connections go to: all but the drained ones."""
         return tuple(backend for backend in self.backends if not backend.drain)
 
+    @property
+    def serving_indexed(self):
+        """(place in backends, backend) of each serving backend: the index names its endpoint chain."""
+        return [(index, backend) for index, backend in enumerate(self.backends) if not backend.drain]
+
 
 def validate_name(name):
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):

@@ -252,9 +252,7 @@ def _affinity_chains(balancer, rules, mode, runs):
     family = FAMILIES[balancer.family]
     client = _payload(family, "saddr")
     endpoint_chains, lookups = {}, []
-    for index, backend in enumerate(balancer.backends):
-        if backend.drain:
-            continue
+    for index, backend in balancer.serving_indexed:
         chain, clients = chain_name("SEP", BALANCER, balancer.name, index), chain_name("AFF", BALANCER, balancer.name, index)
         endpoint_chains[backend] = chain
         rules.sets[clients] = _affinity_set(balancer.family)

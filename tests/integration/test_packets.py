@@ -61,6 +61,26 @@ def set_forwarding(lab, host, value):
     lab.set_sysctl(host, "net.ipv6.conf.all.forwarding", value)
 
 
+def wait_until(condition, seconds=5):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+CLIENT_NETWORKS = {4: "198.19.0.0/22", 6: "2001:2:0:ffff::/64"}
+
+
+def client_network(lab, family, count):
+    """count addresses on the client in a network of their own, which the balancer routes to the client."""
+    network = ipaddress.ip_network(CLIENT_NETWORKS[family])
+    addresses = [str(network.network_address + 1 + index) for index in range(count)]
+    lab.run("client", ["ip", "-batch", "-"], check=True, input="".join(
+        "addr add %s/%d dev %s%s\n" % (a, network.max_prefixlen, INTERFACE, " nodad" if family == 6 else "") for a in addresses))
+    lab.run("lb", ["ip", "-%d" % family, "route", "add", str(network), "via", address(lab, "client", family)], check=True)
+    return addresses
+
+
 def assert_exact_rotation(answers, backends):
     """Every window of one cycle holds each backend its number of turns, in the same order."""
     period = len(backends)
@@ -213,10 +233,7 @@ def test_draining_and_removing_a_backend_keep_its_open_connection(make_lab, engi
     # A fresh rotation sends its first connection to be1.
     stream = lab.popen("client", [sys.executable, CLIENT, vip(lab, family), "--count", "1", "--path", "/stream/%d" % STREAM_TICKS,
                                   "--timeout", "10"], stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 5
-    while lab.http_requests("be1") < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert lab.http_requests("be1") == 1, "the stream did not reach be1"
+    assert wait_until(lambda: lab.http_requests("be1") >= 1) and lab.http_requests("be1") == 1, "the stream did not reach be1"
     if drained_first:
         assert apply(lab, "lb", "dnat_balancer", backends=[{"address": be1, "drain": True}, be2], **service)["changed"]
         assert connect(lab, "client", vip(lab, family), 6) == ["be2"] * 6
@@ -230,18 +247,6 @@ def test_draining_and_removing_a_backend_keep_its_open_connection(make_lab, engi
     assert lab.http_requests("be1") == 1, "a new connection reached the drained backend"
 
 
-def client_addresses(lab, family, count, first_octet=150):
-    """count more addresses on the client, with the last octets first_octet on (unused by lab hosts)."""
-    addresses = []
-    for octet in range(first_octet, first_octet + count):
-        base = lab.subnet if family == 4 else lab.subnet6
-        address = str(base.network_address + octet)
-        lab.run("client", ["ip", "-%d" % family, "addr", "add", "%s/%d" % (address, base.max_prefixlen), "dev", INTERFACE]
-                + (["nodad"] if family == 6 else []), check=True)
-        addresses.append(address)
-    return addresses
-
-
 AFFINITY_TIMEOUT = 3  # seconds: each client comes back within it while 30 clients take turns
 
 
@@ -250,7 +255,7 @@ def test_affinity_keeps_each_client_on_its_backend_until_the_timeout(make_lab, e
     and the first connections rotate over every backend. Once the timeout has passed, one new
     client moves the rotation one turn on, so every client, forgotten, lands on the next backend."""
     lab = balancer_lab(make_lab, 3)
-    clients = client_addresses(lab, family, 31)
+    clients = client_network(lab, family, 31)
     regulars, newcomer = clients[:30], clients[30]
     service = dict(name="web", vip=vip(lab, family), port=80, engine=engine, backends=backend_addresses(lab, family),
                    affinity="client_ip", affinity_timeout=AFFINITY_TIMEOUT)
@@ -278,22 +283,26 @@ UDP_SCRIPT = os.path.join(os.path.dirname(CLIENT), "udp.py")
 UDP_DATAGRAMS = 30  # one every 100 ms: the change happens while they flow
 
 
-def wait_until(condition, seconds=5):
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
+def udp_reached(lab, family, count, source_port, options, interval):
+    """{number: the backend it reached} of count numbered datagrams, sent with udp.py's options
+    (each datagram a flow of its own), counted in the backends' logs."""
+    before = {host: len(lab.udp_datagrams(host)) for host in lab.backend_hosts}
+    lab.run("client", [sys.executable, UDP_SCRIPT, "send", vip(lab, family), "--port", "53", "--source-port", str(source_port),
+                       "--count", str(count), "--interval", str(interval)] + options, check=True, timeout=120)
+    time.sleep(0.3)
+    return {int(number): host for host in lab.backend_hosts for number in lab.udp_datagrams(host)[before[host]:]}
 
 
-def udp_flows(lab, family, count, first_port, interval=0.02):
+def udp_flows(lab, family, count, first_port):
     """The backend each of count new UDP flows (each datagram from a source port of its own, from
     first_port on) reached, in order."""
-    before = {host: len(lab.udp_datagrams(host)) for host in lab.backend_hosts}
-    lab.run("client", [sys.executable, UDP_SCRIPT, "send", vip(lab, family), "--port", "53", "--source-port", str(first_port), "--new-flows",
-                       "--count", str(count), "--interval", str(interval)], check=True, timeout=60)
-    time.sleep(0.2)
-    reached = {int(number): host for host in lab.backend_hosts for number in lab.udp_datagrams(host)[before[host]:]}
+    reached = udp_reached(lab, family, count, first_port, ["--new-flows"], 0.02)
     return [reached.get(number, "lost") for number in range(1, count + 1)]
+
+
+def udp_round(lab, family, sources, source_port):
+    """{number of the source: the backend its datagram reached}, one datagram (one flow) from each source."""
+    return udp_reached(lab, family, len(sources), source_port, ["--sources", ",".join(sources)], 0.0002)
 
 
 def test_udp_flows_rotate_exactly_with_and_without_weights(make_lab, engine, family):
@@ -306,28 +315,6 @@ def test_udp_flows_rotate_exactly_with_and_without_weights(make_lab, engine, fam
         reached = udp_flows(lab, family, 6 * sum(weights), first_port)
         assert collections.Counter(reached) == {host: 6 * weight for host, weight in zip(lab.backend_hosts, weights)}, reached
         assert_exact_rotation(reached, [host for host, weight in zip(lab.backend_hosts, weights) for _turn in range(weight)])
-
-
-CLIENT_NETWORKS = {4: "198.19.0.0/22", 6: "2001:2:0:ffff::/64"}
-
-
-def client_network(lab, family, count):
-    """count addresses on the client in a network of their own, which the balancer routes to the client."""
-    network = ipaddress.ip_network(CLIENT_NETWORKS[family])
-    addresses = [str(network.network_address + 1 + index) for index in range(count)]
-    lab.run("client", ["ip", "-batch", "-"], check=True, input="".join(
-        "addr add %s/%d dev %s%s\n" % (a, network.max_prefixlen, INTERFACE, " nodad" if family == 6 else "") for a in addresses))
-    lab.run("lb", ["ip", "-%d" % family, "route", "add", str(network), "via", address(lab, "client", family)], check=True)
-    return addresses
-
-
-def udp_round(lab, family, sources, source_port):
-    """{number of the source: the backend its datagram reached}, one datagram (one flow) from each source."""
-    before = {host: len(lab.udp_datagrams(host)) for host in lab.backend_hosts}
-    lab.run("client", [sys.executable, UDP_SCRIPT, "send", vip(lab, family), "--port", "53", "--source-port", str(source_port),
-                       "--sources", ",".join(sources), "--count", str(len(sources)), "--interval", "0.0002"], check=True, timeout=120)
-    time.sleep(0.3)
-    return {int(number): host for host in lab.backend_hosts for number in lab.udp_datagrams(host)[before[host]:]}
 
 
 def test_source_hash_moves_only_the_clients_of_a_removed_backend(make_lab, engine, family):

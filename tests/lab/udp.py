@@ -33,22 +33,22 @@ def _socket(args, port, source):
     return sender
 
 
-def _sender(args, number):
+def _sender(args, sources, number):
     """The socket datagram number is sent from: with --new-flows, from source port + number - 1,
     with --sources, from the sources in turn."""
-    sources = args.sources.split(",") if args.sources else [args.source]
     return _socket(args, args.source_port + (number - 1 if args.new_flows else 0), sources[(number - 1) % len(sources)])
 
 
 def send(args):
     """Numbered datagrams, each from the one source port and address or, with --new-flows or
     --sources, each a new flow of its own (an ephemeral port could be one a flow still holds)."""
-    sender = _sender(args, 1)
+    sources = args.sources.split(",") if args.sources else [args.source]
+    sender = _sender(args, sources, 1)
     deadline = time.monotonic()
     for number in range(1, args.count + 1):
         if (args.new_flows or args.sources) and number > 1:
             sender.close()
-            sender = _sender(args, number)
+            sender = _sender(args, sources, number)
         # Unconnected: an ICMP port unreachable (no service yet) does not end the sending.
         sender.sendto(b"%d\n" % number, (args.host, args.port))
         deadline += args.interval
