@@ -236,7 +236,7 @@ def _source_intervals(source_ranges):
 def _source_filter(balancer):
     """`ip saddr != RANGES return`: a client outside source_ranges is not balanced."""
     values = _source_intervals(balancer.source_ranges)
-    right = values[0] if len(values) == 1 and not (isinstance(values[0], dict) and "range" in values[0]) else {"set": values}
+    right = values[0] if len(values) == 1 else {"set": values}
     return [_match(_payload(FAMILIES[balancer.family], "saddr"), right, "!="), {"return": None}]
 
 

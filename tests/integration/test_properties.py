@@ -3,7 +3,7 @@ the kernel's own dry run takes its rendered rules (iptables-restore --test, nft 
 read back equal to what was rendered, and their removal leaves the foreign ruleset as it was."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._engines import REGISTRY
@@ -34,6 +34,11 @@ def lab(request):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(definition=DEFINITIONS)
+# Two adjacent networks that nft merges into one range which is no prefix.
+@example(definition=("balancer", {
+    "name": "http", "vip": "198.18.0.100", "port": 1, "protocol": "udp", "source_ranges": ["198.18.1.0/24", "198.18.2.0/24"],
+    "backends": [{"address": "198.18.0.21"}, {"address": "198.18.0.22", "weight": 3}],
+}))
 def test_the_kernel_takes_what_validation_lets_through_and_gives_it_back(lab, definition):
     engine, netns, foreign = lab
     kind, params = definition
