@@ -133,6 +133,11 @@ class Engine(abc.ABC):
         """Whether the host has what the engine needs to run."""
 
     @abc.abstractmethod
+    def holds_nothing(self):
+        """Whether a look that lists no rules shows the host without any table this engine writes
+        rules in, so it holds no owned rules; False where it may hold some or cannot tell."""
+
+    @abc.abstractmethod
     def read(self, counters=False):
         """Snapshot of the host's rules (with packet counters when asked)."""
 

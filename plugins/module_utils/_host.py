@@ -14,6 +14,7 @@ import stat
 import time
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._generation import ruleset_generation as nf_tables_generation
+from ansible_collections.netmagic.netfilter.plugins.module_utils._generation import ruleset_tables as nf_tables_tables
 
 # One read-compare-apply cycle at a time on a host, so two runs never both add a jump.
 LOCK_PATHS = ("/run/netmagic-netfilter.lock", "/tmp/netmagic-netfilter.lock")
@@ -115,6 +116,10 @@ class AnsibleHost:
     @staticmethod
     def ruleset_generation():
         return nf_tables_generation()
+
+    @staticmethod
+    def ruleset_tables():
+        return nf_tables_tables()
 
     @staticmethod
     def read_text(path):

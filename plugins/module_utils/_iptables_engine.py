@@ -174,6 +174,10 @@ class IptablesSnapshot(Snapshot):
                 for family, tables in self.tables.items()}
 
 
+# The tables rendered rules go in.
+OWNED_TABLES = ("mangle", "nat")
+
+
 class IptablesEngine(Engine):
     """Reads and writes the owned part of the IPv4 and IPv6 rulesets through one iptables backend
     (variant nft or legacy, as the tools are named)."""
@@ -189,6 +193,15 @@ class IptablesEngine(Engine):
 
     def available(self):
         return bool(self._binary(4, "save", required=False))
+
+    def holds_nothing(self):
+        """Neither family has a table that rendered rules go in: nf_tables lists its tables,
+        legacy x_tables names those it has set up in /proc/net."""
+        if self.variant == "nft":
+            tables = self.host.ruleset_tables()
+            return tables is not None and not any((family, table) in tables for family in ("ip", "ip6") for table in OWNED_TABLES)
+        loaded = [self.host.read_text(path) for path in LEGACY_TABLE_NAMES.values()]
+        return None not in loaded and not any(table in OWNED_TABLES for names in loaded for table in names.split())
 
     def recorded_state(self, recorded, rebuild):
         """A restore plan needs only each object's rules before and after."""

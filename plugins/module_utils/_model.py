@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import math
 import re
 import struct
@@ -499,7 +500,37 @@ def rebuild(kind, params):
 def digest(obj):
     """A digest of a validated object: equal digests, equal objects (the repr of frozen dataclasses
     of canonical values)."""
+    if isinstance(obj, Recalled):
+        return obj.model_digest
     return hashlib.sha256(repr(obj).encode()).hexdigest()
+
+
+def input_digest(params):
+    """A digest of a definition as a module was given it (after its argument spec): equal digests,
+    equal input. None for a value JSON cannot hold."""
+    try:
+        text = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Recalled:
+    """A definition that this very code validated before, known by its input digest from a record:
+    its object is the record's canonical definition, built again (and so validated again) only
+    when an attribute beyond these is read; a run that leaves it unchanged never builds it."""
+
+    def __init__(self, kind, canonical, model_digest):
+        self.kind, self.name, self.canonical, self.model_digest = kind, canonical["name"], canonical, model_digest
+        if kind == BALANCER:
+            # What the check of services shared between balancers reads.
+            self.vip, self.port, self.protocol = canonical["vip"], canonical["port"], canonical["protocol"]
+
+    def __getattr__(self, attribute):
+        model = self.__dict__.get("model")
+        if model is None:
+            model = self.__dict__["model"] = rebuild(self.kind, self.canonical)
+        return getattr(model, attribute)
 
 
 def reduced_weights(backends):

@@ -977,6 +977,10 @@ class NftablesEngine(Engine):
         """Whether this host already has a netmagic table: then it is the engine in use."""
         return any(self._listing(family) is not None for family in FAMILIES)
 
+    def holds_nothing(self):
+        tables = self.host.ruleset_tables()
+        return tables is not None and not any((FAMILIES[family], TABLE) in tables for family in FAMILIES)
+
     def _listing(self, family):
         """`nft -j list table` output of one family's netmagic table, or None where there is none."""
         rc, out, err = self.host.read([self._nft(), "-j", "list", "table", FAMILIES[family], TABLE])

@@ -21,6 +21,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_mirror,
     definition,
     digest,
+    input_digest,
     naming,
     rebuild,
     validate_name,
@@ -98,6 +99,8 @@ def _remove_elsewhere(host, engine, keys, check_only):
     Returns (the engines that held any, the keys they held, warnings)."""
     engines, removed_keys, warnings = [], set(), []
     for other in other_backends(host, engine):
+        if other.holds_nothing():
+            continue
         snapshot = other.read()
         owned = snapshot.owned(keys)
         held = [key for key in keys if owned[key]]
@@ -200,22 +203,27 @@ def _unlisted(claims, objects, params):
     return sorted(key for key in claims if key[0] in kinds and key not in objects)
 
 
-def _entry(engine, obj, rules, digests, key):
+def _entry(engine, obj, rules, digests, inputs, key):
     chains, lines = engine.describe(rules)
-    return {"chains": chains, "rules": lines, "digest": digests[key], "definition": definition(obj),
-            "signatures": sorted(engine.signatures(rules))}
+    entry = {"chains": chains, "rules": lines, "digest": digests[key], "definition": definition(obj),
+             "signatures": sorted(engine.signatures(rules))}
+    if inputs.get(key):
+        entry["input"] = inputs[key]
+    return entry
 
 
-def _record(engine, recorded, objects, desired, changed_keys, digests, trust):
+def _record(engine, recorded, objects, desired, changed_keys, digests, inputs, trust):
     """Records what the objects now hold, for netfilter_info's drift without definitions and the
-    next run's trust; returns warnings. Only objects that changed, or whose record is missing or
-    made by other code, are described again."""
+    next run's trust; returns warnings. Only objects that changed, or whose record is missing,
+    made by other code or made from other input, are described again."""
     same_code = recorded.code is not None and recorded.code == record.code_digest()
-    stale = [key for key in objects if key in changed_keys or not same_code or recorded.digest(key) != digests.get(key)]
+    stale = [key for key in objects if key in changed_keys or not same_code or recorded.digest(key) != digests.get(key)
+             or key in inputs and recorded.input(key) != inputs[key]]
     if not stale and recorded.trust == trust:
         return []
     try:
-        record.update(engine.backend, {key: _entry(engine, objects[key], desired[key], digests, key) if objects[key] else None for key in stale},
+        record.update(engine.backend, {key: _entry(engine, objects[key], desired[key], digests, inputs, key) if objects[key] else None
+                                       for key in stale},
                       trust=trust, record=recorded)
     except OSError as error:
         return ["the record of what was applied could not be written (%s): netfilter_info without definitions will not "
@@ -279,13 +287,15 @@ def _trust_after(host, engine, before, complete, plan):
     return now if now == expected else None
 
 
-def converge(host, params, objects, check_only):
+def converge(host, params, objects, check_only, inputs=None):
     """Bring objects to their desired state in one atomic apply, from one read of the rules or,
     when a record is trusted at the ruleset's current generation, from the record alone.
 
-    objects: {(kind, name): validated model object, or None for absent}. params holds the
-    shared options (engine, persist, persist_path, persist_service).
+    objects: {(kind, name): validated model object (or Recalled), or None for absent}. params
+    holds the shared options (engine, persist, persist_path, persist_service). inputs: {key:
+    input_digest of the definition given}, recorded so that a later run recalls the object.
     """
+    inputs = inputs or {}
     keys = list(objects)
     if params.get("persist"):
         validate_persist_path(params["persist_path"])
@@ -323,7 +333,7 @@ def converge(host, params, objects, check_only):
             complete = recorded.trusted_at(before) or (set(state.claims) <= set(objects) and set(recorded.objects) <= set(objects) | set(forgotten)
                                                        and state.holds_only({key: current[key] for key in keys}))
             trust = _trust_after(host, engine, before, complete, plan)
-            outcome.warnings += _record(engine, recorded, {**objects, **dict.fromkeys(forgotten)}, desired, changed_keys, digests, trust)
+            outcome.warnings += _record(engine, recorded, {**objects, **dict.fromkeys(forgotten)}, desired, changed_keys, digests, inputs, trust)
         if params["persist"]:
             # Every backend this run changed is saved again, so no file brings back what was removed.
             outcome.persist_changed, outcome.persisted = persist(host, [engine] + outcome.removed_from, params["persist_path"],
@@ -381,20 +391,31 @@ def _object_results(outcome, params, kind, option):
             for item in params[option]]
 
 
+def _build_or_recall(option, kind, build, items, recalled, inputs):
+    """build_listed, where a definition given exactly as a record made by this code holds it is
+    recalled instead of validated again; fills inputs with each definition's input digest."""
+    def build_or_recall(params):
+        given = input_digest(params)
+        inputs[(kind, params["name"])] = given
+        return recalled.get((kind, params["name"], given)) or build(params)
+    return build_listed(option, kind, build_or_recall, items)
+
+
 def reconcile_objects(module):
     """netfilter_apply: every mirror and balancer listed, in one read and one atomic apply."""
     params = module.params
 
     def run():
-        mirrors = build_listed("mirrors", MIRROR, build_mirror, params["mirrors"])
-        objects = {**mirrors, **build_listed("balancers", BALANCER, build_balancer, params["balancers"])}
+        recalled, inputs = record.recalled_definitions(), {}
+        mirrors = _build_or_recall("mirrors", MIRROR, build_mirror, params["mirrors"], recalled, inputs)
+        objects = {**mirrors, **_build_or_recall("balancers", BALANCER, build_balancer, params["balancers"], recalled, inputs)}
         host = AnsibleHost(module)
         for index, item in enumerate(params["mirrors"]):
             mirror = mirrors[(MIRROR, item["name"])]
             if mirror and not item["force"]:
                 with naming("mirrors[%d]" % index):
                     check_gateway(host, mirror)
-        return converge(host, params, objects, module.check_mode), objects
+        return converge(host, params, objects, module.check_mode, inputs), objects
 
     outcome, objects = fail_on_errors(module, run)
     for warning in outcome.warnings:

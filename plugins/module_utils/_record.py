@@ -17,6 +17,7 @@ sharing the file system.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import Recalled
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import write_if_changed
 
 RECORD_DIR = "/var/lib/netmagic/netfilter"
@@ -104,11 +106,29 @@ class Record:
     def digest(self, key):
         return self.objects.get(key, {}).get("digest")
 
+    def input(self, key):
+        return self.objects.get(key, {}).get("input")
+
 
 def read(backend, directory=None):
     """The Record of the backend here; an empty one when there is none (or it cannot be read)."""
+    return _read_path(record_path(backend, directory))
+
+
+# path -> (the file's identity and size and time of change, its Record): a run reads each record once.
+_READ = {}
+
+
+def _read_path(path):
     try:
-        with open(record_path(backend, directory)) as handle:
+        status = os.stat(path)
+    except OSError:
+        return Record()
+    identity = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    if path in _READ and _READ[path][0] == identity:
+        return _READ[path][1]
+    try:
+        with open(path) as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return Record()
@@ -116,7 +136,30 @@ def read(backend, directory=None):
         return Record()
     objects = {tuple(key.split(":", 1)): value for key, value in data.items() if isinstance(value, dict) and ":" in key}
     trust = data.get(TRUST)
-    return Record(objects, data.get(CODE), trust if isinstance(trust, dict) else None)
+    found = Record(objects, data.get(CODE), trust if isinstance(trust, dict) else None)
+    _READ[path] = (identity, found)
+    return found
+
+
+def recalled_definitions(directory=None):
+    """{(kind, name, input digest): Recalled} of the definitions that any record here, made by
+    this code, holds with the digest of the input they were built from: a run given the same
+    input again need not validate it again (its object would be the same)."""
+    code = code_digest()
+    pattern = os.path.join(glob.escape(directory or RECORD_DIR), "applied-*-%s.json" % namespace_id())
+    recalled = {}
+    for path in sorted(glob.glob(pattern)):
+        found = _read_path(path)
+        if code is None or found.code != code:
+            continue
+        for (kind, name), entry in found.objects.items():
+            canonical = entry.get("definition")
+            if isinstance(canonical, dict) and canonical.get("name") == name and entry.get("input") and entry.get("digest"):
+                try:
+                    recalled[(kind, name, entry["input"])] = Recalled(kind, canonical, entry["digest"])
+                except KeyError:
+                    continue
+    return recalled
 
 
 def load(backend, directory=None):
@@ -139,6 +182,7 @@ def update(backend, entries, directory=None, trust=None, record=None):
         else:
             objects[key] = entry
     path = record_path(backend, directory)
+    _READ.pop(path, None)
     if not objects:
         try:
             os.unlink(path)

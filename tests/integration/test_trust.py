@@ -38,8 +38,12 @@ def lines_of(netns):
 
 
 def ran(log):
-    with open(log) as handle:
-        lines = handle.read().splitlines()
+    """The logged tools' runs since the last call (none: no log)."""
+    try:
+        with open(log) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return []
     os.unlink(log)
     return lines
 
@@ -78,3 +82,14 @@ def test_a_run_finding_the_record_trusted_reads_no_rules_and_a_change_by_hand_is
     assert repaired["changed"] and lines_of(netns) == sorted(applied.splitlines()), "the hand-made change was not repaired"
     assert [line for line in ran(log) if line.startswith(reader)], "after a change by hand the rules were not read"
     run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [dict(WEB, state="absent")]})
+
+
+def test_a_backend_without_a_table_of_its_own_is_not_listed_for_owned_rules(netns, tmp_path):
+    prefix, log = logging_tools(tmp_path, ["iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"])
+    assert run_module(netns, "netfilter_apply", {"engine": "nftables", "balancers": [WEB]}, path_prefix=prefix)["changed"]
+    assert ran(log) == [], "the iptables backends, with no nat or mangle table, were listed"
+    in_netns(netns, ["iptables-legacy", "-t", "nat", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "ACCEPT"], check=True)
+    assert not run_module(netns, "netfilter_apply", {"engine": "nftables", "balancers": [WEB]}, path_prefix=prefix)["changed"]
+    assert sorted(line.split()[0] for line in ran(log)) == ["ip6tables-legacy-save", "iptables-legacy-save"], \
+        "a legacy nat table was not listed, or the nf_tables one without iptables tables was"
+    run_module(netns, "netfilter_apply", {"engine": "nftables", "balancers": [dict(WEB, state="absent")]})

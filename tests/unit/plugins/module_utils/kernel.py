@@ -13,6 +13,8 @@ BUILT_IN = {"nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
 TOOL = re.compile(r"(ip6?tables)-(nft|legacy)-(save|restore)")
 TARGET = re.compile(r" -[jg] (\S+)")
 BOOT_ID = "0b6a2ef4-2f1c-4c55-9d43-6a1f3c8e2d10"
+# Where legacy x_tables names the tables it has set up, per family.
+LEGACY_TABLE_NAMES = {"/proc/net/ip_tables_names": 4, "/proc/net/ip6_tables_names": 6}
 
 
 class RestoreError(Exception):
@@ -44,12 +46,18 @@ class SimulatedHost:
     def forget_reads(self):
         """Nothing is cached."""
 
-    @staticmethod
-    def read_text(path):
-        return BOOT_ID + "\n" if path == "/proc/sys/kernel/random/boot_id" else None
+    def read_text(self, path):
+        if path == "/proc/sys/kernel/random/boot_id":
+            return BOOT_ID + "\n"
+        family = LEGACY_TABLE_NAMES.get(path)
+        return None if family is None else "".join(table + "\n" for table in self.kernel[("legacy", family)])
 
     def ruleset_generation(self):
         return self.generation
+
+    def ruleset_tables(self):
+        """The nf_tables tables: those iptables-nft has written (it never deletes one)."""
+        return {("ip" if family == 4 else "ip6", table) for family in (4, 6) for table in self.kernel[("nft", family)]}
 
     def run(self, argv, data=None):
         name = argv[0].rsplit("/", 1)[1]

@@ -57,8 +57,12 @@ def test_a_run_that_finds_everything_as_recorded_reads_no_rules():
     outcome = converge(host, {WEB: web(), HTTP: http()}, engine="iptables-nft")
     recorded = _record.load("xtables-nft")[WEB]
     assert not outcome.changed and list(outcome.engine.describe(outcome.desired[WEB])) == [recorded["chains"], recorded["rules"]]
+    assert host.reads() == [], "the other backend, which has no table set up, was read"
+    host.plant("legacy", 4, "nat", "PREROUTING", "-A PREROUTING -p udp -m udp --dport 53 -j ACCEPT")
+    host.ran.clear()
+    assert not converge(host, {WEB: web(), HTTP: http()}, engine="iptables-nft").changed
     assert [argv[0] for argv in host.reads()] == ["iptables-legacy-save", "ip6tables-legacy-save"], \
-        "only the other backend, which has no generation, is read"
+        "the other backend, which has no generation, was not read once it had a table"
     host.ran.clear()
     assert not converge(host, {WEB: web(), ("balancer", "api"): None}, engine="iptables-nft").changed
     assert ["iptables-nft-save"] not in host.reads(), "an absent object the record does not hold needs no read"

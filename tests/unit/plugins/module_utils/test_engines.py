@@ -72,3 +72,33 @@ def test_no_code_outside_the_engines_branches_on_an_engine(path):
     names = "|".join(re.escape(name) for name in list(_engines.REGISTRY) + ["xtables-nft", "xtables-legacy"])
     assert not re.findall(r"""(?:==|!=|\bin)\s*\(?\s*["'](?:%s)["']""" % names, source)
     assert not re.findall(r"""\.(?:backend|name)\s*(?:==|!=)""", source)
+
+
+class TablesHost:
+    """A host whose nf_tables tables and legacy x_tables table names are given (None: it cannot tell)."""
+
+    def __init__(self, tables, legacy_names):
+        self.tables, self.legacy_names = tables, legacy_names
+
+    def ruleset_tables(self):
+        return self.tables
+
+    def read_text(self, path):
+        return self.legacy_names if path.endswith("_tables_names") else None
+
+
+# (nf_tables tables, legacy names): {engine: whether it holds nothing}
+HOLDS_NOTHING = [
+    pytest.param(set(), "", {"iptables-nft": True, "iptables-legacy": True, "nftables": True, "python-iptables": True}, id="no table anywhere"),
+    pytest.param({("ip", "nat")}, "filter\n", {"iptables-nft": False, "iptables-legacy": True, "nftables": True, "python-iptables": True},
+                 id="an iptables-nft nat table, a legacy filter table"),
+    pytest.param({("ip6", "netmagic"), ("inet", "nat")}, "mangle\n", {"iptables-nft": True, "iptables-legacy": False, "nftables": False,
+                                                                      "python-iptables": False}, id="the netmagic table, a legacy mangle table"),
+    pytest.param(None, None, {"iptables-nft": False, "iptables-legacy": False, "nftables": False, "python-iptables": False}, id="cannot tell"),
+]
+
+
+@pytest.mark.parametrize("tables, legacy_names, expected", HOLDS_NOTHING)
+def test_an_engine_holds_nothing_only_without_a_table_it_writes(tables, legacy_names, expected):
+    host = TablesHost(tables, legacy_names)
+    assert {name: engine_class(host).holds_nothing() for name, engine_class in _engines.REGISTRY.items()} == expected

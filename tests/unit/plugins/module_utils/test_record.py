@@ -4,7 +4,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils import _record 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import recorded_drift
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesNftEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import render
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, definition, digest, rebuild
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, definition, digest, input_digest, rebuild
 
 WEB = ("balancer", "web")
 ENGINE = IptablesNftEngine(host=None)
@@ -56,3 +56,24 @@ def test_live_rules_are_compared_with_the_record():
     assert ("chain_missing", "balancer:web") in drift(fewer, rendered)
     assert drift({}, rendered) == [("object_missing", "balancer:web")]
     assert drift({}, rendered, kinds=("balancer",)) == [], "a kind given by definitions is compared with them instead"
+
+
+def test_a_definition_recorded_with_its_input_is_recalled_as_the_same_object(tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "code_digest", lambda: "1" * 64)
+    given = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22"]}
+    record.update(ENGINE.backend, {WEB: dict(entry(), input=input_digest(given)), ("balancer", "api"): entry() | {"definition": dict(
+        definition(BALANCER), name="api")}}, str(tmp_path))
+    recalled = record.recalled_definitions(str(tmp_path))
+    assert list(recalled) == [("balancer", "web", input_digest(given))], "an entry without its input was recalled"
+    web = recalled[("balancer", "web", input_digest(given))]
+    assert (web.name, web.vip, web.port, web.protocol) == ("web", "198.18.0.100", 80, "tcp") and "model" not in vars(web)
+    assert digest(web) == digest(BALANCER) and render(web) == render(BALANCER) and web.backends == BALANCER.backends
+    assert input_digest(dict(given, port=81)) != input_digest(given) and input_digest({"x": object()}) is None
+
+
+def test_a_record_made_by_other_code_recalls_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "code_digest", lambda: "1" * 64)
+    record.update(ENGINE.backend, {WEB: dict(entry(), input="1" * 64)}, str(tmp_path))
+    assert record.recalled_definitions(str(tmp_path))
+    monkeypatch.setattr(record, "code_digest", lambda: "2" * 64)
+    assert record.recalled_definitions(str(tmp_path)) == {}

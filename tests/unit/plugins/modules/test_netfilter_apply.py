@@ -77,3 +77,39 @@ def test_netfilter_apply(case):
     for side in ("before", "after"):
         if "diff_" + side in case:
             assert result["diff"][side] == "".join(line + "\n" for line in case["diff_" + side])
+
+
+def counting_builds(monkeypatch):
+    """The balancers built (validated) by a run, by name."""
+    built = []
+
+    def build(params):
+        built.append(params["name"])
+        return original(params)
+    original = _reconcile.build_balancer
+    monkeypatch.setattr(_reconcile, "build_balancer", build)
+    return built
+
+
+WEB = {"name": "web", "vip": "198.18.0.100", "port": 80, "backends": ["198.18.0.21", "198.18.0.22"]}
+API = {"name": "api", "vip": "198.18.0.100", "port": 443, "backends": ["198.18.0.23"]}
+
+
+def test_a_definition_given_as_recorded_is_recalled_and_not_validated_again(monkeypatch):
+    host, built = SimulatedHost(), counting_builds(monkeypatch)
+    assert run(host, {"balancers": [WEB, API]})["changed"] and built == ["web", "api"]
+    built.clear()
+    assert not run(host, {"balancers": [WEB, API]})["changed"] and built == [], "an unchanged definition was validated again"
+    changed = run(host, {"balancers": [WEB, dict(API, backends=["198.18.0.24"])]})
+    assert changed["changed"] and built == ["api"] and any("198.18.0.24" in line for line in host.rules())
+    built.clear()
+    assert run(host, {"balancers": [WEB, dict(API, backends=["nope"])]}).get("parameter") == "balancers[1].backends[0]"
+    assert built == ["api"], "a definition no record holds was not validated"
+
+
+def test_a_record_made_by_other_code_recalls_nothing(monkeypatch):
+    host, built = SimulatedHost(), counting_builds(monkeypatch)
+    run(host, {"balancers": [WEB]})
+    built.clear()
+    monkeypatch.setattr(_record, "code_digest", lambda: "other code")
+    assert not run(host, {"balancers": [WEB]})["changed"] and built == ["web"]
