@@ -13,8 +13,10 @@ match order, and creates every table it opens.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import sys
 import traceback
 from dataclasses import dataclass
 
@@ -129,6 +131,14 @@ def table_operations(buffer):
 
 
 # --- iptc -------------------------------------------------------------------
+
+def _importable(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:
+        # A module already imported without a spec.
+        return name in sys.modules
+
 
 def load_iptc():
     """The iptc module, imported only when this engine runs, so the other engines work without it."""
@@ -284,8 +294,11 @@ class IptcEngine(IptablesLegacyEngine):
         return True
 
     def read(self, counters=False):
-        """Refuses before reading when iptc is missing or the host's rules are in nf_tables."""
-        self._iptc()
+        """Refuses before reading when iptc is missing or the host's rules are in nf_tables. The
+        library itself (a few hundred milliseconds to import, with its extensions) is loaded only
+        by a write: a run that changes nothing never needs it."""
+        if self._library is None and not _importable("iptc"):
+            self._iptc()  # the import's own error, saying what to install
         self._refuse_nf_tables()
         return super().read(counters)
 

@@ -229,6 +229,16 @@ def test_the_module_fails_with_ansibles_missing_library_message(without_iptc, mo
     assert "import of iptc halted" in result["exception"]
 
 
+def test_a_read_needs_the_library_installed_but_not_loaded(monkeypatch):
+    monkeypatch.setattr(engine_module, "load_iptc", refuse_to_import)
+    assert IptcEngine(ScriptedHost({})).read().owned([("mirror", "http")]) == {("mirror", "http"): {}}
+
+
+def test_a_read_without_the_library_says_what_to_install(without_iptc):
+    with pytest.raises(MissingLibraryError, match="python-iptables"):
+        IptcEngine(ScriptedHost({})).read()
+
+
 def test_other_engines_never_need_the_library(monkeypatch):
     monkeypatch.setattr(engine_module, "load_iptc", refuse_to_import)
     host = ScriptedHost({})
