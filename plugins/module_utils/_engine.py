@@ -10,8 +10,8 @@ contract, so none of them knows any engine's format; _engines lists the engines.
 Owned rules of one object are the engine's own value ({scope: rules}), compared with same(),
 shown with as_text() and describe(). One read gives a Snapshot; from it come the owned rules of
 any objects, the services already claimed on the host, what netfilter_info reports and what
-persistence saves. Where a record is trusted at the ruleset's current generation, a
-RecordedState stands in for the read. A plan is the engine's checked input for one atomic write.
+persistence saves. Where a record is trusted at the ruleset's current generation (or, without
+one, its fingerprint), a RecordedState stands in for the read. A plan is the engine's checked input for one atomic write.
 """
 
 from __future__ import annotations
@@ -175,6 +175,12 @@ class Engine(abc.ABC):
     def generation(self):
         """The kernel's generation of the ruleset this engine writes (it advances at every change
         of that ruleset by anyone), or None where the backend has none."""
+
+    @abc.abstractmethod
+    def fingerprint(self):
+        """For a backend without a generation, a digest of the whole ruleset this engine writes
+        (equal digests, equal rules; packet counters aside), from the read a run makes anyway;
+        None where the backend has a generation."""
 
     @staticmethod
     @abc.abstractmethod

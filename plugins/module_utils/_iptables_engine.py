@@ -9,6 +9,8 @@ host uses is detected the way kube-proxy's iptables-wrapper does it.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as rules
@@ -176,6 +178,9 @@ class IptablesSnapshot(Snapshot):
 
 # The tables rendered rules go in.
 OWNED_TABLES = ("mangle", "nat")
+# What changes in iptables-save output while the rules stay: its comment lines, which carry the
+# time, and each chain's packet and byte counters.
+SAVE_NOISE = re.compile(r"^#.*\n|\[\d+:\d+\]", re.MULTILINE)
 
 
 class IptablesEngine(Engine):
@@ -261,6 +266,17 @@ class IptablesEngine(Engine):
     def generation(self):
         """nf_tables has one (iptables-nft writes nf_tables); legacy x_tables has none."""
         return self.host.ruleset_generation() if self.variant == "nft" else None
+
+    def fingerprint(self):
+        """Legacy x_tables: a digest of every table as iptables-save prints it, without its
+        comments (a time) and chain counters, from the saves a read parses (run once per run)."""
+        if self.variant == "nft":
+            return None
+        digest = hashlib.sha256()
+        for family, text in sorted(self.saves().items()):
+            digest.update(b"%d\0" % family)
+            digest.update(SAVE_NOISE.sub("", text).encode())
+        return digest.hexdigest()
 
     @staticmethod
     def commits(plan):

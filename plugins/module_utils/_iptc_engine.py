@@ -302,6 +302,11 @@ class IptcEngine(IptablesLegacyEngine):
         self._refuse_nf_tables()
         return super().read(counters)
 
+    def fingerprint(self):
+        """Refuses first, as a read does: a run trusting its record reads nothing else."""
+        self._refuse_nf_tables()
+        return super().fingerprint()
+
     def _refuse_nf_tables(self):
         count = sum(count_rule_lines(save_output(self.host, "%s-nft-save" % command)) for command in FAMILY_COMMANDS.values())
         if count:

@@ -1040,6 +1040,11 @@ class NftablesEngine(Engine):
         return self.host.ruleset_generation()
 
     @staticmethod
+    def fingerprint():
+        """nf_tables has a generation."""
+        return None
+
+    @staticmethod
     def commits(plan):
         """One batch, one transaction."""
         return 1 if plan else 0

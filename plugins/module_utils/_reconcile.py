@@ -257,7 +257,8 @@ def _trusted_records(host):
     found = {}
     for engine_class in ENGINE_CLASSES:
         engine = engine_class(host)
-        trust = record.trust_now(host, engine) if engine.backend not in found else None
+        # A fingerprint costs a read of the rules: only the engine a run selects takes one.
+        trust = record.trust_now(host, engine, fingerprint=False) if engine.backend not in found else None
         if trust is not None:
             recorded = record.read(engine.backend)
             if recorded.trusted_at(trust):
@@ -279,9 +280,12 @@ def _compare(engine, state, objects, unchanged):
 
 def _trust_after(host, engine, before, complete, plan):
     """The trust of a record made after this run's writes: only when the generation moved by
-    exactly the run's own commits (no one else wrote meanwhile) and every owned object is known."""
+    exactly the run's own commits (no one else wrote meanwhile) and every owned object is known.
+    A fingerprint is of the rules the run read, so it holds only when the run wrote nothing."""
     if before is None or not complete:
         return None
+    if "generation" not in before:
+        return None if plan else before
     now = record.trust_now(host, engine)
     expected = dict(before, generation=before["generation"] + (engine.commits(plan) if plan else 0))
     return now if now == expected else None

@@ -7,9 +7,9 @@ without being given the definitions, and a run that changes nothing need not rea
 One JSON file per engine backend and network namespace under RECORD_DIR: {"KIND:NAME":
 {"chains": [...], "rules": [...], "digest": ..., "definition": {...}, "signatures": [...]}}, the
 object's rules as the engine describes them, its validated definition and that definition's
-digest, the services it claims, and under "trust" the nf_tables generation
-(with the boot and the code that rendered it) at which every owned object on the host held
-exactly its recorded rules. The network namespace is named by its cookie, which is the same
+digest, the services it claims, and under "trust" the nf_tables generation, or for legacy
+x_tables a fingerprint of the ruleset (with the boot and the code that rendered it), at which
+every owned object on the host held exactly its recorded rules. The network namespace is named by its cookie, which is the same
 for a host's own namespace at every boot and different for each container or test namespace
 sharing the file system.
 """
@@ -34,6 +34,7 @@ TRUST = "trust"
 CODE = "code"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DIGEST = re.compile(r"[0-9a-f]{64}")
 PACKAGE = "ansible_collections.netmagic.netfilter.plugins.module_utils."
 # The code that turns a definition into rules: a record made by other code is not trusted.
 RENDERING_MODULES = ("_model", "_naming", "_iptables_rules", "_iptables_engine", "_nftables_engine", "_iptc_engine", "_engine",
@@ -79,15 +80,21 @@ def code_digest():
     return digest.hexdigest()
 
 
-def trust_now(host, engine):
-    """What a record made now would be trusted at: the engine's ruleset generation, this boot and
-    this code; None where the engine's backend has no generation."""
+def trust_now(host, engine, fingerprint=True):
+    """What a record made now would be trusted at: the engine's ruleset generation (or, for a
+    backend without one, its fingerprint, unless not asked for), this boot and this code; None
+    where there is neither."""
     generation = engine.generation()
+    if generation is not None:
+        mark = {"generation": int(generation)}
+    else:
+        found = engine.fingerprint() if fingerprint else None
+        mark = {"fingerprint": found} if found and DIGEST.fullmatch(found) else None
     boot = (host.read_text(BOOT_ID_PATH) or "").strip()
     code = code_digest()
-    if generation is None or not BOOT_ID.fullmatch(boot) or code is None:
+    if mark is None or not BOOT_ID.fullmatch(boot) or code is None:
         return None
-    return {"generation": int(generation), "boot": boot, "code": code}
+    return dict(mark, boot=boot, code=code)
 
 
 @dataclass

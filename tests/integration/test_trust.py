@@ -93,3 +93,17 @@ def test_a_backend_without_a_table_of_its_own_is_not_listed_for_owned_rules(netn
     assert sorted(line.split()[0] for line in ran(log)) == ["ip6tables-legacy-save", "iptables-legacy-save"], \
         "a legacy nat table was not listed, or the nf_tables one without iptables tables was"
     run_module(netns, "netfilter_apply", {"engine": "nftables", "balancers": [dict(WEB, state="absent")]})
+
+
+@pytest.mark.parametrize("engine", ["iptables-legacy", "python-iptables"])
+def test_legacy_runs_take_no_change_by_hand_for_the_fingerprinted_record(netns, engine):
+    assert run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [WEB]})["changed"]
+    applied = lines_of(netns)
+    for _run in range(2):
+        assert not run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [WEB]})["changed"]
+    in_netns(netns, ["iptables-legacy", "-t", "nat", "-F", next(c for c in " ".join(applied).split() if c.startswith("NM-SEP-"))], check=True)
+    repaired = run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [WEB]})
+    assert repaired["changed"] and lines_of(netns) == applied, "the hand-made change was not repaired"
+    in_netns(netns, ["iptables-legacy", "-t", "nat", "-I", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "ACCEPT"], check=True)
+    assert not run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [WEB]})["changed"]
+    run_module(netns, "netfilter_apply", {"engine": engine, "balancers": [dict(WEB, state="absent")]})

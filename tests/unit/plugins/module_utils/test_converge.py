@@ -5,6 +5,7 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _host, _record, _reconcile
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesLegacyEngine
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_mirror, digest
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.kernel import SimulatedHost
 
@@ -307,3 +308,26 @@ def test_when_ipv6_is_refused_the_ipv4_change_is_rolled_back():
     with pytest.raises(EngineError, match="the IPv4 change that was committed first has been rolled back"):
         converge(host, {WEB: web(), ("balancer", "web6"): web(name="web6", vip="2001:2::100", backends=["2001:2::21"])})
     assert host.rules("nft", 4) == [] and host.rules("nft", 6) == []
+
+
+def test_legacy_runs_trust_a_record_at_the_fingerprint_of_the_rules_they_read(monkeypatch):
+    host = SimulatedHost(version="legacy")
+    converge(host, {WEB: web()}, engine="iptables-legacy")
+    assert _record.read("xtables-legacy").trust is None, "a fingerprint was taken of rules the run had not read"
+    converge(host, {WEB: web()}, engine="iptables-legacy")
+    assert set(_record.read("xtables-legacy").trust) == {"fingerprint", "boot", "code"}, "a run that read everything took no fingerprint"
+
+    def refuse(_engine, counters=False):
+        raise AssertionError("a run with a trusted record parsed the rules")
+    with monkeypatch.context() as trusting:
+        trusting.setattr(IptablesLegacyEngine, "read", refuse)
+        assert not converge(host, {WEB: web()}, engine="iptables-legacy").changed
+        changed = converge(host, {WEB: web(backends=["198.18.0.23"])}, engine="iptables-legacy")
+    assert changed.changed and any("198.18.0.23:80" in line for line in host.rules("legacy"))
+    assert _record.read("xtables-legacy").trust is None, "the rules after the run's own write were fingerprinted unread"
+    converge(host, {WEB: web(backends=["198.18.0.23"])}, engine="iptables-legacy")
+    expected = host.rules("legacy")
+    chain = next(c for c in host.kernel[("legacy", 4)]["nat"] if c.startswith("NM-SEP"))
+    host.kernel[("legacy", 4)]["nat"][chain].clear()
+    repaired = converge(host, {WEB: web(backends=["198.18.0.23"])}, engine="iptables-legacy")
+    assert repaired.changed and host.rules("legacy") == expected, "a change by someone else was taken for the recorded rules"
