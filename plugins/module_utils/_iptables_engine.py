@@ -180,7 +180,8 @@ class IptablesSnapshot(Snapshot):
 OWNED_TABLES = ("mangle", "nat")
 # What changes in iptables-save output while the rules stay: its comment lines, which carry the
 # time, and each chain's packet and byte counters.
-SAVE_NOISE = re.compile(r"^#.*\n|\[\d+:\d+\]", re.MULTILINE)
+# Matched after a line break only, so that the search is for two characters, not at every one.
+SAVE_NOISE = re.compile(r"\n(?:#[^\n]*|(:[^\n]*) \[\d+:\d+\])(?=\n)")
 
 
 class IptablesEngine(Engine):
@@ -275,7 +276,7 @@ class IptablesEngine(Engine):
         digest = hashlib.sha256()
         for family, text in sorted(self.saves().items()):
             digest.update(b"%d\0" % family)
-            digest.update(SAVE_NOISE.sub("", text).encode())
+            digest.update(SAVE_NOISE.sub(r"\n\1", "\n" + text).encode())
         return digest.hexdigest()
 
     @staticmethod
