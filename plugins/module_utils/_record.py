@@ -105,6 +105,7 @@ class Record:
     objects: dict = field(default_factory=dict)
     code: str = None
     trust: dict = None
+    texts: dict = field(default_factory=dict, compare=False, repr=False)  # {(kind, name): the entry's JSON text as written}
 
     def trusted_at(self, trust):
         """Whether every owned object held its recorded rules at trust (the same generation, boot and code)."""
@@ -136,16 +137,37 @@ def _read_path(path):
         return _READ[path][1]
     try:
         with open(path) as handle:
-            data = json.load(handle)
+            data, texts = _parsed(handle.read())
     except (OSError, ValueError):
         return Record()
     if not isinstance(data, dict):
         return Record()
     objects = {tuple(key.split(":", 1)): value for key, value in data.items() if isinstance(value, dict) and ":" in key}
     trust = data.get(TRUST)
-    found = Record(objects, data.get(CODE), trust if isinstance(trust, dict) else None)
+    texts = {tuple(key.split(":", 1)): text for key, text in texts.items() if tuple(key.split(":", 1)) in objects}
+    found = Record(objects, data.get(CODE), trust if isinstance(trust, dict) else None, texts)
     _READ[path] = (identity, found)
     return found
+
+
+def _parsed(text):
+    """(the record's data, {name: its value's JSON text}) of a record as update writes it, one
+    entry per line, so that a later update writes the entries it does not change as they were;
+    any other JSON object gives its data and no texts."""
+    if text.startswith("{\n") and text.endswith("\n}\n"):
+        data, texts = {}, {}
+        try:
+            # json.dumps escapes every line break, so only the separators break lines.
+            for line in text[2:-3].split(",\n"):
+                name, separator, value = line.partition(": ")
+                name = json.loads(name)
+                if not separator or not isinstance(name, str):
+                    raise ValueError(line)
+                data[name], texts[name] = json.loads(value), value
+            return data, texts
+        except ValueError:
+            pass
+    return json.loads(text), {}
 
 
 def recalled_definitions(directory=None):
@@ -183,6 +205,7 @@ def update(backend, entries, directory=None, trust=None, record=None):
     no longer hold any leave no file. record: the Record read earlier in the same run."""
     record = record or read(backend, directory)
     objects = dict(record.objects)
+    texts = {key: text for key, text in record.texts.items() if key not in entries}
     for key, entry in entries.items():
         if entry is None:
             objects.pop(key, None)
@@ -197,11 +220,13 @@ def update(backend, entries, directory=None, trust=None, record=None):
             return False
         return True
     data = {"%s:%s" % key: objects[key] for key in objects}
+    written = {"%s:%s" % key: text for key, text in texts.items()}
     code = code_digest()
     if code is not None:
         data[CODE] = code
     if trust is not None:
         data[TRUST] = trust
-    # One entry per line: json's C encoder, which an indent would replace with its Python one.
-    lines = ("%s: %s" % (json.dumps(name), json.dumps(data[name], sort_keys=True)) for name in sorted(data))
+    # One entry per line: json's C encoder, which an indent would replace with its Python one. An
+    # entry this update does not change is written as it was read.
+    lines = ("%s: %s" % (json.dumps(name), written.get(name) or json.dumps(data[name], sort_keys=True)) for name in sorted(data))
     return write_if_changed(path, "{\n%s\n}\n" % ",\n".join(lines), check_only=False)

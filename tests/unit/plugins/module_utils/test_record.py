@@ -1,5 +1,7 @@
 """The record of what was applied, and the drift netfilter_info finds against it."""
 
+import json
+
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _record as record
 from ansible_collections.netmagic.netfilter.plugins.module_utils._info import recorded_drift
 from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesNftEngine
@@ -77,3 +79,29 @@ def test_a_record_made_by_other_code_recalls_nothing(tmp_path, monkeypatch):
     assert record.recalled_definitions(str(tmp_path))
     monkeypatch.setattr(record, "code_digest", lambda: "2" * 64)
     assert record.recalled_definitions(str(tmp_path)) == {}
+
+
+def test_an_update_writes_the_entries_it_does_not_change_as_they_were(tmp_path):
+    api = ("balancer", "api")
+    record.update(ENGINE.backend, {WEB: entry(), api: entry()}, str(tmp_path))
+    path = record.record_path(ENGINE.backend, str(tmp_path))
+    with open(path) as handle:
+        text = handle.read()
+    untouched = next(line for line in text.splitlines() if line.startswith('"balancer:api"'))
+    # The same entry with its keys in another order: what json would write differs, what it reads does not.
+    reordered = '"balancer:api": ' + json.dumps(entry(), sort_keys=False) + ("," if untouched.endswith(",") else "")
+    with open(path, "w") as handle:
+        handle.write(text.replace(untouched, reordered))
+    record._READ.clear()  # a file rewritten within one tick of the clock keeps its size and times
+    record.update(ENGINE.backend, {WEB: dict(entry(), digest="f" * 64)}, str(tmp_path))
+    with open(path) as handle:
+        assert reordered in handle.read().splitlines()
+    assert record.read(ENGINE.backend, str(tmp_path)).objects == {WEB: dict(entry(), digest="f" * 64), api: entry()}
+
+
+def test_a_record_in_any_json_layout_reads(tmp_path):
+    path = record.record_path(ENGINE.backend, str(tmp_path))
+    with open(path, "w") as handle:
+        json.dump({"balancer:web": entry(), "trust": TRUST}, handle, indent=2)
+    read = record.read(ENGINE.backend, str(tmp_path))
+    assert read.objects == {WEB: entry()} and read.trusted_at(TRUST)
