@@ -39,8 +39,9 @@ def services_to_clear(changes):
 
 
 def _rebuilt(definition):
-    """The recorded balancer, validated again (it comes from a file), or None."""
-    if not definition:
+    """The recorded UDP balancer, validated again (it comes from a file), or None; a TCP one is not
+    built at all."""
+    if not isinstance(definition, dict) or definition.get("protocol") != "udp":
         return None
     try:
         return rebuild(BALANCER, definition)
