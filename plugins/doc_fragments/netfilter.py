@@ -136,7 +136,7 @@ options:
       service:
         description: As O(netmagic.netfilter.tee_mirror#module:service).
         type: str
-        choices: [remote, local]
+        choices: [remote, local, routed]
         default: remote
       direction:
         description: As O(netmagic.netfilter.tee_mirror#module:direction).

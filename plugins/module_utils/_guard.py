@@ -28,7 +28,7 @@ IFACE = r"[A-Za-z0-9_.:@-]{1,15}\+?"
 OWNED = CHAIN_GRAMMAR.pattern
 TAG = '"%s"' % TAG_PATTERN.pattern
 L4 = r"(?:tcp|udp)"
-BUILTIN = r"(?:PREROUTING|OUTPUT|POSTROUTING)"
+BUILTIN = r"(?:PREROUTING|FORWARD|OUTPUT|POSTROUTING)"
 # A backend's xt_recent list of clients (session affinity), matched on the whole source address.
 RECENT = r"--name {owned} --mask (?:255\.255\.255\.255|ffff(?::ffff){{7}}) --rsource"
 
@@ -101,7 +101,7 @@ def check_restore_buffer(buffer, what="the iptables-restore input"):
 
 FAMILIES = ("ip", "ip6")
 TABLE_NAME = "netmagic"
-BASE_CHAIN_NAMES = ("mangle-prerouting", "mangle-output", "nat-prerouting", "nat-output", "nat-postrouting")
+BASE_CHAIN_NAMES = ("mangle-prerouting", "mangle-output", "mangle-forward", "nat-prerouting", "nat-output", "nat-postrouting")
 VERBS = ("add", "delete", "flush")
 # Keys of the expressions the nft renderer writes (and nft lists back, counters included).
 EXPRESSION_KEYS = frozenset((
@@ -256,7 +256,7 @@ def _chain_problem(fields):
     allowed = {"family", "table", "name", "type", "hook", "prio", "policy"}
     if not set(fields) <= allowed:
         return "unknown chain field"
-    if fields.get("type", "filter") not in ("filter", "nat") or fields.get("hook", "output") not in ("prerouting", "output", "postrouting"):
+    if fields.get("type", "filter") not in ("filter", "nat") or fields.get("hook", "output") not in ("prerouting", "forward", "output", "postrouting"):
         return "unknown chain type or hook"
     if fields.get("policy", "accept") != "accept" or not isinstance(fields.get("prio", 0), int):
         return "unknown chain policy or priority"

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
+    EGRESS,
+    FORWARD,
+    HASH_SLOTS,
+    INGRESS,
     MIRROR,
     mirror_hooks,
-    HASH_SLOTS,
+    mirror_legs,
     random_probabilities,
     round_robin_slots,
     slot_runs,
@@ -71,22 +75,29 @@ def _line(chain, *parts):
 
 # --- mirror -----------------------------------------------------------------
 
+HOOK_CHAINS = {EGRESS: "OUTPUT", INGRESS: "PREROUTING", FORWARD: "FORWARD"}
+
+
 def _port_match(protocol, flag, port_range):
     return "-p %s -m %s --%s %s" % (protocol, protocol, flag, port_range)
 
 
-def _mirror_hook_rules(mirror, chain, egress):
-    """TEE rules of one direction; egress runs in OUTPUT, ingress in PREROUTING."""
-    address = ("-d %s" if egress else "-s %s") % mirror.peer if mirror.peer else ""
-    interface = ("-o %s" if egress else "-i %s") % mirror.interface if mirror.interface else ""
-    # A client of a remote service sends to its port and hears back from it.
-    matches_destination = egress == (mirror.service == "remote")
-    flag = "dport" if matches_destination else "sport"
-    target = "-j TEE --gateway %s" % mirror.gateway
-    if mirror.ports:
-        return [_line(chain, address, interface, _port_match(mirror.protocol, flag, port), target) for port in mirror.ports]
-    protocol = "" if mirror.protocol == "all" else "-p %s" % _protocol_name(mirror.protocol, mirror.family)
-    return [_line(chain, address, interface, protocol, target)]
+def _mirror_hook_rules(mirror, chain, hook):
+    """TEE rules of one hook, in the order of its legs, each rule once (without ports, peer or
+    interface the legs of routed traffic match alike)."""
+    rules = []
+    for destination_port, toward_peer in mirror_legs(mirror, hook):
+        address = ("-d %s" if toward_peer else "-s %s") % mirror.peer if mirror.peer else ""
+        interface = ("-o %s" if toward_peer else "-i %s") % mirror.interface if mirror.interface else ""
+        target = "-j TEE --gateway %s" % mirror.gateway
+        if mirror.ports:
+            flag = "dport" if destination_port else "sport"
+            leg = [_line(chain, address, interface, _port_match(mirror.protocol, flag, port), target) for port in mirror.ports]
+        else:
+            protocol = "" if mirror.protocol == "all" else "-p %s" % _protocol_name(mirror.protocol, mirror.family)
+            leg = [_line(chain, address, interface, protocol, target)]
+        rules += [rule for rule in leg if rule not in rules]
+    return rules
 
 
 def _protocol_name(protocol, family):
@@ -95,10 +106,10 @@ def _protocol_name(protocol, family):
 
 def render_mirror(mirror):
     rules = TableRules()
-    for role, egress in mirror_hooks(mirror):
-        builtin = "OUTPUT" if egress else "PREROUTING"
+    for role, hook in mirror_hooks(mirror):
+        builtin = HOOK_CHAINS[hook]
         chain = chain_name(role, MIRROR, mirror.name)
-        rules.chains[chain] = _mirror_hook_rules(mirror, chain, egress)
+        rules.chains[chain] = _mirror_hook_rules(mirror, chain, hook)
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
     rules.jumps.sort()
     return {(mirror.family, "mangle"): rules}

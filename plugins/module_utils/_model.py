@@ -39,7 +39,7 @@ BALANCER = "balancer"
 
 MIRROR_PROTOCOLS = ("tcp", "udp", "icmp", "all")
 BALANCER_PROTOCOLS = ("tcp", "udp")
-SERVICES = ("remote", "local")
+SERVICES = ("remote", "local", "routed")
 DIRECTIONS = ("both", "ingress", "egress")
 MODES = ("round_robin", "random", "source_hash")
 # source_hash: a client's address hashes to one of these slots, and the lookup table gives each
@@ -347,16 +347,42 @@ def build_mirror(params):
         protocol=protocol,
         ports=_ports(protocol, params.get("ports")),
         service=_choice("service", params.get("service") or "remote", SERVICES),
-        direction=_choice("direction", params.get("direction") or "both", DIRECTIONS),
+        direction=_direction(params.get("direction") or "both", params.get("service") or "remote"),
         peer=_same_family("peer", _network("peer", peer), family_of(gateway), "gateway") if peer else None,
         interface=_interface(interface) if interface else None,
     )
 
 
+def _direction(value, service):
+    direction = _choice("direction", value, DIRECTIONS)
+    if service == "routed" and direction != "both":
+        raise ValidationError("direction", value, "must be both with service routed: the host neither sends nor receives the "
+                              "traffic it routes, and clones its requests and its responses as it forwards them")
+    return direction
+
+
+# Where a mirror's packets pass: egress in OUTPUT, ingress in PREROUTING, routed in FORWARD.
+EGRESS, INGRESS, FORWARD = "egress", "ingress", "forward"
+
+
 def mirror_hooks(mirror):
-    """(chain role, egress?) for each direction the mirror clones: MIRO for egress, MIRI for ingress."""
-    return [(role, egress) for role, egress, directions in (("MIRO", True, ("both", "egress")), ("MIRI", False, ("both", "ingress")))
+    """(chain role, hook) for each hook the mirror clones in: MIRO for egress, MIRI for ingress,
+    MIRF for the traffic the host routes."""
+    if mirror.service == "routed":
+        return [("MIRF", FORWARD)]
+    return [(role, hook) for role, hook, directions in (("MIRO", EGRESS, ("both", "egress")), ("MIRI", INGRESS, ("both", "ingress")))
             if mirror.direction in directions]
+
+
+def mirror_legs(mirror, hook):
+    """(the service's port is the destination port, peer and interface are the packet's
+    destination and way out) for each kind of packet the hook clones. A client of a remote
+    service sends to its port and hears back from it, a local service the other way round; a
+    routed service's peer is its servers: requests go to them, responses come from them."""
+    if hook == FORWARD:
+        return [(True, True), (False, False)]
+    egress = hook == EGRESS
+    return [(egress == (mirror.service == "remote"), egress)]
 
 
 def _weight(parameter, value):

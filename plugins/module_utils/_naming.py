@@ -24,7 +24,7 @@ TOKEN_LENGTH = 16
 LEGACY_TOKEN_LENGTH = 8
 # AFF names a backend's list of clients with affinity (an xt_recent list, an nft set), not a chain.
 # HSH chains hold one block of a source_hash lookup table (iptables).
-ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER, "HSH": BALANCER}
+ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "MIRF": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER, "HSH": BALANCER}
 INDEXED_ROLES = ("SEP", "AFF", "HSH")
 
 TAG_PATTERN = re.compile(r"netmagic:(%s|%s):(%s{1,64})" % (MIRROR, BALANCER, NAME_CHARACTERS))

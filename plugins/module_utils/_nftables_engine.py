@@ -20,10 +20,14 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import c
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError, failing_line, writer_failure
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
+    EGRESS,
+    FORWARD,
+    INGRESS,
     MIRROR,
     family_of,
-    reduced_weights,
     mirror_hooks,
+    mirror_legs,
+    reduced_weights,
     round_robin_slots,
     slot_runs,
     source_hash_table,
@@ -40,11 +44,15 @@ FAMILIES = {4: "ip", 6: "ip6"}
 BASE_CHAINS = {
     "mangle-prerouting": {"type": "filter", "hook": "prerouting", "prio": -150},
     "mangle-output": {"type": "filter", "hook": "output", "prio": -150},
+    "mangle-forward": {"type": "filter", "hook": "forward", "prio": -150},
     "nat-prerouting": {"type": "nat", "hook": "prerouting", "prio": -100},
     "nat-output": {"type": "nat", "hook": "output", "prio": -100},
     "nat-postrouting": {"type": "nat", "hook": "postrouting", "prio": 100},
 }
 
+
+# The base chain a mirror's jump goes in, by the hook its packets pass.
+HOOK_CHAINS = {EGRESS: "mangle-output", INGRESS: "mangle-prerouting", FORWARD: "mangle-forward"}
 
 # One encoder for every expression: json.dumps makes a new one per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -157,31 +165,35 @@ def _port_value(port_range):
     return port_range.first if port_range.first == port_range.last else {"range": [port_range.first, port_range.last]}
 
 
-def _mirror_rules(mirror, egress):
+def _mirror_rules(mirror, hook):
+    """dup rules of one hook, in the order of its legs, each rule once (see _iptables_rules)."""
     family = FAMILIES[mirror.family]
-    base = []
-    if mirror.peer:
-        base.append(_match(_payload(family, "daddr" if egress else "saddr"), _address_value(mirror.peer)))
-    if mirror.interface:
-        base.append(_match({"meta": {"key": "oifname" if egress else "iifname"}}, mirror.interface.replace("+", "*")))
     duplicate = {"dup": {"addr": mirror.gateway}}
-    matches_destination = egress == (mirror.service == "remote")
-    if mirror.ports:
-        port_field = "dport" if matches_destination else "sport"
-        return [base + [_match(_payload(mirror.protocol, port_field), _port_value(p)), duplicate] for p in mirror.ports]
-    if mirror.protocol == "all":
-        return [base + [duplicate]]
-    protocol = "ipv6-icmp" if (mirror.protocol, mirror.family) == ("icmp", 6) else mirror.protocol
-    return [base + [_l4proto(protocol), duplicate]]
+    rules = []
+    for destination_port, toward_peer in mirror_legs(mirror, hook):
+        base = []
+        if mirror.peer:
+            base.append(_match(_payload(family, "daddr" if toward_peer else "saddr"), _address_value(mirror.peer)))
+        if mirror.interface:
+            base.append(_match({"meta": {"key": "oifname" if toward_peer else "iifname"}}, mirror.interface.replace("+", "*")))
+        if mirror.ports:
+            port_field = "dport" if destination_port else "sport"
+            leg = [base + [_match(_payload(mirror.protocol, port_field), _port_value(p)), duplicate] for p in mirror.ports]
+        elif mirror.protocol == "all":
+            leg = [base + [duplicate]]
+        else:
+            protocol = "ipv6-icmp" if (mirror.protocol, mirror.family) == ("icmp", 6) else mirror.protocol
+            leg = [base + [_l4proto(protocol), duplicate]]
+        rules += [rule for rule in leg if rule not in rules]
+    return rules
 
 
 def render_mirror(mirror):
     rules = NftRules(tag=tag(MIRROR, mirror.name))
-    for role, egress in mirror_hooks(mirror):
-        base_chain = "mangle-output" if egress else "mangle-prerouting"
+    for role, hook in mirror_hooks(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
-        rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, egress)]
-        rules.jumps.append((base_chain, canonical([{"jump": {"target": chain}}])))
+        rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, hook)]
+        rules.jumps.append((HOOK_CHAINS[hook], canonical([{"jump": {"target": chain}}])))
     rules.jumps.sort()
     return {mirror.family: rules}
 

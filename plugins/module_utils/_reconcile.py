@@ -47,7 +47,7 @@ MIRROR_OPTIONS = dict(
     gateway=dict(type="str"),
     protocol=dict(type="str", choices=["tcp", "udp", "icmp", "all"], default="tcp"),
     ports=dict(type="list", elements="str", default=[]),
-    service=dict(type="str", choices=["remote", "local"], default="remote"),
+    service=dict(type="str", choices=["remote", "local", "routed"], default="remote"),
     direction=dict(type="str", choices=["both", "ingress", "egress"], default="both"),
     peer=dict(type="str"),
     interface=dict(type="str"),

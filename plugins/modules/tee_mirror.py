@@ -13,10 +13,12 @@ version_added: 0.1.0
 description:
   - Clones the packets of chosen traffic to a collector host on the same L2 segment with
     C(-t mangle -j TEE --gateway COLLECTOR). The original packets go on untouched.
-  - Egress packets are cloned in the mangle C(OUTPUT) chain. Ingress packets are cloned in the
-    mangle C(PREROUTING) chain, so traffic this host routes for others is mirrored too.
+  - Egress packets are cloned in the mangle C(OUTPUT) chain, ingress packets in the mangle
+    C(PREROUTING) chain. Traffic this host routes for others is cloned, requests and responses,
+    in the mangle C(FORWARD) chain with O(service=routed).
   - Every rule lives in chains the collection owns (C(NM-MIRO-...) for egress, C(NM-MIRI-...) for
-    ingress), reached by one jump per built-in chain tagged C(netmagic:mirror:NAME). Rules the
+    ingress, C(NM-MIRF-...) for routed traffic), reached by one jump per built-in chain tagged
+    C(netmagic:mirror:NAME). Rules the
     collection does not own are never changed, reordered or flushed.
   - The whole change is applied with one C(iptables-restore --noflush), atomically; a run that
     finds the owned rules already as desired changes nothing.
@@ -60,8 +62,15 @@ options:
         port.
       - C(local) means this host serves O(ports); ingress is matched on the destination port
         and egress on the source port.
+      - C(routed) means this host routes the traffic between clients and servers of O(ports)
+        (a router, a gateway, a host forwarding for containers); it clones in the forward hook
+        the requests (matched on the destination port) and the responses (on the source port)
+        as it forwards them, each once. O(direction) must then be C(both); O(peer) and
+        O(interface) name the servers' side (requests go to them, responses come from them).
+      - Traffic the host routes passes neither the egress nor the ingress hook of C(remote) and
+        C(local) in both directions, so only C(routed) clones all of it.
     type: str
-    choices: [remote, local]
+    choices: [remote, local, routed]
     default: remote
   direction:
     description:
@@ -72,7 +81,8 @@ options:
   peer:
     description:
       - IP address or CIDR network of the other end of the traffic, of the same family as
-        O(gateway). Egress matches it as destination, ingress as source. Unset matches every
+        O(gateway). Egress matches it as destination, ingress as source; with O(service=routed),
+        the servers (the destination of requests, the source of responses). Unset matches every
         peer.
     type: str
   force:
@@ -86,8 +96,9 @@ options:
     version_added: 0.2.0
   interface:
     description:
-      - Interface the traffic leaves (egress) or arrives on (ingress). A trailing C(+)
-        matches every interface with that prefix.
+      - Interface the traffic leaves (egress) or arrives on (ingress); with O(service=routed),
+        the interface toward the servers. A trailing C(+) matches every interface with that
+        prefix.
     type: str
 notes:
   - Needs a kernel with the TEE target.
@@ -114,6 +125,15 @@ EXAMPLES = r"""
     service: local
     direction: ingress
     interface: eth0
+
+- name: Mirror HTTP this router forwards to and from the web servers behind eth1
+  netmagic.netfilter.tee_mirror:
+    name: routed-http
+    gateway: 198.18.0.3
+    ports: ["80"]
+    service: routed
+    peer: 198.18.1.0/24
+    interface: eth1
 
 - name: Mirror everything exchanged with one subnet
   netmagic.netfilter.tee_mirror:

@@ -144,6 +144,43 @@ def test_mirror_on_the_server_with_service_local(make_lab, engine, family):
     assert lab.http_requests("web") == 4
 
 
+def route_through_sender(lab, family):
+    """Client and web reach each other through the sender, which forwards on its one link and
+    sends them no redirect (nor do they take one)."""
+    set_forwarding(lab, "sender", "1")
+    for key in ("net.ipv4.conf.all.send_redirects", "net.ipv4.conf.%s.send_redirects" % INTERFACE):
+        lab.set_sysctl("sender", key, "0")
+    prefix = 32 if family == 4 else 128
+    for host, other in (("client", "web"), ("web", "client")):
+        for key in ("net.ipv4.conf.all.accept_redirects", "net.ipv6.conf.%s.accept_redirects" % INTERFACE):
+            lab.set_sysctl(host, key, "0")
+        lab.run(host, ["ip", "-%d" % family, "route", "add", "%s/%d" % (address(lab, other, family), prefix),
+                       "via", address(lab, "sender", family)], check=True)
+
+
+def test_a_router_mirrors_both_directions_of_routed_traffic_with_service_routed(make_lab, engine, family):
+    assert_routed_clones(make_lab, engine, family, "routed", "all")
+
+
+@pytest.mark.parametrize("service, cloned", [("remote", "responses"), ("local", "requests")])
+def test_a_router_mirrors_one_direction_of_routed_traffic_with_service_remote_or_local(make_lab, engine, service, cloned):
+    assert_routed_clones(make_lab, engine, 4, service, cloned)
+
+
+def assert_routed_clones(make_lab, engine, family, service, cloned):
+    lab = mirror_lab(make_lab)
+    route_through_sender(lab, family)
+    apply(lab, "sender", "tee_mirror", name="routed-http", gateway=address(lab, "collector", family), ports=["80"],
+          service=service, engine=engine)
+    with lab.count("collector", "tcp dport 80") as request_clones, lab.count("collector", "tcp sport 80") as response_clones, \
+            lab.count("web", "tcp dport 80") as requests, lab.count("web", "tcp sport 80") as responses:
+        assert connect(lab, "client", address(lab, "web", family), 5) == ["web"] * 5
+    assert requests.count >= 5 * 4 and responses.count >= 5 * 4, "too few packets for five HTTP exchanges"
+    expected = {"all": (requests.count, responses.count), "responses": (0, responses.count), "requests": (requests.count, 0)}
+    assert (request_clones.count, response_clones.count) == expected[cloned]
+    assert lab.http_requests("web") == 5, "the web server saw a request more than once"
+
+
 def collector_mac(lab):
     return lab.run("collector", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
 

@@ -58,7 +58,7 @@ def mirror_params():
         "protocol": field(["tcp", "udp", "icmp", "all"]),
         "ports": st.one_of(st.lists(st.one_of(st.sampled_from(["80", "8000:8100", 8080]), field(["80", "8000:8100", "65535"])), max_size=3),
                            ANYTHING),
-        "service": field(["remote", "local"]),
+        "service": field(["remote", "local", "routed"]),
         "direction": field(["both", "ingress", "egress"]),
         "peer": field(["198.18.0.0/24", "2001:2::/64", "198.18.0.7", "2001:2::7/128"]),
         "interface": field(["d0", "eth+", "veth1.2", "a" * 15]),
@@ -104,7 +104,7 @@ def valid_mirror_params():
         "name": st.sampled_from(NAMES),
         "gateway": st.sampled_from(ADDRESSES4 if f == 4 else ADDRESSES6),
         "protocol": st.sampled_from(["tcp", "udp", "icmp", "all"]),
-        "service": st.sampled_from(["remote", "local"]),
+        "service": st.sampled_from(["remote", "local", "routed"]),
         "direction": st.sampled_from(["both", "ingress", "egress"]),
     }, optional={
         "ports": st.lists(st.sampled_from(["80", "8000:8100", "443", "1-1024", "65535"]), max_size=2, unique=True),

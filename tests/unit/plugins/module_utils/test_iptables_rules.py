@@ -40,6 +40,15 @@ def chain_rules(owned, table, role):
         ({"protocol": "all"}, "MIRO", ["-j TEE --gateway %s" % GW]),
         ({"peer": "198.18.1.0/24", "interface": "eth0"}, "MIRO", ["-d 198.18.1.0/24 -o eth0 -p tcp -j TEE --gateway %s" % GW]),
         ({"peer": "198.18.1.0/24", "interface": "eth0"}, "MIRI", ["-s 198.18.1.0/24 -i eth0 -p tcp -j TEE --gateway %s" % GW]),
+        # Routed: requests to the service, then its responses, both as the host forwards them.
+        ({"ports": ["80"], "service": "routed"}, "MIRF",
+         ["-p tcp -m tcp --dport 80 -j TEE --gateway %s" % GW, "-p tcp -m tcp --sport 80 -j TEE --gateway %s" % GW]),
+        ({"ports": ["80"], "service": "routed", "peer": "198.18.1.0/24", "interface": "eth1"}, "MIRF",
+         ["-d 198.18.1.0/24 -o eth1 -p tcp -m tcp --dport 80 -j TEE --gateway %s" % GW,
+          "-s 198.18.1.0/24 -i eth1 -p tcp -m tcp --sport 80 -j TEE --gateway %s" % GW]),
+        ({"protocol": "all", "service": "routed"}, "MIRF", ["-j TEE --gateway %s" % GW]),
+        ({"protocol": "icmp", "service": "routed", "peer": "198.18.1.7"}, "MIRF",
+         ["-d 198.18.1.7/32 -p icmp -j TEE --gateway %s" % GW, "-s 198.18.1.7/32 -p icmp -j TEE --gateway %s" % GW]),
     ],
 )
 def test_mirror_rules(params, role, expected):
@@ -48,10 +57,10 @@ def test_mirror_rules(params, role, expected):
 
 @pytest.mark.parametrize(
     "direction, hooks",
-    [("both", ["OUTPUT", "PREROUTING"]), ("egress", ["OUTPUT"]), ("ingress", ["PREROUTING"])],
+    [("both", ["OUTPUT", "PREROUTING"]), ("egress", ["OUTPUT"]), ("ingress", ["PREROUTING"]), ("routed", ["FORWARD"])],
 )
 def test_mirror_jumps_one_per_builtin_chain_with_tag(direction, hooks):
-    owned = r.render(mirror(direction=direction))
+    owned = r.render(mirror(service="routed") if direction == "routed" else mirror(direction=direction))
     assert [jump.split()[1] for jump in owned[MANGLE].jumps] == hooks
     assert all('-m comment --comment "netmagic:mirror:http"' in jump for jump in owned[MANGLE].jumps)
     assert len(owned[MANGLE].chains) == len(hooks)

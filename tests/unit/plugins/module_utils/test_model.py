@@ -318,3 +318,11 @@ def test_source_hash_takes_weights_whose_sum_no_rotation_could():
         build_balancer(with_(BALANCER, backends=heavy))
     table = source_hash_table(hashed(heavy).serving)
     assert {backend.address for backend in table} == {"198.18.0.21"}
+
+
+def test_routed_traffic_is_mirrored_in_both_directions_only():
+    routed = build_mirror({"name": "http", "gateway": "198.18.0.3", "service": "routed"})
+    assert (routed.service, routed.direction) == ("routed", "both")
+    with pytest.raises(ValidationError) as error:
+        build_mirror({"name": "http", "gateway": "198.18.0.3", "service": "routed", "direction": "egress"})
+    assert error.value.parameter == "direction" and "routed" in str(error.value)

@@ -9,6 +9,7 @@ import pytest
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, definition, rebuild, source_hash_table
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import chain_name
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.nft_tables import listing
 
 WEB = ("balancer", "web")
@@ -25,6 +26,13 @@ def web(backends=("198.18.0.21", "198.18.0.22"), **changes):
 
 def http():
     return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"]})
+
+
+def routed():
+    return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"], "service": "routed", "peer": "198.18.1.0/24"})
+
+
+MIRF = chain_name("MIRF", "mirror", "http")
 
 
 def line(command):
@@ -166,6 +174,14 @@ CASES = {
         "add rule %s: meta l4proto tcp dnat ip to numgen inc mod 2 map { 0 : 198.18.0.21 . 80, 1 : 198.18.0.22 . 80 }" % SVC,
         "flush chain %s" % SEP0, "flush chain %s" % SEP1, "delete chain %s" % SEP0, "delete chain %s" % SEP1,
         "delete set %s" % AFF0, "delete set %s" % AFF1,
+    ]),
+    "a mirror of routed traffic": ((), {HTTP: routed()}, [
+        "add table ip netmagic",
+        "add chain mangle-forward { type filter hook forward priority -150; policy accept; }",
+        "add chain %s" % MIRF,
+        "add rule %s: ip daddr 198.18.1.0/24 tcp dport 80 dup to 198.18.0.3" % MIRF,
+        "add rule %s: ip saddr 198.18.1.0/24 tcp sport 80 dup to 198.18.0.3" % MIRF,
+        'add rule mangle-forward: jump %s comment "netmagic:mirror:http"' % MIRF,
     ]),
     "remove the last object": ((web(),), {WEB: None}, ["delete table ip netmagic"]),
     "remove one of two objects": ((web(), http()), {WEB: None}, ["add table ip netmagic"] + WEB_ELEMENTS_GONE + [
