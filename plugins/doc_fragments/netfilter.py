@@ -153,6 +153,14 @@ options:
         description: As O(netmagic.netfilter.tee_mirror#module:force).
         type: bool
         default: false
+      sample:
+        description: As O(netmagic.netfilter.tee_mirror#module:sample).
+        type: int
+        default: 1
+      connmark_bit:
+        description: As O(netmagic.netfilter.tee_mirror#module:connmark_bit).
+        type: int
+        default: 20
   balancers:
     type: list
     elements: dict

@@ -35,7 +35,12 @@ RECENT = r"--name {owned} --mask (?:255\.255\.255\.255|ffff(?::ffff){{7}}) --rso
 # Every rule the iptables renderer writes, after '-A CHAIN ' (or '-I CHAIN 1 ').
 RULE_SHAPES = (
     # mirror: TEE
-    r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?-j TEE --gateway {addr}",
+    r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
+    r"(?:-m connmark --mark {bit}/{bit} )?-j TEE --gateway {addr}",
+    # sampled mirror: a new connection goes to the sampler, which marks one in N
+    r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
+    r"-m conntrack --ctstate NEW -j {owned}",
+    r"-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 -j CONNMARK --set-xmark {bit}/{bit}",
     # mirror jump
     r"-m comment --comment {tag} -j {owned}",
     # balancer: endpoint, service cascade, masquerade and their jumps
@@ -48,7 +53,9 @@ RULE_SHAPES = (
     r"-j MASQUERADE",
     r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}",
 )
-RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6,
+# One bit of the connection mark, as iptables-save prints it.
+BIT = r"0x(?:[1248]0{0,7})"
+RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, bit=BIT,
                                         tag=TAG, owned=OWNED, recent=RECENT.format(owned=OWNED)) for shape in RULE_SHAPES)
 # Compiled on the first write, not at import: a run that changes nothing never needs it.
 RESTORE_LINE_PATTERN = "|".join((
@@ -108,7 +115,7 @@ EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
     "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return", "elem", "val", "timeout",
-    "jhash", "seed", "expr",
+    "jhash", "seed", "expr", "mangle", "value", "&", "|",
 ))
 # The table's maps and set, with the types of their keys.
 SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}

@@ -148,12 +148,20 @@ def mirrored_packets(rules):
     """Clones sent, from the TEE rule counters; None without counters.
 
     A clone of an egress packet leaves through mangle OUTPUT and matches the egress (MIRO)
-    rule again (TEE then declines to clone a clone), so those rules count every packet twice.
+    rule again (TEE then declines to clone a clone), so those rules count every packet twice;
+    in a sampled mirror (one with a sampler, MIRS) they do not, as a clone has no connection
+    and so no mark.
     """
-    counted = [rule for rule in rules if not rule.owner]
+    # The rules that choose connections (a jump to a sampler, the sampler's own) clone nothing.
+    counted = [rule for rule in rules if not rule.owner and not rule.targets and _role(rule.chain) != "MIRS"]
     if not counted or any(rule.packets is None for rule in counted):
         return None
-    return sum(rule.packets // 2 if rule.chain.split("-")[1] == "MIRO" else rule.packets for rule in counted)
+    sampled = any(_role(target) == "MIRS" for rule in rules for target in rule.targets)
+    return sum(rule.packets // 2 if _role(rule.chain) == "MIRO" and not sampled else rule.packets for rule in counted)
+
+
+def _role(chain):
+    return chain.split("-")[1]
 
 
 def object_report(owner, rules, findings):

@@ -21,8 +21,10 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     HASH_SLOTS,
     INGRESS,
     MIRROR,
+    clones_in,
     mirror_hooks,
     mirror_legs,
+    request_hook,
     random_probabilities,
     round_robin_slots,
     slot_runs,
@@ -82,22 +84,43 @@ def _port_match(protocol, flag, port_range):
     return "-p %s -m %s --%s %s" % (protocol, protocol, flag, port_range)
 
 
-def _mirror_hook_rules(mirror, chain, hook):
-    """TEE rules of one hook, in the order of its legs, each rule once (without ports, peer or
-    interface the legs of routed traffic match alike)."""
-    rules = []
+def _mirror_matches(mirror, hook):
+    """(the service's port is the destination port, the matches) of each rule of the hook, each
+    once (without ports, peer or interface the legs of routed traffic match alike)."""
+    found = []
     for destination_port, toward_peer in mirror_legs(mirror, hook):
         address = ("-d %s" if toward_peer else "-s %s") % mirror.peer if mirror.peer else ""
         interface = ("-o %s" if toward_peer else "-i %s") % mirror.interface if mirror.interface else ""
-        target = "-j TEE --gateway %s" % mirror.gateway
         if mirror.ports:
             flag = "dport" if destination_port else "sport"
-            leg = [_line(chain, address, interface, _port_match(mirror.protocol, flag, port), target) for port in mirror.ports]
+            leg = [(destination_port, (address, interface, _port_match(mirror.protocol, flag, port))) for port in mirror.ports]
         else:
             protocol = "" if mirror.protocol == "all" else "-p %s" % _protocol_name(mirror.protocol, mirror.family)
-            leg = [_line(chain, address, interface, protocol, target)]
-        rules += [rule for rule in leg if rule not in rules]
+            leg = [(destination_port, (address, interface, protocol))]
+        found += [(destination_port, parts) for destination_port, parts in leg if parts not in [seen for _d, seen in found]]
+    return found
+
+
+def _mirror_hook_rules(mirror, chain, hook):
+    """The rules of one hook's chain: with sampling, first the jumps that choose among new
+    connections (where their first packet passes), then TEE of the chosen connections' packets."""
+    matches = _mirror_matches(mirror, hook)
+    rules = []
+    mark = mirror.sampled_mark
+    if mark and hook == request_hook(mirror):
+        sampler = chain_name("MIRS", MIRROR, mirror.name)
+        rules += [_line(chain, *parts, "-m conntrack --ctstate NEW -j %s" % sampler) for destination_port, parts in matches
+                  if destination_port or not mirror.ports]
+    if clones_in(mirror, hook):
+        chosen = "-m connmark --mark %#x/%#x" % (mark, mark) if mark else ""
+        rules += [_line(chain, *parts, chosen, "-j TEE --gateway %s" % mirror.gateway) for _destination_port, parts in matches]
     return rules
+
+
+def _sampler_rules(mirror, chain):
+    """One new connection in `sample`, the first of each run, gets the mirror's connection mark bit."""
+    mark = mirror.sampled_mark
+    return [_line(chain, "-m statistic --mode nth --every %d --packet 0" % mirror.sample, "-j CONNMARK --set-xmark %#x/%#x" % (mark, mark))]
 
 
 def _protocol_name(protocol, family):
@@ -111,6 +134,9 @@ def render_mirror(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = _mirror_hook_rules(mirror, chain, hook)
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
+    if mirror.sampled_mark:
+        sampler = chain_name("MIRS", MIRROR, mirror.name)
+        rules.chains[sampler] = _sampler_rules(mirror, sampler)
     rules.jumps.sort()
     return {(mirror.family, "mangle"): rules}
 

@@ -52,6 +52,9 @@ MAX_AFFINITY_TIMEOUT = 86400
 # Each round-robin slot is one rule; this bounds the chain a weight list can produce.
 MAX_SLOTS = 4096
 MAX_WEIGHT = 65535
+# Per-connection sampling: 1 in at most this many connections; the connection mark bit it sets.
+MAX_SAMPLE = 1000000
+DEFAULT_CONNMARK_BIT = 20
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # A dotted quad already in canonical form (no leading zeros, octets up to 255): the common case,
 # checked without building an IPv4Address (a tenth of the time, at 10,000 backends).
@@ -93,8 +96,15 @@ class Mirror:
     direction: str = "both"
     peer: str = None
     interface: str = None
+    sample: int = 1
+    connmark_bit: int = DEFAULT_CONNMARK_BIT
 
     kind = MIRROR
+
+    @property
+    def sampled_mark(self):
+        """The connection mark bit of the connections this mirror samples, or None for every connection."""
+        return 1 << self.connmark_bit if self.sample > 1 else None
 
     @property
     def family(self):
@@ -350,7 +360,18 @@ def build_mirror(params):
         direction=_direction(params.get("direction") or "both", params.get("service") or "remote"),
         peer=_same_family("peer", _network("peer", peer), family_of(gateway), "gateway") if peer else None,
         interface=_interface(interface) if interface else None,
+        sample=_bounded("sample", params.get("sample"), 1, 1, MAX_SAMPLE),
+        connmark_bit=_bounded("connmark_bit", params.get("connmark_bit"), DEFAULT_CONNMARK_BIT, 0, 31),
     )
+
+
+def _bounded(parameter, value, default, lowest, highest):
+    """A whole number within bounds; default when unset (None)."""
+    reason = "is not a whole number between %d and %d" % (lowest, highest)
+    number = default if value is None else _whole_number(parameter, value, reason)
+    if not lowest <= number <= highest:
+        raise ValidationError(parameter, value, reason)
+    return number
 
 
 def _direction(value, service):
@@ -365,13 +386,29 @@ def _direction(value, service):
 EGRESS, INGRESS, FORWARD = "egress", "ingress", "forward"
 
 
+ROLE_OF_HOOK = {EGRESS: "MIRO", INGRESS: "MIRI", FORWARD: "MIRF"}
+
+
 def mirror_hooks(mirror):
-    """(chain role, hook) for each hook the mirror clones in: MIRO for egress, MIRI for ingress,
-    MIRF for the traffic the host routes."""
+    """(chain role, hook) for each hook the mirror clones in, or samples in: MIRO for egress, MIRI
+    for ingress, MIRF for the traffic the host routes."""
     if mirror.service == "routed":
-        return [("MIRF", FORWARD)]
-    return [(role, hook) for role, hook, directions in (("MIRO", EGRESS, ("both", "egress")), ("MIRI", INGRESS, ("both", "ingress")))
-            if mirror.direction in directions]
+        hooks = [FORWARD]
+    else:
+        hooks = [hook for hook, directions in ((EGRESS, ("both", "egress")), (INGRESS, ("both", "ingress"))) if mirror.direction in directions]
+    if mirror.sampled_mark and request_hook(mirror) not in hooks:
+        hooks.append(request_hook(mirror))
+    return [(ROLE_OF_HOOK[hook], hook) for hook in sorted(hooks, key=list(ROLE_OF_HOOK).index)]
+
+
+def request_hook(mirror):
+    """The hook a connection's first packet passes: where a sampled connection is chosen."""
+    return {"remote": EGRESS, "local": INGRESS, "routed": FORWARD}[mirror.service]
+
+
+def clones_in(mirror, hook):
+    """Whether the mirror clones the packets of the hook (it may only choose connections there)."""
+    return mirror.service == "routed" or mirror.direction in ("both", hook)
 
 
 def mirror_legs(mirror, hook):
@@ -512,7 +549,8 @@ def definition(obj):
     """A validated object as the parameters that build it again (rebuild): canonical values only."""
     if obj.kind == MIRROR:
         return {"name": obj.name, "gateway": obj.gateway, "protocol": obj.protocol, "ports": [str(p) for p in obj.ports],
-                "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface}
+                "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface,
+                "sample": obj.sample, "connmark_bit": obj.connmark_bit}
     return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
             "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients,
             "source_ranges": list(obj.source_ranges), "affinity": obj.affinity, "affinity_timeout": obj.affinity_timeout}

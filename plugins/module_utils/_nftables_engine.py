@@ -24,9 +24,11 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     FORWARD,
     INGRESS,
     MIRROR,
+    clones_in,
     family_of,
     mirror_hooks,
     mirror_legs,
+    request_hook,
     reduced_weights,
     round_robin_slots,
     slot_runs,
@@ -165,11 +167,11 @@ def _port_value(port_range):
     return port_range.first if port_range.first == port_range.last else {"range": [port_range.first, port_range.last]}
 
 
-def _mirror_rules(mirror, hook):
-    """dup rules of one hook, in the order of its legs, each rule once (see _iptables_rules)."""
+def _mirror_matches(mirror, hook):
+    """(the service's port is the destination port, the matches) of each rule of the hook, each
+    once (see _iptables_rules)."""
     family = FAMILIES[mirror.family]
-    duplicate = {"dup": {"addr": mirror.gateway}}
-    rules = []
+    found = []
     for destination_port, toward_peer in mirror_legs(mirror, hook):
         base = []
         if mirror.peer:
@@ -178,14 +180,40 @@ def _mirror_rules(mirror, hook):
             base.append(_match({"meta": {"key": "oifname" if toward_peer else "iifname"}}, mirror.interface.replace("+", "*")))
         if mirror.ports:
             port_field = "dport" if destination_port else "sport"
-            leg = [base + [_match(_payload(mirror.protocol, port_field), _port_value(p)), duplicate] for p in mirror.ports]
+            leg = [(destination_port, base + [_match(_payload(mirror.protocol, port_field), _port_value(p))]) for p in mirror.ports]
         elif mirror.protocol == "all":
-            leg = [base + [duplicate]]
+            leg = [(destination_port, base)]
         else:
             protocol = "ipv6-icmp" if (mirror.protocol, mirror.family) == ("icmp", 6) else mirror.protocol
-            leg = [base + [_l4proto(protocol), duplicate]]
-        rules += [rule for rule in leg if rule not in rules]
+            leg = [(destination_port, base + [_l4proto(protocol)])]
+        found += [(destination_port, parts) for destination_port, parts in leg if parts not in [seen for _d, seen in found]]
+    return found
+
+
+def _ct_mark():
+    return {"ct": {"key": "mark"}}
+
+
+def _mirror_rules(mirror, hook):
+    """The rules of one hook's chain: with sampling, the jumps that choose among new connections
+    first, then dup of the chosen connections' packets (see _iptables_rules)."""
+    matches = _mirror_matches(mirror, hook)
+    rules = []
+    mark = mirror.sampled_mark
+    if mark and hook == request_hook(mirror):
+        sampler = {"jump": {"target": chain_name("MIRS", MIRROR, mirror.name)}}
+        new = _match({"ct": {"key": "state"}}, "new", "in")
+        rules += [parts + [new, sampler] for destination_port, parts in matches if destination_port or not mirror.ports]
+    if clones_in(mirror, hook):
+        chosen = [_match({"&": [_ct_mark(), mark]}, mark)] if mark else []
+        rules += [parts + chosen + [{"dup": {"addr": mirror.gateway}}] for _destination_port, parts in matches]
     return rules
+
+
+def _sampler_rules(mirror):
+    """One new connection in `sample`, the first of each run, gets the mirror's connection mark bit."""
+    chosen = _match({"numgen": {"mode": "inc", "mod": mirror.sample, "offset": 0}}, 0)
+    return [[chosen, {"mangle": {"key": _ct_mark(), "value": {"|": [_ct_mark(), mirror.sampled_mark]}}}]]
 
 
 def render_mirror(mirror):
@@ -194,6 +222,8 @@ def render_mirror(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, hook)]
         rules.jumps.append((HOOK_CHAINS[hook], canonical([{"jump": {"target": chain}}])))
+    if mirror.sampled_mark:
+        rules.chains[chain_name("MIRS", MIRROR, mirror.name)] = [canonical(expr) for expr in _sampler_rules(mirror)]
     rules.jumps.sort()
     return {mirror.family: rules}
 
@@ -516,14 +546,23 @@ def _left_text(left):
         return "meta %s" % left["meta"]["key"]
     if "ct" in left:
         return "ct %s%s" % (left["ct"]["dir"] + " " if "dir" in left["ct"] else "", left["ct"]["key"])
+    if "numgen" in left:
+        return _number_text(left)
+    for operator in ("&", "|"):
+        if operator in left:
+            operand, bits = left[operator]
+            return "%s %s 0x%08x" % (_left_text(operand), operator, bits)
     raise KeyError(left)
 
 
 def _statement_text(statement):
     (kind, value), = statement.items()
     if kind == "match":
-        operator = "" if value["op"] in ("==", "in") else value["op"] + " "
-        return "%s %s%s" % (_left_text(value["left"]), operator, _value_text(value["right"]))
+        # As nft prints them: a masked mark with its ==, the other equalities without.
+        masked = "&" in value["left"]
+        operator = "" if value["op"] in ("==", "in") and not masked else value["op"] + " "
+        right = "0x%08x" % value["right"] if masked else _value_text(value["right"])
+        return "%s %s%s" % (_left_text(value["left"]), operator, right)
     if kind in ("jump", "goto"):
         return "%s %s" % (kind, value["target"])
     if kind == "set":
@@ -531,6 +570,8 @@ def _statement_text(statement):
         return "%s %s { %s timeout %ds }" % (value["op"], value["set"], _left_text(element["val"]), element["timeout"])
     if kind == "dup":
         return "dup to %s" % value["addr"]
+    if kind == "mangle":
+        return "%s set %s" % (_left_text(value["key"]), _left_text(value["value"]))
     if kind == "dnat" and isinstance(value["addr"], dict):
         chosen = value["addr"]["map"]
         elements = ", ".join("%s : %s . %d" % (_value_text(key), *data["concat"]) for key, data in chosen["data"]["set"])

@@ -52,6 +52,8 @@ MIRROR_OPTIONS = dict(
     peer=dict(type="str"),
     interface=dict(type="str"),
     force=dict(type="bool", default=False),
+    sample=dict(type="int", default=1),
+    connmark_bit=dict(type="int", default=20),
 )
 MIRROR_REQUIRED_IF = [("state", "present", ("gateway",))]
 BALANCER_OPTIONS = dict(

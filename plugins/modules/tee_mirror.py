@@ -100,6 +100,29 @@ options:
         the interface toward the servers. A trailing C(+) matches every interface with that
         prefix.
     type: str
+  sample:
+    description:
+      - Mirror one connection in O(sample), every packet of it in both directions; C(1) mirrors
+        every connection.
+      - The first of every O(sample) new connections the mirror matches is chosen where its
+        first packet passes (egress for O(service=remote), ingress for O(service=local), the
+        forward hook for O(service=routed)) and marked in its connection mark with bit
+        O(connmark_bit); only packets of marked connections are cloned. A connection is kept
+        or left out whole, so every mirrored flow can be reassembled, where a per-packet limit
+        would cut flows into pieces.
+      - Connections that began before the mirror was sampled are not mirrored.
+    type: int
+    default: 1
+    version_added: 0.2.0
+  connmark_bit:
+    description:
+      - The bit (0 to 31) of the connection mark that a sampled mirror sets on the connections it
+        chooses, set and matched with a mask so the other bits, and other users of the mark, are
+        left alone. Mirrors that sample the same connections should use different bits.
+      - Used only with O(sample) above 1.
+    type: int
+    default: 20
+    version_added: 0.2.0
 notes:
   - Needs a kernel with the TEE target.
 seealso:
@@ -134,6 +157,13 @@ EXAMPLES = r"""
     service: routed
     peer: 198.18.1.0/24
     interface: eth1
+
+- name: Mirror one HTTP connection in ten, each whole, both directions
+  netmagic.netfilter.tee_mirror:
+    name: http-sampled
+    gateway: 198.18.0.3
+    ports: ["80"]
+    sample: 10
 
 - name: Mirror everything exchanged with one subnet
   netmagic.netfilter.tee_mirror:

@@ -65,6 +65,17 @@ def test_mirror_counters_equal_the_clones_the_collector_got(make_lab, engine):
     assert mirror["mirrored_packets"] == clones.count
 
 
+@pytest.mark.parametrize("engine", COUNTING_ENGINES)
+def test_a_sampled_mirror_counts_the_clones_of_its_chosen_connections(make_lab, engine):
+    lab = mirror_lab(make_lab)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"], sample=2, engine=engine)
+    with lab.count("collector", *PORT_80) as clones, lab.count("web", *PORT_80) as originals:
+        connect(lab, "sender", lab.addr("web"), 6)
+    mirror = only(info(lab.ns("sender"), engine=engine)["mirrors"], "http")
+    assert 0 < clones.count < originals.count
+    assert mirror["mirrored_packets"] == clones.count
+
+
 def apply_both(netns, engine):
     for module, params in (("tee_mirror", dict(MIRROR, force=True)), ("dnat_balancer", BALANCER)):
         result = run_module(netns, module, dict(params, engine=engine))

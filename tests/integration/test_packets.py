@@ -181,6 +181,32 @@ def assert_routed_clones(make_lab, engine, family, service, cloned):
     assert lab.http_requests("web") == 5, "the web server saw a request more than once"
 
 
+def connection_packets(pcap, service_port=80):
+    """{(client port, client's initial sequence number): packets} of the TCP connections in a
+    capture, in the order they began, as tshark reads them (a port may serve two connections)."""
+    fields = subprocess.run(["tshark", "-n", "-r", str(pcap), "-Y", "tcp", "-T", "fields", "-e", "tcp.stream", "-e", "tcp.srcport",
+                             "-e", "tcp.dstport", "-e", "tcp.seq_raw", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack"],
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    streams, keys = {}, {}
+    for line in fields.splitlines():
+        stream, source, destination, sequence, syn, ack = line.split("\t")
+        streams[stream] = streams.get(stream, 0) + 1
+        if syn in ("1", "True") and ack in ("0", "False") and int(destination) == service_port:
+            keys[stream] = (int(source), int(sequence))
+    assert set(keys) == set(streams), "a connection without its first packet in %s" % pcap
+    return {keys[stream]: count for stream, count in streams.items()}
+
+
+def test_a_sampled_mirror_clones_one_connection_in_n_whole_in_both_directions(make_lab, engine, family):
+    lab = mirror_lab(make_lab)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"], sample=4, engine=engine)
+    with lab.capture("collector", "tcp port 80") as clones, lab.capture("web", "tcp port 80") as originals:
+        assert connect(lab, "sender", address(lab, "web", family), 40) == ["web"] * 40
+    sent, mirrored = connection_packets(originals.path), connection_packets(clones.path)
+    assert len(sent) == 40 and all(count >= 8 for count in sent.values()), sent
+    assert mirrored == {port: sent[port] for port in list(sent)[::4]}, "not the first of every 4 connections, each whole"
+
+
 def collector_mac(lab):
     return lab.run("collector", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
 

@@ -62,6 +62,8 @@ def mirror_params():
         "direction": field(["both", "ingress", "egress"]),
         "peer": field(["198.18.0.0/24", "2001:2::/64", "198.18.0.7", "2001:2::7/128"]),
         "interface": field(["d0", "eth+", "veth1.2", "a" * 15]),
+        "sample": field([1, 4, "10", 0, 1000001]),
+        "connmark_bit": field([0, 31, "20", 32]),
     })
 
 
@@ -110,6 +112,8 @@ def valid_mirror_params():
         "ports": st.lists(st.sampled_from(["80", "8000:8100", "443", "1-1024", "65535"]), max_size=2, unique=True),
         "peer": st.sampled_from(["198.18.0.0/24", "198.18.0.7"] if f == 4 else ["2001:2::/64", "2001:2::7/128", "2001:2::7"]),
         "interface": st.sampled_from(["d0", "eth+", "veth1.2", "a" * 15]),
+        "sample": st.sampled_from([1, 2, 10, 1000000]),
+        "connmark_bit": st.sampled_from([0, 20, 31]),
     }))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as r
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror, source_hash_table
-from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, object_token
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import ChainOwners, chain_name, object_token
 
 GW = "198.18.0.3"
 NAT, MANGLE = (4, "nat"), (4, "mangle")
@@ -47,6 +47,15 @@ def chain_rules(owned, table, role):
          ["-d 198.18.1.0/24 -o eth1 -p tcp -m tcp --dport 80 -j TEE --gateway %s" % GW,
           "-s 198.18.1.0/24 -i eth1 -p tcp -m tcp --sport 80 -j TEE --gateway %s" % GW]),
         ({"protocol": "all", "service": "routed"}, "MIRF", ["-j TEE --gateway %s" % GW]),
+        # Sampled: new connections go to the sampler where their first packet passes, then only marked ones are cloned.
+        ({"ports": ["80"], "sample": 4, "direction": "ingress"}, "MIRO",
+         ["-p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j %s" % chain_name("MIRS", "mirror", "http")]),
+        ({"ports": ["80"], "sample": 4, "direction": "ingress"}, "MIRI",
+         ["-p tcp -m tcp --sport 80 -m connmark --mark 0x100000/0x100000 -j TEE --gateway %s" % GW]),
+        ({"ports": ["80"], "sample": 4, "connmark_bit": 0}, "MIRS",
+         ["-m statistic --mode nth --every 4 --packet 0 -j CONNMARK --set-xmark 0x1/0x1"]),
+        ({"protocol": "all", "service": "local", "sample": 3}, "MIRI",
+         ["-m conntrack --ctstate NEW -j %s" % chain_name("MIRS", "mirror", "http"), "-m connmark --mark 0x100000/0x100000 -j TEE --gateway %s" % GW]),
         ({"protocol": "icmp", "service": "routed", "peer": "198.18.1.7"}, "MIRF",
          ["-d 198.18.1.7/32 -p icmp -j TEE --gateway %s" % GW, "-s 198.18.1.7/32 -p icmp -j TEE --gateway %s" % GW]),
     ],

@@ -32,7 +32,11 @@ def routed():
     return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"], "service": "routed", "peer": "198.18.1.0/24"})
 
 
-MIRF = chain_name("MIRF", "mirror", "http")
+def sampled():
+    return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"], "sample": 4, "direction": "ingress"})
+
+
+MIRF, MIRI, MIRO, MIRS = (chain_name(role, "mirror", "http") for role in ("MIRF", "MIRI", "MIRO", "MIRS"))
 
 
 def line(command):
@@ -182,6 +186,17 @@ CASES = {
         "add rule %s: ip daddr 198.18.1.0/24 tcp dport 80 dup to 198.18.0.3" % MIRF,
         "add rule %s: ip saddr 198.18.1.0/24 tcp sport 80 dup to 198.18.0.3" % MIRF,
         'add rule mangle-forward: jump %s comment "netmagic:mirror:http"' % MIRF,
+    ]),
+    "a sampled mirror of ingress only chooses its connections at egress": ((), {HTTP: sampled()}, [
+        "add table ip netmagic",
+        "add chain mangle-output { type filter hook output priority -150; policy accept; }",
+        "add chain mangle-prerouting { type filter hook prerouting priority -150; policy accept; }",
+        "add chain %s" % MIRI, "add chain %s" % MIRO, "add chain %s" % MIRS,
+        "add rule %s: tcp sport 80 ct mark & 0x00100000 == 0x00100000 dup to 198.18.0.3" % MIRI,
+        "add rule %s: tcp dport 80 ct state new jump %s" % (MIRO, MIRS),
+        "add rule %s: numgen inc mod 4 0 ct mark set ct mark | 0x00100000" % MIRS,
+        'add rule mangle-output: jump %s comment "netmagic:mirror:http"' % MIRO,
+        'add rule mangle-prerouting: jump %s comment "netmagic:mirror:http"' % MIRI,
     ]),
     "remove the last object": ((web(),), {WEB: None}, ["delete table ip netmagic"]),
     "remove one of two objects": ((web(), http()), {WEB: None}, ["add table ip netmagic"] + WEB_ELEMENTS_GONE + [

@@ -20,7 +20,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
 )
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import balancer_params, mirror_params
 
-MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface"}
+MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "sample", "connmark_bit"}
 BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges", "affinity",
                     "affinity_timeout"}
 PROPERTY_SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -83,6 +83,7 @@ def test_any_mirror_definition_is_refused_or_canonical(params):
     if mirror.interface:
         assert INTERFACE_PATTERN.fullmatch(mirror.interface)
     assert all(isinstance(port.first, int) and 1 <= port.first <= port.last <= 65535 for port in mirror.ports)
+    assert is_int(mirror.sample) and 1 <= mirror.sample <= 1000000 and is_int(mirror.connmark_bit) and 0 <= mirror.connmark_bit <= 31
     assert_rendered_output_passes_the_guards(mirror)
     assert_it_reads_back_as_rendered(mirror)
 
