@@ -161,6 +161,9 @@ options:
         description: As O(netmagic.netfilter.tee_mirror#module:connmark_bit).
         type: int
         default: 20
+      max_new_connections:
+        description: As O(netmagic.netfilter.tee_mirror#module:max_new_connections).
+        type: int
   balancers:
     type: list
     elements: dict

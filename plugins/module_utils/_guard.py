@@ -40,7 +40,8 @@ RULE_SHAPES = (
     # sampled mirror: a new connection goes to the sampler, which marks one in N
     r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
     r"-m conntrack --ctstate NEW -j {owned}",
-    r"-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 -j CONNMARK --set-xmark {bit}/{bit}",
+    r"(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?"
+    r"-j CONNMARK --set-xmark {bit}/{bit}",
     # mirror jump
     r"-m comment --comment {tag} -j {owned}",
     # balancer: endpoint, service cascade, masquerade and their jumps
@@ -115,7 +116,7 @@ EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
     "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return", "elem", "val", "timeout",
-    "jhash", "seed", "expr", "mangle", "value", "&", "|",
+    "jhash", "seed", "expr", "mangle", "value", "&", "|", "limit", "rate", "burst", "per",
 ))
 # The table's maps and set, with the types of their keys.
 SET_NAMES = {"services": "map", "local-services": "map", "masquerading": "set"}

@@ -106,7 +106,7 @@ def _mirror_hook_rules(mirror, chain, hook):
     connections (where their first packet passes), then TEE of the chosen connections' packets."""
     matches = _mirror_matches(mirror, hook)
     rules = []
-    mark = mirror.sampled_mark
+    mark = mirror.chosen_mark
     if mark and hook == request_hook(mirror):
         sampler = chain_name("MIRS", MIRROR, mirror.name)
         rules += [_line(chain, *parts, "-m conntrack --ctstate NEW -j %s" % sampler) for destination_port, parts in matches
@@ -118,9 +118,14 @@ def _mirror_hook_rules(mirror, chain, hook):
 
 
 def _sampler_rules(mirror, chain):
-    """One new connection in `sample`, the first of each run, gets the mirror's connection mark bit."""
-    mark = mirror.sampled_mark
-    return [_line(chain, "-m statistic --mode nth --every %d --packet 0" % mirror.sample, "-j CONNMARK --set-xmark %#x/%#x" % (mark, mark))]
+    """One new connection in `sample` (the first of each run), at most max_new_connections a second
+    (a second's worth at once), gets the mirror's connection mark bit."""
+    mark = mirror.chosen_mark
+    nth = "-m statistic --mode nth --every %d --packet 0" % mirror.sample if mirror.sample > 1 else ""
+    cap = mirror.max_new_connections
+    # iptables-save leaves out a burst of 5, the default.
+    limit = "-m limit --limit %d/sec%s" % (cap, " --limit-burst %d" % cap if cap != 5 else "") if cap else ""
+    return [_line(chain, nth, limit, "-j CONNMARK --set-xmark %#x/%#x" % (mark, mark))]
 
 
 def _protocol_name(protocol, family):
@@ -134,7 +139,7 @@ def render_mirror(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = _mirror_hook_rules(mirror, chain, hook)
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
-    if mirror.sampled_mark:
+    if mirror.chosen_mark:
         sampler = chain_name("MIRS", MIRROR, mirror.name)
         rules.chains[sampler] = _sampler_rules(mirror, sampler)
     rules.jumps.sort()

@@ -55,6 +55,8 @@ MAX_WEIGHT = 65535
 # Per-connection sampling: 1 in at most this many connections; the connection mark bit it sets.
 MAX_SAMPLE = 1000000
 DEFAULT_CONNMARK_BIT = 20
+# New connections a second a mirror may choose: xt_limit's largest rate.
+MAX_NEW_CONNECTIONS = 10000
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # A dotted quad already in canonical form (no leading zeros, octets up to 255): the common case,
 # checked without building an IPv4Address (a tenth of the time, at 10,000 backends).
@@ -98,13 +100,15 @@ class Mirror:
     interface: str = None
     sample: int = 1
     connmark_bit: int = DEFAULT_CONNMARK_BIT
+    max_new_connections: int = None
 
     kind = MIRROR
 
     @property
-    def sampled_mark(self):
-        """The connection mark bit of the connections this mirror samples, or None for every connection."""
-        return 1 << self.connmark_bit if self.sample > 1 else None
+    def chosen_mark(self):
+        """The connection mark bit of the connections this mirror chooses (one in sample, at most
+        max_new_connections a second), or None when it mirrors every connection."""
+        return 1 << self.connmark_bit if self.sample > 1 or self.max_new_connections else None
 
     @property
     def family(self):
@@ -362,13 +366,16 @@ def build_mirror(params):
         interface=_interface(interface) if interface else None,
         sample=_bounded("sample", params.get("sample"), 1, 1, MAX_SAMPLE),
         connmark_bit=_bounded("connmark_bit", params.get("connmark_bit"), DEFAULT_CONNMARK_BIT, 0, 31),
+        max_new_connections=_bounded("max_new_connections", params.get("max_new_connections"), None, 1, MAX_NEW_CONNECTIONS),
     )
 
 
 def _bounded(parameter, value, default, lowest, highest):
     """A whole number within bounds; default when unset (None)."""
     reason = "is not a whole number between %d and %d" % (lowest, highest)
-    number = default if value is None else _whole_number(parameter, value, reason)
+    if value is None:
+        return default
+    number = _whole_number(parameter, value, reason)
     if not lowest <= number <= highest:
         raise ValidationError(parameter, value, reason)
     return number
@@ -396,7 +403,7 @@ def mirror_hooks(mirror):
         hooks = [FORWARD]
     else:
         hooks = [hook for hook, directions in ((EGRESS, ("both", "egress")), (INGRESS, ("both", "ingress"))) if mirror.direction in directions]
-    if mirror.sampled_mark and request_hook(mirror) not in hooks:
+    if mirror.chosen_mark and request_hook(mirror) not in hooks:
         hooks.append(request_hook(mirror))
     return [(ROLE_OF_HOOK[hook], hook) for hook in sorted(hooks, key=list(ROLE_OF_HOOK).index)]
 
@@ -550,7 +557,7 @@ def definition(obj):
     if obj.kind == MIRROR:
         return {"name": obj.name, "gateway": obj.gateway, "protocol": obj.protocol, "ports": [str(p) for p in obj.ports],
                 "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface,
-                "sample": obj.sample, "connmark_bit": obj.connmark_bit}
+                "sample": obj.sample, "connmark_bit": obj.connmark_bit, "max_new_connections": obj.max_new_connections}
     return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
             "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients,
             "source_ranges": list(obj.source_ranges), "affinity": obj.affinity, "affinity_timeout": obj.affinity_timeout}

@@ -199,7 +199,7 @@ def _mirror_rules(mirror, hook):
     first, then dup of the chosen connections' packets (see _iptables_rules)."""
     matches = _mirror_matches(mirror, hook)
     rules = []
-    mark = mirror.sampled_mark
+    mark = mirror.chosen_mark
     if mark and hook == request_hook(mirror):
         sampler = {"jump": {"target": chain_name("MIRS", MIRROR, mirror.name)}}
         new = _match({"ct": {"key": "state"}}, "new", "in")
@@ -211,9 +211,12 @@ def _mirror_rules(mirror, hook):
 
 
 def _sampler_rules(mirror):
-    """One new connection in `sample`, the first of each run, gets the mirror's connection mark bit."""
-    chosen = _match({"numgen": {"mode": "inc", "mod": mirror.sample, "offset": 0}}, 0)
-    return [[chosen, {"mangle": {"key": _ct_mark(), "value": {"|": [_ct_mark(), mirror.sampled_mark]}}}]]
+    """One new connection in `sample` (the first of each run), at most max_new_connections a second
+    (a second's worth at once), gets the mirror's connection mark bit."""
+    nth = [_match({"numgen": {"mode": "inc", "mod": mirror.sample, "offset": 0}}, 0)] if mirror.sample > 1 else []
+    cap = mirror.max_new_connections
+    limit = [{"limit": {"rate": cap, "burst": cap, "per": "second"}}] if cap else []
+    return [nth + limit + [{"mangle": {"key": _ct_mark(), "value": {"|": [_ct_mark(), mirror.chosen_mark]}}}]]
 
 
 def render_mirror(mirror):
@@ -222,7 +225,7 @@ def render_mirror(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, hook)]
         rules.jumps.append((HOOK_CHAINS[hook], canonical([{"jump": {"target": chain}}])))
-    if mirror.sampled_mark:
+    if mirror.chosen_mark:
         rules.chains[chain_name("MIRS", MIRROR, mirror.name)] = [canonical(expr) for expr in _sampler_rules(mirror)]
     rules.jumps.sort()
     return {mirror.family: rules}
@@ -570,6 +573,8 @@ def _statement_text(statement):
         return "%s %s { %s timeout %ds }" % (value["op"], value["set"], _left_text(element["val"]), element["timeout"])
     if kind == "dup":
         return "dup to %s" % value["addr"]
+    if kind == "limit":
+        return "limit rate %d/%s burst %d packets" % (value["rate"], value["per"], value["burst"])
     if kind == "mangle":
         return "%s set %s" % (_left_text(value["key"]), _left_text(value["value"]))
     if kind == "dnat" and isinstance(value["addr"], dict):

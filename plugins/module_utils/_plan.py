@@ -28,7 +28,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
 FORWARDING_KEYS = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 BALANCER_ITEM_KEYS = ("name", "state", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges",
                       "affinity", "affinity_timeout")
-MIRROR_ITEM_KEYS = ("name", "state", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "force", "sample", "connmark_bit")
+MIRROR_ITEM_KEYS = ("name", "state", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "force", "sample", "connmark_bit", "max_new_connections")
 
 
 class PlanError(ValueError):

@@ -54,6 +54,7 @@ MIRROR_OPTIONS = dict(
     force=dict(type="bool", default=False),
     sample=dict(type="int", default=1),
     connmark_bit=dict(type="int", default=20),
+    max_new_connections=dict(type="int"),
 )
 MIRROR_REQUIRED_IF = [("state", "present", ("gateway",))]
 BALANCER_OPTIONS = dict(

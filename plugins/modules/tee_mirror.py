@@ -119,9 +119,20 @@ options:
       - The bit (0 to 31) of the connection mark that a sampled mirror sets on the connections it
         chooses, set and matched with a mask so the other bits, and other users of the mark, are
         left alone. Mirrors that sample the same connections should use different bits.
-      - Used only with O(sample) above 1.
+      - Used only with O(sample) above 1 or O(max_new_connections).
     type: int
     default: 20
+    version_added: 0.2.0
+  max_new_connections:
+    description:
+      - Mirror at most this many new connections a second (1 to 10000), each whole; beyond it
+        new connections are not mirrored at all, so a burst of connections cannot flood the
+        collector while every connection it gets stays complete. Up to one second's worth may
+        come at once.
+      - Chosen and marked as O(sample) chooses, with O(connmark_bit); with O(sample) too, the cap
+        applies to the sampled connections.
+      - Unset mirrors every connection (that O(sample) chooses).
+    type: int
     version_added: 0.2.0
 notes:
   - Needs a kernel with the TEE target.

@@ -207,6 +207,23 @@ def test_a_sampled_mirror_clones_one_connection_in_n_whole_in_both_directions(ma
     assert mirrored == {port: sent[port] for port in list(sent)[::4]}, "not the first of every 4 connections, each whole"
 
 
+def test_a_capped_mirror_clones_at_most_its_rate_of_new_connections_each_whole(make_lab, engine, family):
+    lab = mirror_lab(make_lab)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"], max_new_connections=5,
+          engine=engine)
+    with lab.capture("collector", "tcp port 80") as clones, lab.capture("web", "tcp port 80") as originals:
+        started = time.monotonic()
+        assert connect(lab, "sender", address(lab, "web", family), 40) == ["web"] * 40
+        seconds = time.monotonic() - started
+    sent, mirrored = connection_packets(originals.path), connection_packets(clones.path)
+    assert len(sent) == 40
+    assert list(sent)[:5] == list(mirrored)[:5], "the first second's worth of connections was not mirrored"
+    assert len(mirrored) <= 5 + 5 * seconds + 1, (len(mirrored), seconds)
+    assert mirrored == {key: sent[key] for key in mirrored}, "a mirrored connection is not whole"
+    assert not apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"],
+                     max_new_connections=5, engine=engine)["changed"]
+
+
 def collector_mac(lab):
     return lab.run("collector", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
 

@@ -64,6 +64,7 @@ def mirror_params():
         "interface": field(["d0", "eth+", "veth1.2", "a" * 15]),
         "sample": field([1, 4, "10", 0, 1000001]),
         "connmark_bit": field([0, 31, "20", 32]),
+        "max_new_connections": field([1, "100", 10000, 0, 10001]),
     })
 
 
@@ -114,6 +115,7 @@ def valid_mirror_params():
         "interface": st.sampled_from(["d0", "eth+", "veth1.2", "a" * 15]),
         "sample": st.sampled_from([1, 2, 10, 1000000]),
         "connmark_bit": st.sampled_from([0, 20, 31]),
+        "max_new_connections": st.sampled_from([1, 5, 50, 10000]),
     }))
 
 
