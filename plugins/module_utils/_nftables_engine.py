@@ -205,9 +205,16 @@ def _mirror_rules(mirror, hook):
         new = _match({"ct": {"key": "state"}}, "new", "in")
         rules += [parts + [new, sampler] for destination_port, parts in matches if destination_port or not mirror.ports]
     if clones_in(mirror, hook):
-        chosen = [_match({"&": [_ct_mark(), mark]}, mark)] if mark else []
+        chosen = [_marked(mark)] if mark else []
         rules += [parts + chosen + [{"dup": {"addr": mirror.gateway}}] for _destination_port, parts in matches]
     return rules
+
+
+def _marked(mark):
+    """ct mark & BIT == BIT, as nft holds it: for the top bit, a prefix of length 1."""
+    if mark == 1 << 31:
+        return _match(_ct_mark(), {"prefix": {"addr": mark, "len": 1}})
+    return _match({"&": [_ct_mark(), mark]}, mark)
 
 
 def _sampler_rules(mirror):

@@ -50,6 +50,9 @@ class ScriptedModule:
 def private_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(_host, "LOCK_PATHS", (str(tmp_path / "lock"),))
     monkeypatch.setattr(_record, "RECORD_DIR", str(tmp_path / "record"))
+    # What the host would read from the kernel itself comes from the simulated host, not this machine.
+    for name in ("read_text", "ruleset_tables", "ruleset_generation"):
+        monkeypatch.setattr(_host.AnsibleHost, name, lambda self, *args, name=name: getattr(self.module.host, name)(*args))
 
 
 def run(host, args, check_mode=False, diff=False):
