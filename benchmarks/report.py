@@ -373,7 +373,9 @@ def modes_section(modes):
             "`mode: source_hash`, all loads in every repeat. wrk's connections all come from one address, so with affinity "
             "every new connection finds its client in a backend's list (iptables: an `xt_recent` list; nftables: a set with "
             "timeouts) and renews it, and by source hash every one is hashed into the lookup table (nftables: `jhash` into a "
-            "map; iptables: `-m bpf` programs in blocks).", "",
+            "map; iptables: `-m bpf` programs in blocks). Either way all of them go to one backend, where round robin "
+            "spreads them over three, so the rates compare the whole path through lb and the backends, not the lookups "
+            "alone; a ratio at or above 1 says the lookup costs no connection rate.", "",
             table(["engine", "round robin, conn/s", "affinity, conn/s", "affinity ÷ round robin", "source hash, conn/s",
                    "source hash ÷ round robin"], rows), ""]
 
