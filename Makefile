@@ -88,7 +88,7 @@ release-test: venv
 	NETMAGIC_NO_SKIPS=1 $(BIN)/pytest tests/release
 
 test: collection matrix coverage lint docs-test
-	NETMAGIC_NO_SKIPS=1 $(BIN)/pytest tests/integration tests/release
+	NETMAGIC_NO_SKIPS=1 $(BIN)/pytest --durations=15 tests/integration tests/release
 	./scripts/molecule.sh
 
 demo: collection
