@@ -121,8 +121,12 @@ options:
         choices: [present, absent]
         default: present
       gateway:
-        description: As O(netmagic.netfilter.tee_mirror#module:gateway); required when present.
+        description: As O(netmagic.netfilter.tee_mirror#module:gateway); required when present, unless gateways is given.
         type: str
+      gateways:
+        description: As O(netmagic.netfilter.tee_mirror#module:gateways).
+        type: list
+        elements: str
       protocol:
         description: As O(netmagic.netfilter.tee_mirror#module:protocol).
         type: str

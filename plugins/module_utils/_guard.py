@@ -36,12 +36,15 @@ RECENT = r"--name {owned} --mask (?:255\.255\.255\.255|ffff(?::ffff){{7}}) --rso
 RULE_SHAPES = (
     # mirror: TEE
     r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
-    r"(?:-m connmark --mark {bit}/{bit} )?-j TEE --gateway {addr}",
+    r"(?:-m connmark --mark {mark}/{mark} )?-j TEE --gateway {addr}",
     # sampled mirror: a new connection goes to the sampler, which marks one in N
     r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
     r"-m conntrack --ctstate NEW -j {owned}",
-    r"(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?"
-    r"-j CONNMARK --set-xmark {bit}/{bit}",
+    r"(?:-m connmark --mark 0x0/{mark} )?(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?"
+    r"(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?-j CONNMARK --set-xmark {mark}/{mark}",
+    # a pool's sampler hands the connections it takes to the pool's chooser
+    r"(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?"
+    r"(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?-j {owned}",
     # mirror jump
     r"-m comment --comment {tag} -j {owned}",
     # balancer: endpoint, service cascade, masquerade and their jumps
@@ -54,9 +57,9 @@ RULE_SHAPES = (
     r"-j MASQUERADE",
     r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}",
 )
-# One bit of the connection mark, as iptables-save prints it.
-BIT = r"0x(?:[1248]0{0,7})"
-RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, bit=BIT,
+# A value or mask of the connection mark, as iptables-save prints it.
+MARK = r"0x(?:0|[1-9a-f][0-9a-f]{0,7})"
+RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, mark=MARK,
                                         tag=TAG, owned=OWNED, recent=RECENT.format(owned=OWNED)) for shape in RULE_SHAPES)
 # Compiled on the first write, not at import: a run that changes nothing never needs it.
 RESTORE_LINE_PATTERN = "|".join((

@@ -106,26 +106,40 @@ def _mirror_hook_rules(mirror, chain, hook):
     connections (where their first packet passes), then TEE of the chosen connections' packets."""
     matches = _mirror_matches(mirror, hook)
     rules = []
-    mark = mirror.chosen_mark
-    if mark and hook == request_hook(mirror):
+    if mirror.chooses and hook == request_hook(mirror):
         sampler = chain_name("MIRS", MIRROR, mirror.name)
         rules += [_line(chain, *parts, "-m conntrack --ctstate NEW -j %s" % sampler) for destination_port, parts in matches
                   if destination_port or not mirror.ports]
     if clones_in(mirror, hook):
-        chosen = "-m connmark --mark %#x/%#x" % (mark, mark) if mark else ""
-        rules += [_line(chain, *parts, chosen, "-j TEE --gateway %s" % mirror.gateway) for _destination_port, parts in matches]
+        for _destination_port, parts in matches:
+            if not mirror.chooses:
+                rules.append(_line(chain, *parts, "-j TEE --gateway %s" % mirror.gateway))
+                continue
+            rules += [_line(chain, *parts, "-m connmark --mark %#x/%#x" % (mirror.collector_mark(index), mirror.mark_mask),
+                            "-j TEE --gateway %s" % collector) for index, collector in enumerate(mirror.collectors)]
     return rules
 
 
-def _sampler_rules(mirror, chain):
-    """One new connection in `sample` (the first of each run), at most max_new_connections a second
-    (a second's worth at once), gets the mirror's connection mark bit."""
-    mark = mirror.chosen_mark
+def _chooser_chains(mirror):
+    """{chain: rules} choosing a new connection. MIRS: one in `sample` (the first of each run), at
+    most max_new_connections a second (a second's worth at once); then, for a pool, MIRP: each
+    collector in turn, its number set in the connection mark's field (an nth cascade, as the
+    balancer's, each rule only for a connection no rule before it numbered)."""
+    sampler = chain_name("MIRS", MIRROR, mirror.name)
     nth = "-m statistic --mode nth --every %d --packet 0" % mirror.sample if mirror.sample > 1 else ""
     cap = mirror.max_new_connections
     # iptables-save leaves out a burst of 5, the default.
     limit = "-m limit --limit %d/sec%s" % (cap, " --limit-burst %d" % cap if cap != 5 else "") if cap else ""
-    return [_line(chain, nth, limit, "-j CONNMARK --set-xmark %#x/%#x" % (mark, mark))]
+    if not mirror.pool:
+        return {sampler: [_line(sampler, nth, limit, "-j CONNMARK --set-xmark %#x/%#x" % (mirror.collector_mark(0), mirror.mark_mask))]}
+    chooser = chain_name("MIRP", MIRROR, mirror.name) if nth or limit else sampler
+    unnumbered = "-m connmark --mark 0x0/%#x" % mirror.mark_mask
+    count = len(mirror.pool)
+    cascade = [_line(chooser, unnumbered, "-m statistic --mode nth --every %d --packet 0" % (count - index) if index < count - 1 else "",
+                     "-j CONNMARK --set-xmark %#x/%#x" % (mirror.collector_mark(index), mirror.mark_mask)) for index in range(count)]
+    if chooser == sampler:
+        return {sampler: cascade}
+    return {sampler: [_line(sampler, nth, limit, "-j %s" % chooser)], chooser: cascade}
 
 
 def _protocol_name(protocol, family):
@@ -139,9 +153,8 @@ def render_mirror(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = _mirror_hook_rules(mirror, chain, hook)
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
-    if mirror.chosen_mark:
-        sampler = chain_name("MIRS", MIRROR, mirror.name)
-        rules.chains[sampler] = _sampler_rules(mirror, sampler)
+    if mirror.chooses:
+        rules.chains.update(_chooser_chains(mirror))
     rules.jumps.sort()
     return {(mirror.family, "mangle"): rules}
 

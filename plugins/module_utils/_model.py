@@ -57,6 +57,8 @@ MAX_SAMPLE = 1000000
 DEFAULT_CONNMARK_BIT = 20
 # New connections a second a mirror may choose: xt_limit's largest rate.
 MAX_NEW_CONNECTIONS = 10000
+# Collectors of one pool: their numbers fill a field of the connection mark.
+MAX_COLLECTORS = 64
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # A dotted quad already in canonical form (no leading zeros, octets up to 255): the common case,
 # checked without building an IPv4Address (a tenth of the time, at 10,000 backends).
@@ -101,14 +103,28 @@ class Mirror:
     sample: int = 1
     connmark_bit: int = DEFAULT_CONNMARK_BIT
     max_new_connections: int = None
+    pool: tuple = ()  # with gateways: every collector, gateway the first
 
     kind = MIRROR
 
     @property
-    def chosen_mark(self):
-        """The connection mark bit of the connections this mirror chooses (one in sample, at most
-        max_new_connections a second), or None when it mirrors every connection."""
-        return 1 << self.connmark_bit if self.sample > 1 or self.max_new_connections else None
+    def collectors(self):
+        return self.pool or (self.gateway,)
+
+    @property
+    def chooses(self):
+        """Whether connections are chosen (one in sample, at most max_new_connections a second, a
+        collector of a pool) and marked, rather than every packet cloned to the one gateway."""
+        return self.sample > 1 or bool(self.max_new_connections) or len(self.collectors) > 1
+
+    @property
+    def mark_mask(self):
+        """The field of the connection mark holding the chosen collector's number (1, 2, ...),
+        from bit connmark_bit; 0 in it: not chosen."""
+        return ((1 << len(self.collectors).bit_length()) - 1) << self.connmark_bit
+
+    def collector_mark(self, index):
+        return (index + 1) << self.connmark_bit
 
     @property
     def family(self):
@@ -354,10 +370,16 @@ def build_mirror(params):
     protocol = _choice("protocol", params.get("protocol") or "tcp", MIRROR_PROTOCOLS)
     peer = params.get("peer")
     interface = params.get("interface")
-    gateway = _unicast_address("gateway", params.get("gateway"))
+    collectors = _collectors(params.get("gateways"), params.get("gateway"))
+    gateway = collectors[0] if collectors else _unicast_address("gateway", params.get("gateway"))
+    pool = collectors if len(collectors) > 1 else ()
+    connmark_bit = _bounded("connmark_bit", params.get("connmark_bit"), DEFAULT_CONNMARK_BIT, 0, 31)
+    if connmark_bit + len(pool).bit_length() > 32:
+        raise ValidationError("connmark_bit", connmark_bit, "leaves no room for the numbers of %d collectors below bit 32" % len(pool))
     return Mirror(
         name=validate_name(params.get("name")),
         gateway=gateway,
+        pool=pool,
         protocol=protocol,
         ports=_ports(protocol, params.get("ports")),
         service=_choice("service", params.get("service") or "remote", SERVICES),
@@ -365,9 +387,25 @@ def build_mirror(params):
         peer=_same_family("peer", _network("peer", peer), family_of(gateway), "gateway") if peer else None,
         interface=_interface(interface) if interface else None,
         sample=_bounded("sample", params.get("sample"), 1, 1, MAX_SAMPLE),
-        connmark_bit=_bounded("connmark_bit", params.get("connmark_bit"), DEFAULT_CONNMARK_BIT, 0, 31),
+        connmark_bit=connmark_bit,
         max_new_connections=_bounded("max_new_connections", params.get("max_new_connections"), None, 1, MAX_NEW_CONNECTIONS),
     )
+
+
+def _collectors(gateways, gateway):
+    """The collectors given as gateways, of one family, each once; () when not given."""
+    if gateways is None or gateways == []:
+        return ()
+    if gateway is not None:
+        raise ValidationError("gateways", gateways, "and gateway are mutually exclusive: give one collector or a pool")
+    if not isinstance(gateways, list) or not 1 <= len(gateways) <= MAX_COLLECTORS:
+        raise ValidationError("gateways", gateways, "must be a list of 1 to %d collector addresses" % MAX_COLLECTORS)
+    pool = tuple(_unicast_address("gateways[%d]" % index, value) for index, value in enumerate(gateways))
+    for index, address in enumerate(pool):
+        if pool.index(address) != index:
+            raise ValidationError("gateways[%d]" % index, gateways[index], "is listed twice")
+        _same_family("gateways[%d]" % index, address, family_of(pool[0]), "gateways[0]")
+    return pool
 
 
 def _bounded(parameter, value, default, lowest, highest):
@@ -403,7 +441,7 @@ def mirror_hooks(mirror):
         hooks = [FORWARD]
     else:
         hooks = [hook for hook, directions in ((EGRESS, ("both", "egress")), (INGRESS, ("both", "ingress"))) if mirror.direction in directions]
-    if mirror.chosen_mark and request_hook(mirror) not in hooks:
+    if mirror.chooses and request_hook(mirror) not in hooks:
         hooks.append(request_hook(mirror))
     return [(ROLE_OF_HOOK[hook], hook) for hook in sorted(hooks, key=list(ROLE_OF_HOOK).index)]
 
@@ -557,7 +595,8 @@ def definition(obj):
     if obj.kind == MIRROR:
         return {"name": obj.name, "gateway": obj.gateway, "protocol": obj.protocol, "ports": [str(p) for p in obj.ports],
                 "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface,
-                "sample": obj.sample, "connmark_bit": obj.connmark_bit, "max_new_connections": obj.max_new_connections}
+                "sample": obj.sample, "connmark_bit": obj.connmark_bit, "max_new_connections": obj.max_new_connections,
+                **({"gateway": None, "gateways": list(obj.pool)} if obj.pool else {})}
     return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
             "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients,
             "source_ranges": list(obj.source_ranges), "affinity": obj.affinity, "affinity_timeout": obj.affinity_timeout}

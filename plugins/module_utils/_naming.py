@@ -23,9 +23,10 @@ TOKEN_LENGTH = 16
 # Chains written by release 0.1.0 carry 8 hex digits; they are recognised, so an upgrade removes them.
 LEGACY_TOKEN_LENGTH = 8
 # AFF names a backend's list of clients with affinity (an xt_recent list, an nft set), not a chain.
-# MIRS chains choose the connections a sampled mirror clones.
+# MIRS chains choose the connections a sampled mirror clones, MIRP the collector of a pool.
 # HSH chains hold one block of a source_hash lookup table (iptables).
-ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "MIRF": MIRROR, "MIRS": MIRROR, "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER, "HSH": BALANCER}
+ROLES = {"MIRO": MIRROR, "MIRI": MIRROR, "MIRF": MIRROR, "MIRS": MIRROR, "MIRP": MIRROR,
+         "SVC": BALANCER, "SEP": BALANCER, "MASQ": BALANCER, "AFF": BALANCER, "HSH": BALANCER}
 INDEXED_ROLES = ("SEP", "AFF", "HSH")
 
 TAG_PATTERN = re.compile(r"netmagic:(%s|%s):(%s{1,64})" % (MIRROR, BALANCER, NAME_CHARACTERS))

@@ -199,31 +199,53 @@ def _mirror_rules(mirror, hook):
     first, then dup of the chosen connections' packets (see _iptables_rules)."""
     matches = _mirror_matches(mirror, hook)
     rules = []
-    mark = mirror.chosen_mark
-    if mark and hook == request_hook(mirror):
+    if mirror.chooses and hook == request_hook(mirror):
         sampler = {"jump": {"target": chain_name("MIRS", MIRROR, mirror.name)}}
         new = _match({"ct": {"key": "state"}}, "new", "in")
         rules += [parts + [new, sampler] for destination_port, parts in matches if destination_port or not mirror.ports]
     if clones_in(mirror, hook):
-        chosen = [_marked(mark)] if mark else []
-        rules += [parts + chosen + [{"dup": {"addr": mirror.gateway}}] for _destination_port, parts in matches]
+        for _destination_port, parts in matches:
+            if not mirror.chooses:
+                rules.append(parts + [{"dup": {"addr": mirror.gateway}}])
+                continue
+            rules += [parts + [_marked(mirror.collector_mark(index), mirror.mark_mask), {"dup": {"addr": collector}}]
+                      for index, collector in enumerate(mirror.collectors)]
     return rules
 
 
-def _marked(mark):
-    """ct mark & BIT == BIT, as nft holds it: for the top bit, a prefix of length 1."""
-    if mark == 1 << 31:
-        return _match(_ct_mark(), {"prefix": {"addr": mark, "len": 1}})
-    return _match({"&": [_ct_mark(), mark]}, mark)
+def _marked(value, mask):
+    """ct mark & MASK == VALUE, as nft holds it: a mask of the top bits only is a prefix."""
+    length = 32 - (mask & -mask).bit_length() + 1
+    if mask == (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF:
+        return _match(_ct_mark(), {"prefix": {"addr": value, "len": length}})
+    return _match({"&": [_ct_mark(), mask]}, value)
 
 
-def _sampler_rules(mirror):
-    """One new connection in `sample` (the first of each run), at most max_new_connections a second
-    (a second's worth at once), gets the mirror's connection mark bit."""
+def _set_field(mask, value):
+    """ct mark set ct mark & KEEP | VALUE: the field's other bits cleared, as nft holds it (it
+    keeps the bits VALUE sets out of the cleared ones, and drops an & that keeps every bit)."""
+    keep = (mask ^ 0xFFFFFFFF) | value
+    kept = _ct_mark() if keep == 0xFFFFFFFF else {"&": [_ct_mark(), keep]}
+    return {"mangle": {"key": _ct_mark(), "value": {"|": [kept, value]}}}
+
+
+def _chooser_chains(mirror):
+    """{chain: rules} choosing a new connection, as the iptables engines do (_iptables_rules): MIRS
+    one in `sample`, at most max_new_connections a second; for a pool, MIRP each collector in
+    turn, a numgen cascade over the connections no rule before numbered."""
+    sampler = chain_name("MIRS", MIRROR, mirror.name)
     nth = [_match({"numgen": {"mode": "inc", "mod": mirror.sample, "offset": 0}}, 0)] if mirror.sample > 1 else []
     cap = mirror.max_new_connections
     limit = [{"limit": {"rate": cap, "burst": cap, "per": "second"}}] if cap else []
-    return [nth + limit + [{"mangle": {"key": _ct_mark(), "value": {"|": [_ct_mark(), mirror.chosen_mark]}}}]]
+    if not mirror.pool:
+        return {sampler: [nth + limit + [_set_field(mirror.mark_mask, mirror.collector_mark(0))]]}
+    chooser = chain_name("MIRP", MIRROR, mirror.name) if nth or limit else sampler
+    mask, count = mirror.mark_mask, len(mirror.pool)
+    cascade = [[_marked(0, mask)] + ([_match({"numgen": {"mode": "inc", "mod": count - index, "offset": 0}}, 0)] if index < count - 1 else [])
+               + [_set_field(mask, mirror.collector_mark(index))] for index in range(count)]
+    if chooser == sampler:
+        return {sampler: cascade}
+    return {sampler: [nth + limit + [{"jump": {"target": chooser}}]], chooser: cascade}
 
 
 def render_mirror(mirror):
@@ -232,8 +254,8 @@ def render_mirror(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
         rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, hook)]
         rules.jumps.append((HOOK_CHAINS[hook], canonical([{"jump": {"target": chain}}])))
-    if mirror.chosen_mark:
-        rules.chains[chain_name("MIRS", MIRROR, mirror.name)] = [canonical(expr) for expr in _sampler_rules(mirror)]
+    if mirror.chooses:
+        rules.chains.update({chain: [canonical(expr) for expr in exprs] for chain, exprs in _chooser_chains(mirror).items()})
     rules.jumps.sort()
     return {mirror.family: rules}
 

@@ -28,7 +28,8 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
 FORWARDING_KEYS = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 BALANCER_ITEM_KEYS = ("name", "state", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges",
                       "affinity", "affinity_timeout")
-MIRROR_ITEM_KEYS = ("name", "state", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "force", "sample", "connmark_bit", "max_new_connections")
+MIRROR_ITEM_KEYS = ("name", "state", "gateway", "gateways", "protocol", "ports", "service", "direction", "peer", "interface", "force",
+                    "sample", "connmark_bit", "max_new_connections")
 
 
 class PlanError(ValueError):
@@ -231,28 +232,34 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
         item = {key: mirror[key] for key in MIRROR_ITEM_KEYS if mirror.get(key) is not None}
         item.setdefault("state", "present")
         if item["state"] == "present":
-            item.setdefault("gateway", default_gateway)
+            if not item.get("gateways"):
+                item.setdefault("gateway", default_gateway)
             try:
                 built = build_mirror(item)
             except ValidationError as error:
                 problems.append("%s.%s: %r %s" % (where, error.parameter, error.value, error.reason))
                 continue
-            collector = collectors.get(built.gateway)
-            if collector is None:
-                problems.append("%s.gateway: %s is not the address of a host in group %s (mirror_sender_collector_group), so its "
-                                "forwarding cannot be checked" % (where, built.gateway, _quoted(collector_group)))
-                continue
-            if collector == this_host:
-                problems.append("%s: the collector %s (%s) is this host itself; a host cannot mirror to itself" % (where, collector, built.gateway))
-                continue
-            item["gateway"] = built.gateway
-            key = FORWARDING_KEYS[built.family]
-            value = (hostvars.get(collector, {}).get("mirror_collector_forwarding") or {}).get(key)
-            if value is None:
-                value = _read_setting(forwarding_read, collector, key)
-            check = {"collector": collector, "gateway": built.gateway, "key": key, "value": value}
-            if check not in checks:
-                checks.append(check)
+            for number, address in enumerate(built.collectors):
+                parameter = "gateways[%d]" % number if built.pool else "gateway"
+                collector = collectors.get(address)
+                if collector is None:
+                    problems.append("%s.%s: %s is not the address of a host in group %s (mirror_sender_collector_group), so its "
+                                    "forwarding cannot be checked" % (where, parameter, address, _quoted(collector_group)))
+                    continue
+                if collector == this_host:
+                    problems.append("%s: the collector %s (%s) is this host itself; a host cannot mirror to itself" % (where, collector, address))
+                    continue
+                key = FORWARDING_KEYS[built.family]
+                value = (hostvars.get(collector, {}).get("mirror_collector_forwarding") or {}).get(key)
+                if value is None:
+                    value = _read_setting(forwarding_read, collector, key)
+                check = {"collector": collector, "gateway": address, "key": key, "value": value}
+                if check not in checks:
+                    checks.append(check)
+            if built.pool:
+                item["gateways"] = list(built.pool)
+            else:
+                item["gateway"] = built.gateway
         items.append(item)
     problems += [_forwarding_on(check) for check in checks if check["value"] not in (None, 0)]
     _refuse_listed(problems, variable, MIRROR, build_mirror, items)

@@ -32,15 +32,19 @@ def next_hop(ip_route_get_output):
 
 
 def check_gateway(host, mirror):
-    """TEE needs a collector that is another host on this host's L2 segment."""
+    """TEE needs a collector that is another host on this host's L2 segment: the gateway, or each
+    collector of a pool."""
     ip = _ip(host)
     _rc, out, _err = host.read([ip, "-o", "addr", "show"])
-    if mirror.gateway in own_addresses(out):
-        raise ValidationError("gateway", mirror.gateway, "is an address of this host: the clones would never leave it" + FORCE_HINT)
-    rc, out, err = host.read([ip, "route", "get", mirror.gateway])
-    if rc != 0:
-        raise ValidationError("gateway", mirror.gateway, "has no route from this host (%s)%s" % (err.strip(), FORCE_HINT))
-    via = next_hop(out)
-    if via:
-        raise ValidationError("gateway", mirror.gateway, "is not on-link: its route goes via %s, and TEE needs the collector "
-                                                         "on this host's L2 segment%s" % (via, FORCE_HINT))
+    own = own_addresses(out)
+    for index, collector in enumerate(mirror.collectors):
+        parameter = "gateways[%d]" % index if mirror.pool else "gateway"
+        if collector in own:
+            raise ValidationError(parameter, collector, "is an address of this host: the clones would never leave it" + FORCE_HINT)
+        rc, out, err = host.read([ip, "route", "get", collector])
+        if rc != 0:
+            raise ValidationError(parameter, collector, "has no route from this host (%s)%s" % (err.strip(), FORCE_HINT))
+        via = next_hop(out)
+        if via:
+            raise ValidationError(parameter, collector, "is not on-link: its route goes via %s, and TEE needs the collector "
+                                                        "on this host's L2 segment%s" % (via, FORCE_HINT))

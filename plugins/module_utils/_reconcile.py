@@ -45,6 +45,7 @@ OBJECT_OPTIONS = dict(
 )
 MIRROR_OPTIONS = dict(
     gateway=dict(type="str"),
+    gateways=dict(type="list", elements="str"),
     protocol=dict(type="str", choices=["tcp", "udp", "icmp", "all"], default="tcp"),
     ports=dict(type="list", elements="str", default=[]),
     service=dict(type="str", choices=["remote", "local", "routed"], default="remote"),
@@ -56,7 +57,7 @@ MIRROR_OPTIONS = dict(
     connmark_bit=dict(type="int", default=20),
     max_new_connections=dict(type="int"),
 )
-MIRROR_REQUIRED_IF = [("state", "present", ("gateway",))]
+MIRROR_REQUIRED_IF = [("state", "present", ("gateway", "gateways"), True)]
 BALANCER_OPTIONS = dict(
     vip=dict(type="str"),
     port=dict(type="int"),

@@ -38,8 +38,22 @@ options:
         unless O(force=true).
       - A unicast address without zone id (C(%eth0)); IPv4-mapped IPv6 addresses are refused. The same holds for
         O(peer).
-      - Required when O(state=present).
+      - Required when O(state=present), unless O(gateways) is given.
     type: str
+  gateways:
+    description:
+      - A pool of collectors, instead of O(gateway), each checked as O(gateway) is. Every
+        connection goes wholly, both directions, to one collector of the pool, each collector in
+        turn (the first new connection to the first, the next to the second, and so on), so the
+        spread is even.
+      - Each connection's collector is chosen where its first packet passes (see O(sample)) and
+        its number (1, 2, ...) kept in a field of its connection mark from bit O(connmark_bit),
+        as wide as the pool's size needs; the packet mark and the other bits are left alone.
+        Connections that began before the pool are not mirrored.
+      - At most 64 addresses of one family, each once; a list of one is O(gateway).
+    type: list
+    elements: str
+    version_added: 0.2.0
   protocol:
     description:
       - Protocol of the traffic to mirror. O(ports) needs C(tcp) or C(udp).
@@ -119,7 +133,8 @@ options:
       - The bit (0 to 31) of the connection mark that a sampled mirror sets on the connections it
         chooses, set and matched with a mask so the other bits, and other users of the mark, are
         left alone. Mirrors that sample the same connections should use different bits.
-      - Used only with O(sample) above 1 or O(max_new_connections).
+      - Used only with O(sample) above 1, O(max_new_connections) or O(gateways); a pool of N
+        collectors takes the bits from O(connmark_bit) that hold the number N.
     type: int
     default: 20
     version_added: 0.2.0
@@ -175,6 +190,12 @@ EXAMPLES = r"""
     gateway: 198.18.0.3
     ports: ["80"]
     sample: 10
+
+- name: Mirror HTTP to a pool of three collectors, each connection wholly to one of them
+  netmagic.netfilter.tee_mirror:
+    name: http-pool
+    gateways: [198.18.0.3, 198.18.0.4, 198.18.0.5]
+    ports: ["80"]
 
 - name: Mirror everything exchanged with one subnet
   netmagic.netfilter.tee_mirror:

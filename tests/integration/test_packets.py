@@ -224,8 +224,30 @@ def test_a_capped_mirror_clones_at_most_its_rate_of_new_connections_each_whole(m
                      max_new_connections=5, engine=engine)["changed"]
 
 
+def test_a_pool_sends_each_connection_wholly_to_one_collector_in_turn(make_lab, engine, family):
+    lab = make_lab(backends=2)
+    lab.start_http("web", 80)
+    set_forwarding(lab, "collector", "0")
+    pool = ["collector", "be1", "be2"]
+    apply(lab, "sender", "tee_mirror", name="http", gateways=[address(lab, host, family) for host in pool], ports=["80"], engine=engine)
+    # What each collector is sent, not what the bridge floods to it before it learns the others' addresses.
+    received = {host: "tcp port 80 and ether dst %s" % mac_of(lab, host) for host in pool}
+    exchanged = "tcp port 80 and ether host %s" % mac_of(lab, "web")
+    with lab.capture("web", exchanged) as originals, lab.capture("collector", received["collector"]) as first, \
+            lab.capture("be1", received["be1"]) as second, lab.capture("be2", received["be2"]) as third:
+        assert connect(lab, "sender", address(lab, "web", family), 30) == ["web"] * 30
+    sent = connection_packets(originals.path)
+    assert len(sent) == 30
+    for turn, capture in enumerate((first, second, third)):
+        assert connection_packets(capture.path) == {key: sent[key] for key in list(sent)[turn::3]}, "collector %s" % pool[turn]
+
+
+def mac_of(lab, host):
+    return lab.run(host, ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
+
+
 def collector_mac(lab):
-    return lab.run("collector", ["cat", "/sys/class/net/eth0/address"], check=True).stdout.strip()
+    return mac_of(lab, "collector")
 
 
 def test_a_collector_that_forwards_puts_clones_back_on_the_network(make_lab, engine):

@@ -65,6 +65,7 @@ def mirror_params():
         "sample": field([1, 4, "10", 0, 1000001]),
         "connmark_bit": field([0, 31, "20", 32]),
         "max_new_connections": field([1, "100", 10000, 0, 10001]),
+        "gateways": st.one_of(st.lists(field(ADDRESSES4 + ADDRESSES6), max_size=3), ANYTHING),
     })
 
 
@@ -116,7 +117,14 @@ def valid_mirror_params():
         "sample": st.sampled_from([1, 2, 10, 1000000]),
         "connmark_bit": st.sampled_from([0, 20, 31]),
         "max_new_connections": st.sampled_from([1, 5, 50, 10000]),
-    }))
+        "gateways": st.sampled_from([[], ["198.18.0.3", "198.18.0.4"], ["198.18.0.3", "198.18.0.4", "198.18.0.5"]] if f == 4
+                                    else [[], ["2001:2::3", "2001:2::4"]]),
+    })).map(_one_collector_option)
+
+
+def _one_collector_option(params):
+    """A pool's definition without the gateway the strategy gives every definition."""
+    return {key: value for key, value in params.items() if key != "gateway" or not params.get("gateways")}
 
 
 def valid_balancer_params():

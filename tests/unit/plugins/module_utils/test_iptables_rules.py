@@ -14,7 +14,7 @@ NAT, MANGLE = (4, "nat"), (4, "mangle")
 
 
 def mirror(**params):
-    return build_mirror(dict({"name": "http", "gateway": GW}, **params))
+    return build_mirror(dict({"name": "http", **({} if "gateways" in params else {"gateway": GW})}, **params))
 
 
 def balancer(**params):
@@ -54,6 +54,16 @@ def chain_rules(owned, table, role):
          ["-p tcp -m tcp --sport 80 -m connmark --mark 0x100000/0x100000 -j TEE --gateway %s" % GW]),
         ({"ports": ["80"], "sample": 4, "connmark_bit": 0}, "MIRS",
          ["-m statistic --mode nth --every 4 --packet 0 -j CONNMARK --set-xmark 0x1/0x1"]),
+        # A pool: connections numbered in turn in a two-bit field, each number's packets to its collector.
+        ({"ports": ["80"], "gateways": [GW, "198.18.0.4", "198.18.0.5"]}, "MIRS", [
+            "-m connmark --mark 0x0/0x300000 -m statistic --mode nth --every 3 --packet 0 -j CONNMARK --set-xmark 0x100000/0x300000",
+            "-m connmark --mark 0x0/0x300000 -m statistic --mode nth --every 2 --packet 0 -j CONNMARK --set-xmark 0x200000/0x300000",
+            "-m connmark --mark 0x0/0x300000 -j CONNMARK --set-xmark 0x300000/0x300000"]),
+        ({"ports": ["80"], "gateways": [GW, "198.18.0.4"], "direction": "ingress"}, "MIRI", [
+            "-p tcp -m tcp --sport 80 -m connmark --mark 0x100000/0x300000 -j TEE --gateway %s" % GW,
+            "-p tcp -m tcp --sport 80 -m connmark --mark 0x200000/0x300000 -j TEE --gateway 198.18.0.4"]),
+        ({"ports": ["80"], "gateways": [GW, "198.18.0.4"], "sample": 2}, "MIRS",
+         ["-m statistic --mode nth --every 2 --packet 0 -j %s" % chain_name("MIRP", "mirror", "http")]),
         ({"ports": ["80"], "max_new_connections": 5}, "MIRS", ["-m limit --limit 5/sec -j CONNMARK --set-xmark 0x100000/0x100000"]),
         ({"ports": ["80"], "max_new_connections": 50}, "MIRS",
          ["-m limit --limit 50/sec --limit-burst 50 -j CONNMARK --set-xmark 0x100000/0x100000"]),

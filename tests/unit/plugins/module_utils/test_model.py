@@ -326,3 +326,24 @@ def test_routed_traffic_is_mirrored_in_both_directions_only():
     with pytest.raises(ValidationError) as error:
         build_mirror({"name": "http", "gateway": "198.18.0.3", "service": "routed", "direction": "egress"})
     assert error.value.parameter == "direction" and "routed" in str(error.value)
+
+
+@pytest.mark.parametrize("params, parameter", [
+    ({"gateways": ["198.18.0.3", "198.18.0.3"]}, "gateways[1]"),
+    ({"gateways": ["198.18.0.3", "2001:2::3"]}, "gateways[1]"),
+    ({"gateways": ["198.18.0.3", "198.18.0.4"], "gateway": "198.18.0.3"}, "gateways"),
+    ({"gateways": "198.18.0.3"}, "gateways"),
+    ({"gateways": ["198.18.0.3", "198.18.0.4"], "connmark_bit": 31}, "connmark_bit"),
+    ({"gateways": ["198.18.0.%d" % i for i in range(1, 66)]}, "gateways"),
+])
+def test_a_bad_pool_is_refused_naming_the_collector(params, parameter):
+    with pytest.raises(ValidationError) as error:
+        build_mirror(dict({"name": "http"}, **params))
+    assert error.value.parameter == parameter
+
+
+def test_a_pool_of_one_is_its_gateway_and_a_pool_numbers_its_collectors():
+    assert build_mirror({"name": "http", "gateways": ["198.18.0.3"]}) == build_mirror({"name": "http", "gateway": "198.18.0.3"})
+    pool = build_mirror({"name": "http", "gateways": ["198.18.0.3", "198.18.0.4", "198.18.0.5"], "connmark_bit": 4})
+    assert (pool.gateway, pool.collectors, pool.mark_mask, pool.collector_mark(2)) == (
+        "198.18.0.3", ("198.18.0.3", "198.18.0.4", "198.18.0.5"), 0x30, 0x30)

@@ -36,7 +36,11 @@ def sampled():
     return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"], "sample": 4, "direction": "ingress"})
 
 
-MIRF, MIRI, MIRO, MIRS = (chain_name(role, "mirror", "http") for role in ("MIRF", "MIRI", "MIRO", "MIRS"))
+def pooled():
+    return build_mirror({"name": "http", "gateways": ["198.18.0.3", "198.18.0.4"], "ports": ["80"], "direction": "egress", "sample": 2})
+
+
+MIRF, MIRI, MIRO, MIRP, MIRS = (chain_name(role, "mirror", "http") for role in ("MIRF", "MIRI", "MIRO", "MIRP", "MIRS"))
 
 
 def line(command):
@@ -197,6 +201,18 @@ CASES = {
         "add rule %s: numgen inc mod 4 0 ct mark set ct mark | 0x00100000" % MIRS,
         'add rule mangle-output: jump %s comment "netmagic:mirror:http"' % MIRO,
         'add rule mangle-prerouting: jump %s comment "netmagic:mirror:http"' % MIRI,
+    ]),
+    "a sampled pool numbers the connections it takes in turn": ((), {HTTP: pooled()}, [
+        "add table ip netmagic",
+        "add chain mangle-output { type filter hook output priority -150; policy accept; }",
+        "add chain %s" % MIRO, "add chain %s" % MIRP, "add chain %s" % MIRS,
+        "add rule %s: tcp dport 80 ct state new jump %s" % (MIRO, MIRS),
+        "add rule %s: tcp dport 80 ct mark & 0x00300000 == 0x00100000 dup to 198.18.0.3" % MIRO,
+        "add rule %s: tcp dport 80 ct mark & 0x00300000 == 0x00200000 dup to 198.18.0.4" % MIRO,
+        "add rule %s: ct mark & 0x00300000 == 0x00000000 numgen inc mod 2 0 ct mark set ct mark & 0xffdfffff | 0x00100000" % MIRP,
+        "add rule %s: ct mark & 0x00300000 == 0x00000000 ct mark set ct mark & 0xffefffff | 0x00200000" % MIRP,
+        "add rule %s: numgen inc mod 2 0 jump %s" % (MIRS, MIRP),
+        'add rule mangle-output: jump %s comment "netmagic:mirror:http"' % MIRO,
     ]),
     "remove the last object": ((web(),), {WEB: None}, ["delete table ip netmagic"]),
     "remove one of two objects": ((web(), http()), {WEB: None}, ["add table ip netmagic"] + WEB_ELEMENTS_GONE + [

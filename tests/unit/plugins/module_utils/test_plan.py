@@ -133,6 +133,21 @@ def test_a_mirror_goes_to_the_first_collector_whose_forwarding_is_checked():
     assert result["forwarding"] == [{"collector": "col1", "gateway": "198.18.0.3", "key": "net.ipv4.ip_forward", "value": 0}]
 
 
+def test_a_pool_checks_each_of_its_collectors():
+    groups = dict(GROUPS, collectors=["col1", "col2"])
+    hostvars = dict(HOSTVARS, col2={"ansible_host": "198.18.0.4", "mirror_collector_forwarding": {"net.ipv4.ip_forward": 1}})
+    with pytest.raises(PlanError) as error:
+        mirror_plan([{"name": "http", "gateways": ["198.18.0.3", "198.18.0.4"]}], groups, hostvars, "web1", resolver=fake_resolver)
+    assert [problem[:24] for problem in error.value.problems] == ["collector col2 forwards "]
+    hostvars["col2"]["mirror_collector_forwarding"] = {"net.ipv4.ip_forward": 0}
+    result = mirror_plan([{"name": "http", "gateways": ["198.18.0.3", "198.18.0.4"]}], groups, hostvars, "web1", resolver=fake_resolver)
+    assert result["mirrors"] == [{"name": "http", "state": "present", "gateways": ["198.18.0.3", "198.18.0.4"]}]
+    assert [check["collector"] for check in result["forwarding"]] == ["col1", "col2"]
+    with pytest.raises(PlanError) as error:
+        mirror_plan([{"name": "http", "gateways": ["198.18.0.3", "198.18.0.9"]}], groups, hostvars, "web1", resolver=fake_resolver)
+    assert error.value.problems[0].startswith("mirror_sender_mirrors[0] (http).gateways[1]: 198.18.0.9 is not the address")
+
+
 def read(content, collector="col1", key="net.ipv4.ip_forward"):
     """One result of the role's looped slurp of a forwarding setting on a collector."""
     return {"item": {"collector": collector, "key": key}, "content": content, "encoding": "base64"}

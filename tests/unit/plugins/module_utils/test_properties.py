@@ -20,7 +20,8 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
 )
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import balancer_params, mirror_params
 
-MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "sample", "connmark_bit", "max_new_connections"}
+MIRROR_OPTIONS = {"name", "gateway", "protocol", "ports", "service", "direction", "peer", "interface", "sample", "connmark_bit",
+                  "max_new_connections", "gateways"}
 BALANCER_OPTIONS = {"name", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges", "affinity",
                     "affinity_timeout"}
 PROPERTY_SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
