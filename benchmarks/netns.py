@@ -4,7 +4,7 @@ import contextlib
 import json
 import subprocess
 
-from tests.integration.netfilter import forget_records
+from tests.lab.netlab import forget_records
 
 PREFIX = "nm-bcp-"
 # The mirrors' collector must be on-link (tee_mirror checks the route): a veth pair inside the

@@ -20,7 +20,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_listed,
     build_mirror,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX, ChainOwners
+from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX, ChainOwners, chain_role
 
 
 # --- objects and drift ------------------------------------------------------
@@ -153,15 +153,11 @@ def mirrored_packets(rules):
     and so no mark.
     """
     # The rules that choose connections (a jump to a sampler, the sampler's own) clone nothing.
-    counted = [rule for rule in rules if not rule.owner and not rule.targets and _role(rule.chain) != "MIRS"]
+    counted = [rule for rule in rules if not rule.owner and not rule.targets and chain_role(rule.chain) != "MIRS"]
     if not counted or any(rule.packets is None for rule in counted):
         return None
-    sampled = any(_role(target) == "MIRS" for rule in rules for target in rule.targets)
-    return sum(rule.packets // 2 if _role(rule.chain) == "MIRO" and not sampled else rule.packets for rule in counted)
-
-
-def _role(chain):
-    return chain.split("-")[1]
+    sampled = any(chain_role(target) == "MIRS" for rule in rules for target in rule.targets)
+    return sum(rule.packets // 2 if chain_role(rule.chain) == "MIRO" and not sampled else rule.packets for rule in counted)
 
 
 def object_report(owner, rules, findings):

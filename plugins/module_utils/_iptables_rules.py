@@ -21,10 +21,9 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     HASH_SLOTS,
     INGRESS,
     MIRROR,
-    clones_in,
+    chooser_chains,
     mirror_hooks,
-    mirror_legs,
-    request_hook,
+    mirror_rules,
     random_probabilities,
     round_robin_slots,
     slot_runs,
@@ -84,62 +83,38 @@ def _port_match(protocol, flag, port_range):
     return "-p %s -m %s --%s %s" % (protocol, protocol, flag, port_range)
 
 
-def _mirror_matches(mirror, hook):
-    """(the service's port is the destination port, the matches) of each rule of the hook, each
-    once (without ports, peer or interface the legs of routed traffic match alike)."""
-    found = []
-    for destination_port, toward_peer in mirror_legs(mirror, hook):
-        address = ("-d %s" if toward_peer else "-s %s") % mirror.peer if mirror.peer else ""
-        interface = ("-o %s" if toward_peer else "-i %s") % mirror.interface if mirror.interface else ""
-        if mirror.ports:
-            flag = "dport" if destination_port else "sport"
-            leg = [(destination_port, (address, interface, _port_match(mirror.protocol, flag, port))) for port in mirror.ports]
-        else:
-            protocol = "" if mirror.protocol == "all" else "-p %s" % _protocol_name(mirror.protocol, mirror.family)
-            leg = [(destination_port, (address, interface, protocol))]
-        found += [(destination_port, parts) for destination_port, parts in leg if parts not in [seen for _d, seen in found]]
-    return found
+def _mirror_match(mirror, match):
+    """The iptables words of a MirrorMatch."""
+    toward = match.toward_peer
+    address = ("-d %s" if toward else "-s %s") % mirror.peer if mirror.peer else ""
+    interface = ("-o %s" if toward else "-i %s") % mirror.interface if mirror.interface else ""
+    if match.port_field:
+        protocol = _port_match(mirror.protocol, match.port_field, match.port)
+    else:
+        protocol = "" if mirror.protocol == "all" else "-p %s" % _protocol_name(mirror.protocol, mirror.family)
+    return address, interface, protocol
 
 
-def _mirror_hook_rules(mirror, chain, hook):
-    """The rules of one hook's chain: with sampling, first the jumps that choose among new
-    connections (where their first packet passes), then TEE of the chosen connections' packets."""
-    matches = _mirror_matches(mirror, hook)
-    rules = []
-    if mirror.chooses and hook == request_hook(mirror):
-        sampler = chain_name("MIRS", MIRROR, mirror.name)
-        rules += [_line(chain, *parts, "-m conntrack --ctstate NEW -j %s" % sampler) for destination_port, parts in matches
-                  if destination_port or not mirror.ports]
-    if clones_in(mirror, hook):
-        for _destination_port, parts in matches:
-            if not mirror.chooses:
-                rules.append(_line(chain, *parts, "-j TEE --gateway %s" % mirror.gateway))
-                continue
-            rules += [_line(chain, *parts, "-m connmark --mark %#x/%#x" % (mirror.collector_mark(index), mirror.mark_mask),
-                            "-j TEE --gateway %s" % collector) for index, collector in enumerate(mirror.collectors)]
-    return rules
+def _mirror_line(mirror, chain, rule):
+    if rule.chooser:
+        action = "-m conntrack --ctstate NEW -j %s" % chain_name(rule.chooser, MIRROR, mirror.name)
+    elif rule.mark is None:
+        action = "-j TEE --gateway %s" % rule.collector
+    else:
+        action = "-m connmark --mark %#x/%#x -j TEE --gateway %s" % (rule.mark, mirror.mark_mask, rule.collector)
+    return _line(chain, *_mirror_match(mirror, rule.match), action)
 
 
-def _chooser_chains(mirror):
-    """{chain: rules} choosing a new connection. MIRS: one in `sample` (the first of each run), at
-    most max_new_connections a second (a second's worth at once); then, for a pool, MIRP: each
-    collector in turn, its number set in the connection mark's field (an nth cascade, as the
-    balancer's, each rule only for a connection no rule before it numbered)."""
-    sampler = chain_name("MIRS", MIRROR, mirror.name)
-    nth = "-m statistic --mode nth --every %d --packet 0" % mirror.sample if mirror.sample > 1 else ""
-    cap = mirror.max_new_connections
+def _chooser_line(mirror, chain, rule):
+    unnumbered = "-m connmark --mark 0x0/%#x" % mirror.mark_mask if rule.unnumbered else ""
+    nth = "-m statistic --mode nth --every %d --packet 0" % rule.every if rule.every else ""
     # iptables-save leaves out a burst of 5, the default.
-    limit = "-m limit --limit %d/sec%s" % (cap, " --limit-burst %d" % cap if cap != 5 else "") if cap else ""
-    if not mirror.pool:
-        return {sampler: [_line(sampler, nth, limit, "-j CONNMARK --set-xmark %#x/%#x" % (mirror.collector_mark(0), mirror.mark_mask))]}
-    chooser = chain_name("MIRP", MIRROR, mirror.name) if nth or limit else sampler
-    unnumbered = "-m connmark --mark 0x0/%#x" % mirror.mark_mask
-    count = len(mirror.pool)
-    cascade = [_line(chooser, unnumbered, "-m statistic --mode nth --every %d --packet 0" % (count - index) if index < count - 1 else "",
-                     "-j CONNMARK --set-xmark %#x/%#x" % (mirror.collector_mark(index), mirror.mark_mask)) for index in range(count)]
-    if chooser == sampler:
-        return {sampler: cascade}
-    return {sampler: [_line(sampler, nth, limit, "-j %s" % chooser)], chooser: cascade}
+    limit = "-m limit --limit %d/sec%s" % (rule.limit, " --limit-burst %d" % rule.limit if rule.limit != 5 else "") if rule.limit else ""
+    if rule.jump:
+        action = "-j %s" % chain_name(rule.jump, MIRROR, mirror.name)
+    else:
+        action = "-j CONNMARK --set-xmark %#x/%#x" % (rule.mark, mirror.mark_mask)
+    return _line(chain, unnumbered, nth, limit, action)
 
 
 def _protocol_name(protocol, family):
@@ -151,10 +126,12 @@ def render_mirror(mirror):
     for role, hook in mirror_hooks(mirror):
         builtin = HOOK_CHAINS[hook]
         chain = chain_name(role, MIRROR, mirror.name)
-        rules.chains[chain] = _mirror_hook_rules(mirror, chain, hook)
+        rules.chains[chain] = [_mirror_line(mirror, chain, rule) for rule in mirror_rules(mirror, hook)]
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
     if mirror.chooses:
-        rules.chains.update(_chooser_chains(mirror))
+        for role, chooser_rules in chooser_chains(mirror).items():
+            chain = chain_name(role, MIRROR, mirror.name)
+            rules.chains[chain] = [_chooser_line(mirror, chain, rule) for rule in chooser_rules]
     rules.jumps.sort()
     return {(mirror.family, "mangle"): rules}
 

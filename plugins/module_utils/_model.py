@@ -9,6 +9,7 @@ ValidationError naming the parameter and the offending value.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import ipaddress
 import json
@@ -465,6 +466,70 @@ def mirror_legs(mirror, hook):
         return [(True, True), (False, False)]
     egress = hook == EGRESS
     return [(egress == (mirror.service == "remote"), egress)]
+
+
+# The matches of one mirror rule. toward_peer: True matches the peer as destination and the
+# interface as the way out, False as source and way in, None neither (the mirror has no peer or
+# interface). port_field: "dport", "sport", or None for a mirror without ports (then port is None).
+MirrorMatch = collections.namedtuple("MirrorMatch", "toward_peer port_field port")
+
+# A rule of a hook's chain: its matches, then either a jump for new connections to the chain of
+# role `chooser`, or a clone to `collector` of the connections whose mark field holds `mark`
+# (None: every packet matched).
+MirrorRule = collections.namedtuple("MirrorRule", "match chooser collector mark")
+
+# A rule choosing a new connection: only one not numbered yet (`unnumbered`), the first of every
+# `every`, at most `limit` a second (None: no such match); then set the mark field to `mark` or
+# jump to the chain of role `jump`.
+ChooserRule = collections.namedtuple("ChooserRule", "unnumbered every limit mark jump")
+
+
+def mirror_matches(mirror, hook):
+    """The MirrorMatch of each kind of packet the hook clones, each once: without ports, peer or
+    interface the legs of routed traffic match alike."""
+    found = []
+    for destination_port, toward_peer in mirror_legs(mirror, hook):
+        toward = toward_peer if mirror.peer or mirror.interface else None
+        if mirror.ports:
+            field = "dport" if destination_port else "sport"
+            leg = [MirrorMatch(toward, field, port) for port in mirror.ports]
+        else:
+            leg = [MirrorMatch(toward, None, None)]
+        found += [match for match in leg if match not in found]
+    return found
+
+
+def mirror_rules(mirror, hook):
+    """The rules of one hook's chain: when connections are chosen, first the jumps to MIRS for
+    new connections (where their first packet passes: toward the service's port), then the clones
+    of the chosen connections' packets to their collector."""
+    matches = mirror_matches(mirror, hook)
+    rules = []
+    if mirror.chooses and hook == request_hook(mirror):
+        rules += [MirrorRule(match, "MIRS", None, None) for match in matches if match.port_field != "sport"]
+    if clones_in(mirror, hook):
+        for match in matches:
+            if not mirror.chooses:
+                rules.append(MirrorRule(match, None, mirror.gateway, None))
+                continue
+            rules += [MirrorRule(match, None, collector, mirror.collector_mark(index)) for index, collector in enumerate(mirror.collectors)]
+    return rules
+
+
+def chooser_chains(mirror):
+    """{chain role: [ChooserRule]} choosing a new connection. MIRS: one in `sample` (the first of
+    each run), at most max_new_connections a second (a second's worth at once); then, for a pool,
+    MIRP: each collector in turn, its number set in the mark field (an nth cascade, as the
+    balancer's, each rule only for a connection no rule before it numbered)."""
+    every = mirror.sample if mirror.sample > 1 else None
+    limit = mirror.max_new_connections or None
+    if not mirror.pool:
+        return {"MIRS": [ChooserRule(False, every, limit, mirror.collector_mark(0), None)]}
+    count = len(mirror.pool)
+    cascade = [ChooserRule(True, count - index if index < count - 1 else None, None, mirror.collector_mark(index), None) for index in range(count)]
+    if not (every or limit):
+        return {"MIRS": cascade}
+    return {"MIRS": [ChooserRule(False, every, limit, None, "MIRP")], "MIRP": cascade}
 
 
 def _weight(parameter, value):

@@ -64,6 +64,11 @@ def _named(role, token, name, index):
     return ("%s-%s" % (head, name))[:MAX_CHAIN_LENGTH].rstrip("-")
 
 
+def chain_role(chain):
+    """The role of an owned chain's name (NM-ROLE-...), or None for any other chain."""
+    return chain.split("-", 2)[1] if chain.startswith(CHAIN_PREFIX) and chain.count("-") >= 2 else None
+
+
 class ChainOwners:
     """Which of the known objects, if any, owns a chain: by the token in its name, then by
     comparing the whole name with the one that object gives that chain."""

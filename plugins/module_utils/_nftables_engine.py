@@ -24,11 +24,10 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     FORWARD,
     INGRESS,
     MIRROR,
-    clones_in,
+    chooser_chains,
     family_of,
     mirror_hooks,
-    mirror_legs,
-    request_hook,
+    mirror_rules,
     reduced_weights,
     round_robin_slots,
     slot_runs,
@@ -167,50 +166,34 @@ def _port_value(port_range):
     return port_range.first if port_range.first == port_range.last else {"range": [port_range.first, port_range.last]}
 
 
-def _mirror_matches(mirror, hook):
-    """(the service's port is the destination port, the matches) of each rule of the hook, each
-    once (see _iptables_rules)."""
+def _mirror_match(mirror, match):
+    """The nft expressions of a MirrorMatch."""
     family = FAMILIES[mirror.family]
-    found = []
-    for destination_port, toward_peer in mirror_legs(mirror, hook):
-        base = []
-        if mirror.peer:
-            base.append(_match(_payload(family, "daddr" if toward_peer else "saddr"), _address_value(mirror.peer)))
-        if mirror.interface:
-            base.append(_match({"meta": {"key": "oifname" if toward_peer else "iifname"}}, mirror.interface.replace("+", "*")))
-        if mirror.ports:
-            port_field = "dport" if destination_port else "sport"
-            leg = [(destination_port, base + [_match(_payload(mirror.protocol, port_field), _port_value(p))]) for p in mirror.ports]
-        elif mirror.protocol == "all":
-            leg = [(destination_port, base)]
-        else:
-            protocol = "ipv6-icmp" if (mirror.protocol, mirror.family) == ("icmp", 6) else mirror.protocol
-            leg = [(destination_port, base + [_l4proto(protocol)])]
-        found += [(destination_port, parts) for destination_port, parts in leg if parts not in [seen for _d, seen in found]]
-    return found
+    toward = match.toward_peer
+    exprs = []
+    if mirror.peer:
+        exprs.append(_match(_payload(family, "daddr" if toward else "saddr"), _address_value(mirror.peer)))
+    if mirror.interface:
+        exprs.append(_match({"meta": {"key": "oifname" if toward else "iifname"}}, mirror.interface.replace("+", "*")))
+    if match.port_field:
+        exprs.append(_match(_payload(mirror.protocol, match.port_field), _port_value(match.port)))
+    elif mirror.protocol != "all":
+        exprs.append(_l4proto("ipv6-icmp" if (mirror.protocol, mirror.family) == ("icmp", 6) else mirror.protocol))
+    return exprs
 
 
 def _ct_mark():
     return {"ct": {"key": "mark"}}
 
 
-def _mirror_rules(mirror, hook):
-    """The rules of one hook's chain: with sampling, the jumps that choose among new connections
-    first, then dup of the chosen connections' packets (see _iptables_rules)."""
-    matches = _mirror_matches(mirror, hook)
-    rules = []
-    if mirror.chooses and hook == request_hook(mirror):
-        sampler = {"jump": {"target": chain_name("MIRS", MIRROR, mirror.name)}}
-        new = _match({"ct": {"key": "state"}}, "new", "in")
-        rules += [parts + [new, sampler] for destination_port, parts in matches if destination_port or not mirror.ports]
-    if clones_in(mirror, hook):
-        for _destination_port, parts in matches:
-            if not mirror.chooses:
-                rules.append(parts + [{"dup": {"addr": mirror.gateway}}])
-                continue
-            rules += [parts + [_marked(mirror.collector_mark(index), mirror.mark_mask), {"dup": {"addr": collector}}]
-                      for index, collector in enumerate(mirror.collectors)]
-    return rules
+def _mirror_exprs(mirror, rule):
+    if rule.chooser:
+        action = [_match({"ct": {"key": "state"}}, "new", "in"), {"jump": {"target": chain_name(rule.chooser, MIRROR, mirror.name)}}]
+    elif rule.mark is None:
+        action = [{"dup": {"addr": rule.collector}}]
+    else:
+        action = [_marked(rule.mark, mirror.mark_mask), {"dup": {"addr": rule.collector}}]
+    return _mirror_match(mirror, rule.match) + action
 
 
 def _marked(value, mask):
@@ -229,33 +212,26 @@ def _set_field(mask, value):
     return {"mangle": {"key": _ct_mark(), "value": {"|": [kept, value]}}}
 
 
-def _chooser_chains(mirror):
-    """{chain: rules} choosing a new connection, as the iptables engines do (_iptables_rules): MIRS
-    one in `sample`, at most max_new_connections a second; for a pool, MIRP each collector in
-    turn, a numgen cascade over the connections no rule before numbered."""
-    sampler = chain_name("MIRS", MIRROR, mirror.name)
-    nth = [_match({"numgen": {"mode": "inc", "mod": mirror.sample, "offset": 0}}, 0)] if mirror.sample > 1 else []
-    cap = mirror.max_new_connections
-    limit = [{"limit": {"rate": cap, "burst": cap, "per": "second"}}] if cap else []
-    if not mirror.pool:
-        return {sampler: [nth + limit + [_set_field(mirror.mark_mask, mirror.collector_mark(0))]]}
-    chooser = chain_name("MIRP", MIRROR, mirror.name) if nth or limit else sampler
-    mask, count = mirror.mark_mask, len(mirror.pool)
-    cascade = [[_marked(0, mask)] + ([_match({"numgen": {"mode": "inc", "mod": count - index, "offset": 0}}, 0)] if index < count - 1 else [])
-               + [_set_field(mask, mirror.collector_mark(index))] for index in range(count)]
-    if chooser == sampler:
-        return {sampler: cascade}
-    return {sampler: [nth + limit + [{"jump": {"target": chooser}}]], chooser: cascade}
+def _chooser_exprs(mirror, rule):
+    exprs = [_marked(0, mirror.mark_mask)] if rule.unnumbered else []
+    if rule.every:
+        exprs.append(_match({"numgen": {"mode": "inc", "mod": rule.every, "offset": 0}}, 0))
+    if rule.limit:
+        exprs.append({"limit": {"rate": rule.limit, "burst": rule.limit, "per": "second"}})
+    if rule.jump:
+        return exprs + [{"jump": {"target": chain_name(rule.jump, MIRROR, mirror.name)}}]
+    return exprs + [_set_field(mirror.mark_mask, rule.mark)]
 
 
 def render_mirror(mirror):
     rules = NftRules(tag=tag(MIRROR, mirror.name))
     for role, hook in mirror_hooks(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
-        rules.chains[chain] = [canonical(expr) for expr in _mirror_rules(mirror, hook)]
+        rules.chains[chain] = [canonical(_mirror_exprs(mirror, rule)) for rule in mirror_rules(mirror, hook)]
         rules.jumps.append((HOOK_CHAINS[hook], canonical([{"jump": {"target": chain}}])))
     if mirror.chooses:
-        rules.chains.update({chain: [canonical(expr) for expr in exprs] for chain, exprs in _chooser_chains(mirror).items()})
+        for role, chooser_rules in chooser_chains(mirror).items():
+            rules.chains[chain_name(role, MIRROR, mirror.name)] = [canonical(_chooser_exprs(mirror, rule)) for rule in chooser_rules]
     rules.jumps.sort()
     return {mirror.family: rules}
 

@@ -170,14 +170,18 @@ def _parsed(text):
     return json.loads(text), {}
 
 
+def namespace_records(directory=None):
+    """The record files of this network namespace, one per backend that wrote one."""
+    return sorted(glob.glob(os.path.join(glob.escape(directory or RECORD_DIR), "applied-*-%s.json" % namespace_id())))
+
+
 def recalled_definitions(directory=None):
     """{(kind, name, input digest): Recalled} of the definitions that any record here, made by
     this code, holds with the digest of the input they were built from: a run given the same
     input again need not validate it again (its object would be the same)."""
     code = code_digest()
-    pattern = os.path.join(glob.escape(directory or RECORD_DIR), "applied-*-%s.json" % namespace_id())
     recalled = {}
-    for path in sorted(glob.glob(pattern)):
+    for path in namespace_records(directory):
         found = _read_path(path)
         if code is None or found.code != code:
             continue

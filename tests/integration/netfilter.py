@@ -10,6 +10,8 @@ import sys
 import tempfile
 import uuid
 
+from tests.lab.netlab import forget_records
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENGINES = ("iptables-nft", "iptables-legacy", "nftables", "python-iptables")
 LEGACY_ENGINES = ("iptables-legacy", "python-iptables")
@@ -50,17 +52,6 @@ def lab_namespace():
     finally:
         forget_records(name)
         subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-RECORD_FILES = ("import glob, os, sys; sys.path.insert(0, %r); "
-                "from ansible_collections.netmagic.netfilter.plugins.module_utils._record import RECORD_DIR, namespace_id; "
-                "[os.unlink(path) for path in glob.glob(os.path.join(RECORD_DIR, 'applied-*-%%s.json' %% namespace_id()))]")
-
-
-def forget_records(netns):
-    """Removes the records of what was applied in a namespace about to be deleted: its cookie is
-    never used again, so its records would stay on the file system for good."""
-    in_netns(netns, [sys.executable, "-c", RECORD_FILES % collections_path()])
 
 
 class NetnsHost:

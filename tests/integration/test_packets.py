@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import distrust, forget_records, plant_foreign, ruleset, run_module, without_counters
+from tests.integration.netfilter import distrust, plant_foreign, ruleset, run_module, without_counters
 from tests.lab.netlab import INTERFACE, Lab
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
@@ -29,8 +29,6 @@ def make_lab():
 
     yield make
     for lab in labs:
-        for host in lab.hosts:
-            forget_records(lab.ns(host))
         lab.down()
 
 

@@ -54,6 +54,12 @@ STATE_ROOT = Path("/run/netmagic-lab")
 HTTPD = Path(__file__).with_name("httpd.py")
 UDP = Path(__file__).with_name("udp.py")
 STOP_GRACE_SECONDS = 2.0
+REPO = Path(__file__).resolve().parents[2]
+# Run in a namespace about to be deleted: its cookie is never used again, so the records of
+# what was applied there would stay on the file system for good.
+FORGET_RECORDS = ("import os, sys; sys.path.insert(0, sys.argv[1]); "
+                  "from ansible_collections.netmagic.netfilter.plugins.module_utils._record import namespace_records; "
+                  "[os.unlink(path) for path in namespace_records()]")
 _LAB_ID = re.compile(r"[A-Za-z0-9]{1,6}")
 
 
@@ -67,6 +73,21 @@ def _ip(*args, check=True):
     if check and proc.returncode != 0:
         raise LabError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc
+
+
+def collection_root():
+    """Where the collection is importable from: the installed build, else the working tree."""
+    configured = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
+    for root in (configured, REPO / ".build" / "collections", REPO / ".build" / "src"):
+        if root and (Path(root) / "ansible_collections" / "netmagic" / "netfilter").is_dir():
+            return str(root)
+    raise LabError("the collection is neither installed (make collection) nor linked under .build/src")
+
+
+def forget_records(ns):
+    """Removes the records of what was applied in a namespace about to be deleted."""
+    subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", FORGET_RECORDS, collection_root()],
+                   check=True, capture_output=True, timeout=60)
 
 
 def _netns_names():
@@ -363,6 +384,7 @@ class Lab:
         namespaces = [name for name in _netns_names() if name.startswith(self.ns_prefix)]
         for ns in namespaces:
             self._kill_namespace_processes(ns)
+            forget_records(ns)
         for link in self._lab_links(namespaces):
             _ip("link", "del", "dev", link, check=False)
         for ns in namespaces:
