@@ -1,4 +1,5 @@
-"""The systemd_argument filter, and the mirror_collector capture unit it quotes."""
+"""The systemd_argument filter, and the mirror_collector capture unit it quotes with the
+arguments capture_command checked."""
 
 from pathlib import Path
 
@@ -6,18 +7,15 @@ import jinja2
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.netmagic.netfilter.plugins.filter.capture_command import capture_command
 from ansible_collections.netmagic.netfilter.plugins.filter.systemd_argument import FilterModule, systemd_argument
 
 TEMPLATE = Path(__file__).resolve().parents[4] / "roles" / "mirror_collector" / "templates" / "netmagic-mirror-capture.service.j2"
-ROLE_DEFAULTS = {
-    "ansible_managed": "Ansible managed",
-    "mirror_collector_capture_interface": "any",
-    "mirror_collector_capture_filter": "",
-    "mirror_collector_capture_directory": "/var/lib/netmagic/mirror-capture",
-    "mirror_collector_capture_file_size_mb": 100,
-    "mirror_collector_capture_file_count": 10,
-    "mirror_collector_capture_user": "tcpdump",
-}
+# The role's defaults, as tasks/main.yml hands them to capture_command.
+ROLE_DEFAULTS = {"interface": "any", "filter": "", "directory": "/var/lib/netmagic/mirror-capture", "file_size_mb": 100,
+                 "file_count": 10, "user": "tcpdump", "buffer_mb": "auto"}
+# A host whose one link reports 1 Gbit/s: auto gives the 32 MiB floor.
+FACTS = {"interfaces": ["lo", "eth0"], "eth0": {"speed": 1000}, "lo": {}}
 
 
 def systemd_words(line):
@@ -95,7 +93,8 @@ def test_the_plugin_exports_the_filter():
 def render(**changes):
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     environment.filters["netmagic.netfilter.systemd_argument"] = systemd_argument
-    return environment.from_string(TEMPLATE.read_text()).render(dict(ROLE_DEFAULTS, **changes))
+    arguments = capture_command(dict(ROLE_DEFAULTS, **changes), FACTS)
+    return environment.from_string(TEMPLATE.read_text()).render(ansible_managed="Ansible managed", mirror_collector_capture_arguments=arguments)
 
 
 def exec_start(unit):
@@ -105,14 +104,19 @@ def exec_start(unit):
 
 def test_the_capture_unit_runs_tcpdump_with_each_value_as_one_argument():
     bpf = 'tcp port 80 and not host 198.18.0.3 and ether[0] & 1 = 0 or "x" $HOME 5%'
-    unit = render(mirror_collector_capture_filter=bpf, mirror_collector_capture_interface="eth0.100")
-    assert exec_start(unit) == ["tcpdump", "-n", "-U", "-i", "eth0.100", "-s", "0", "-Z", "tcpdump", "-C", "100", "-W", "10",
-                                "-w", "/var/lib/netmagic/mirror-capture/mirror.pcap", bpf]
+    unit = render(filter=bpf, interface="eth0.100")  # no speed in the facts: 10 Gbit/s, 299 MiB
+    assert exec_start(unit) == ["tcpdump", "-n", "-U", "--immediate-mode", "-i", "eth0.100", "-s", "0", "-B", str(299 * 1024), "-Z", "tcpdump",
+                                "-C", "100", "-W", "10", "-w", "/var/lib/netmagic/mirror-capture/mirror.pcap", bpf]
     assert exec_start(render())[-1] == "/var/lib/netmagic/mirror-capture/mirror.pcap"  # no filter, no argument
 
 
-@pytest.mark.parametrize("variable", ["mirror_collector_capture_filter", "mirror_collector_capture_interface",
-                                      "mirror_collector_capture_user", "mirror_collector_capture_directory"])
+def test_the_capture_unit_stops_tcpdump_so_that_it_writes_and_reports_all_it_holds():
+    unit = render()
+    assert "\nKillSignal=SIGINT\n" in unit
+    assert "\nExecReload=/bin/kill -USR1 $MAINPID\n" in unit
+
+
+@pytest.mark.parametrize("variable", ["filter", "interface", "user", "directory"])
 def test_the_capture_unit_is_not_rendered_with_a_newline(variable):
-    with pytest.raises(AnsibleFilterError, match=r"^%s: " % variable):
+    with pytest.raises(AnsibleFilterError, match=r"^mirror_collector_capture_%s: " % variable):
         render(**{variable: "x\nExecStartPre=/bin/sh -c id"})
