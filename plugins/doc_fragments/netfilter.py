@@ -168,6 +168,14 @@ options:
       max_new_connections:
         description: As O(netmagic.netfilter.tee_mirror#module:max_new_connections).
         type: int
+      gateway_interface:
+        description: As O(netmagic.netfilter.tee_mirror#module:gateway_interface).
+        type: str
+      exclude:
+        description: As O(netmagic.netfilter.tee_mirror#module:exclude).
+        type: list
+        elements: str
+        default: []
   balancers:
     type: list
     elements: dict

@@ -32,15 +32,16 @@ class LiveRule:
     owner: tuple = None  # (kind, name) of a tagged jump
     targets: tuple = ()  # owned chains it jumps to
     foreign: bool = False  # a rule of someone else's that jumps into an owned chain
+    returns: bool = False  # its verdict is return: it leaves the chain (a mirror's exclusion)
 
 
-def live_rule(scope, chain, text, counts, owner, targets, owned_chain):
+def live_rule(scope, chain, text, counts, owner, targets, owned_chain, returns=False):
     """The LiveRule of a rule in an owned chain or a tagged jump; a jump of someone else's into an
     owned chain as foreign; None for any other rule. counts: (packets, bytes), None where unknown."""
     packets, octets = counts
     if not owner and not owned_chain:
         return LiveRule(scope, chain, text, packets, octets, targets=targets, foreign=True) if targets else None
-    return LiveRule(scope, chain, text, packets, octets, owner, targets)
+    return LiveRule(scope, chain, text, packets, octets, owner, targets, returns=returns)
 
 
 @dataclass

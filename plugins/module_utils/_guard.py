@@ -25,6 +25,7 @@ NET = r"%s/[0-9]{1,3}" % ADDR
 PORT = r"[1-9][0-9]{0,4}"
 PORTS = r"%s(?::%s)?" % (PORT, PORT)
 IFACE = r"[A-Za-z0-9_.:@-]{1,15}\+?"
+DEVICE = r"[A-Za-z0-9_.:@-]{1,15}"
 OWNED = CHAIN_GRAMMAR.pattern
 TAG = '"%s"' % TAG_PATTERN.pattern
 L4 = r"(?:tcp|udp)"
@@ -36,7 +37,9 @@ RECENT = r"--name {owned} --mask (?:255\.255\.255\.255|ffff(?::ffff){{7}}) --rso
 RULE_SHAPES = (
     # mirror: TEE
     r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
-    r"(?:-m connmark --mark {mark}/{mark} )?-j TEE --gateway {addr}",
+    r"(?:-m connmark --mark {mark}/{mark} )?-j TEE --gateway {addr}(?: --oif {device})?",
+    # mirror: traffic with a collector or an excluded network is not cloned
+    r"-[ds] {net} -j RETURN",
     # sampled mirror: a new connection goes to the sampler, which marks one in N
     r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
     r"-m conntrack --ctstate NEW -j {owned}",
@@ -59,7 +62,7 @@ RULE_SHAPES = (
 )
 # A value or mask of the connection mark, as iptables-save prints it.
 MARK = r"0x(?:0|[1-9a-f][0-9a-f]{0,7})"
-RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, mark=MARK,
+RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, device=DEVICE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, mark=MARK,
                                         tag=TAG, owned=OWNED, recent=RECENT.format(owned=OWNED)) for shape in RULE_SHAPES)
 # Compiled on the first write, not at import: a run that changes nothing never needs it.
 RESTORE_LINE_PATTERN = "|".join((
@@ -118,7 +121,7 @@ VERBS = ("add", "delete", "flush")
 EXPRESSION_KEYS = frozenset((
     "match", "op", "left", "right", "payload", "protocol", "field", "meta", "key", "ct", "dir", "prefix", "addr", "len",
     "range", "set", "dup", "dnat", "port", "masquerade", "jump", "goto", "target", "vmap", "numgen", "mode", "mod",
-    "offset", "data", "counter", "packets", "bytes", "device", "family", "concat", "map", "return", "elem", "val", "timeout",
+    "offset", "data", "counter", "packets", "bytes", "device", "dev", "family", "concat", "map", "return", "elem", "val", "timeout",
     "jhash", "seed", "expr", "mangle", "value", "&", "|", "limit", "rate", "burst", "per",
 ))
 # The table's maps and set, with the types of their keys.

@@ -152,8 +152,9 @@ def mirrored_packets(rules):
     in a sampled mirror (one with a sampler, MIRS) they do not, as a clone has no connection
     and so no mark.
     """
-    # The rules that choose connections (a jump to a sampler, the sampler's own) clone nothing.
-    counted = [rule for rule in rules if not rule.owner and not rule.targets and chain_role(rule.chain) != "MIRS"]
+    # The rules that choose connections (a jump to a sampler, the sampler's own) clone nothing,
+    # nor do the exclusions, which return.
+    counted = [rule for rule in rules if not (rule.owner or rule.targets or rule.returns) and chain_role(rule.chain) != "MIRS"]
     if not counted or any(rule.packets is None for rule in counted):
         return None
     sampled = any(chain_role(target) == "MIRS" for rule in rules for target in rule.targets)

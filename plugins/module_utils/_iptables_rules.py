@@ -22,6 +22,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     INGRESS,
     MIRROR,
     chooser_chains,
+    mirror_exclusions,
     mirror_hooks,
     mirror_rules,
     random_probabilities,
@@ -95,13 +96,18 @@ def _mirror_match(mirror, match):
     return address, interface, protocol
 
 
+def _exclusion_line(chain, exclusion):
+    return _line(chain, ("-d %s" if exclusion.toward_peer else "-s %s") % exclusion.network, "-j RETURN")
+
+
 def _mirror_line(mirror, chain, rule):
+    tee = "-j TEE --gateway %s" % rule.collector + (" --oif %s" % mirror.gateway_interface if mirror.gateway_interface else "")
     if rule.chooser:
         action = "-m conntrack --ctstate NEW -j %s" % chain_name(rule.chooser, MIRROR, mirror.name)
     elif rule.mark is None:
-        action = "-j TEE --gateway %s" % rule.collector
+        action = tee
     else:
-        action = "-m connmark --mark %#x/%#x -j TEE --gateway %s" % (rule.mark, mirror.mark_mask, rule.collector)
+        action = "-m connmark --mark %#x/%#x %s" % (rule.mark, mirror.mark_mask, tee)
     return _line(chain, *_mirror_match(mirror, rule.match), action)
 
 
@@ -126,7 +132,8 @@ def render_mirror(mirror):
     for role, hook in mirror_hooks(mirror):
         builtin = HOOK_CHAINS[hook]
         chain = chain_name(role, MIRROR, mirror.name)
-        rules.chains[chain] = [_mirror_line(mirror, chain, rule) for rule in mirror_rules(mirror, hook)]
+        rules.chains[chain] = ([_exclusion_line(chain, exclusion) for exclusion in mirror_exclusions(mirror)]
+                               + [_mirror_line(mirror, chain, rule) for rule in mirror_rules(mirror, hook)])
         rules.jumps.append(_line(builtin, _comment(MIRROR, mirror.name), "-j %s" % chain))
     if mirror.chooses:
         for role, chooser_rules in chooser_chains(mirror).items():
@@ -458,7 +465,8 @@ def _live_rule(scope, line, counted):
     chain = line.split(" ", 2)[1]
     owned_chain = is_owned_shape(chain)
     owner = None if owned_chain else owner_of_tag(rule_tag(line))
-    return live_rule(scope, chain, line, counted, owner, tuple(t for t in jump_targets(line) if is_owned_shape(t)), owned_chain)
+    return live_rule(scope, chain, line, counted, owner, tuple(t for t in jump_targets(line) if is_owned_shape(t)), owned_chain,
+                     line.endswith(" -j RETURN"))
 
 
 def live_of(tables_by_family, counts_by_family):

@@ -163,9 +163,10 @@ def _set_options(extension, options):
 
 
 def _target(iptc, rule, name, options):
-    if name.startswith(CHAIN_PREFIX):
-        # A jump to an owned chain is the standard target named after it; iptc.Target(rule, chain)
-        # would open every table to look for the chain, creating the tables that do not exist.
+    if name.startswith(CHAIN_PREFIX) or name == "RETURN":
+        # A jump to an owned chain, or a return, is the standard target named after it;
+        # iptc.Target(rule, chain) would open every table to look for the chain, creating the
+        # tables that do not exist.
         target = iptc.Target(rule, "")
         target.standard_target = name
         return target

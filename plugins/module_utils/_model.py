@@ -25,6 +25,8 @@ from functools import lru_cache, reduce
 NAME_CHARACTERS = r"[A-Za-z0-9_.-]"
 NAME_PATTERN = re.compile(NAME_CHARACTERS + "{1,64}")
 INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\+?")
+# One interface by its whole name, as a device is created (no '+' wildcard).
+DEVICE_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 # ASCII digits only: str.isdigit() also takes '²' and other Unicode digits.
 NUMBER_PATTERN = re.compile(r"[0-9]{1,10}")
 PORT_PATTERN = re.compile(r"([0-9]{1,5})(?:[:-]([0-9]{1,5}))?")
@@ -60,6 +62,8 @@ DEFAULT_CONNMARK_BIT = 20
 MAX_NEW_CONNECTIONS = 10000
 # Collectors of one pool: their numbers fill a field of the connection mark.
 MAX_COLLECTORS = 64
+# Networks a mirror never clones traffic with, besides its collectors.
+MAX_EXCLUDED = 64
 BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # A dotted quad already in canonical form (no leading zeros, octets up to 255): the common case,
 # checked without building an IPv4Address (a tenth of the time, at 10,000 backends).
@@ -105,6 +109,8 @@ class Mirror:
     connmark_bit: int = DEFAULT_CONNMARK_BIT
     max_new_connections: int = None
     pool: tuple = ()  # with gateways: every collector, gateway the first
+    gateway_interface: str = None
+    exclude: tuple = ()  # networks, canonical
 
     kind = MIRROR
 
@@ -130,6 +136,14 @@ class Mirror:
     @property
     def family(self):
         return family_of(self.gateway)
+
+    @property
+    def excluded(self):
+        """Networks whose traffic is never cloned: each collector (a clone of a packet to a
+        collector would reach it as a duplicate), then the listed ones, each once."""
+        host = "/32" if self.family == 4 else "/128"
+        networks = [collector + host for collector in self.collectors] + list(self.exclude)
+        return tuple(network for index, network in enumerate(networks) if networks.index(network) == index)
 
 
 @dataclass(frozen=True)
@@ -366,6 +380,26 @@ def _interface(value):
     return value
 
 
+def _device(parameter, value):
+    if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+        raise ValidationError(parameter, value, "is not the name of one interface (at most 15 of letters, digits, '_.:@-')")
+    return value
+
+
+def _excluded(values, family):
+    """The networks of exclude, of the mirror's family, each once."""
+    if values is None:
+        return ()
+    if not isinstance(values, list) or len(values) > MAX_EXCLUDED:
+        raise ValidationError("exclude", values, "must be a list of at most %d addresses or networks" % MAX_EXCLUDED)
+    networks = []
+    for index, value in enumerate(values):
+        network = _same_family("exclude[%d]" % index, _network("exclude[%d]" % index, value), family, "gateway")
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
 def build_mirror(params):
     """Validated Mirror from module parameters (a dict)."""
     protocol = _choice("protocol", params.get("protocol") or "tcp", MIRROR_PROTOCOLS)
@@ -390,6 +424,8 @@ def build_mirror(params):
         sample=_bounded("sample", params.get("sample"), 1, 1, MAX_SAMPLE),
         connmark_bit=connmark_bit,
         max_new_connections=_bounded("max_new_connections", params.get("max_new_connections"), None, 1, MAX_NEW_CONNECTIONS),
+        gateway_interface=_device("gateway_interface", params["gateway_interface"]) if params.get("gateway_interface") else None,
+        exclude=_excluded(params.get("exclude"), family_of(gateway)),
     )
 
 
@@ -482,6 +518,16 @@ MirrorRule = collections.namedtuple("MirrorRule", "match chooser collector mark"
 # `every`, at most `limit` a second (None: no such match); then set the mark field to `mark` or
 # jump to the chain of role `jump`.
 ChooserRule = collections.namedtuple("ChooserRule", "unnumbered every limit mark jump")
+
+
+# A rule that every hook chain of a mirror starts with: traffic with `network` as its source
+# (toward_peer False) or destination (True) leaves the chain uncloned.
+Exclusion = collections.namedtuple("Exclusion", "toward_peer network")
+
+
+def mirror_exclusions(mirror):
+    """The Exclusions of each network the mirror never clones (Mirror.excluded), both ways."""
+    return [Exclusion(toward, network) for network in mirror.excluded for toward in (True, False)]
 
 
 def mirror_matches(mirror, hook):
@@ -661,6 +707,7 @@ def definition(obj):
         return {"name": obj.name, "gateway": obj.gateway, "protocol": obj.protocol, "ports": [str(p) for p in obj.ports],
                 "service": obj.service, "direction": obj.direction, "peer": obj.peer, "interface": obj.interface,
                 "sample": obj.sample, "connmark_bit": obj.connmark_bit, "max_new_connections": obj.max_new_connections,
+                "gateway_interface": obj.gateway_interface, "exclude": list(obj.exclude),
                 **({"gateway": None, "gateways": list(obj.pool)} if obj.pool else {})}
     return {"name": obj.name, "vip": obj.vip, "port": obj.port, "protocol": obj.protocol, "mode": obj.mode,
             "backends": [backend.as_dict() for backend in obj.backends], "masquerade": obj.masquerade, "local_clients": obj.local_clients,

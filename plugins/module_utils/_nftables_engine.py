@@ -25,6 +25,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     INGRESS,
     MIRROR,
     chooser_chains,
+    mirror_exclusions,
     family_of,
     mirror_hooks,
     mirror_rules,
@@ -186,13 +187,19 @@ def _ct_mark():
     return {"ct": {"key": "mark"}}
 
 
+def _exclusion_exprs(mirror, exclusion):
+    field = "daddr" if exclusion.toward_peer else "saddr"
+    return [_match(_payload(FAMILIES[mirror.family], field), _address_value(exclusion.network)), {"return": None}]
+
+
 def _mirror_exprs(mirror, rule):
+    dup = {"dup": dict({"addr": rule.collector}, **({"dev": mirror.gateway_interface} if mirror.gateway_interface else {}))}
     if rule.chooser:
         action = [_match({"ct": {"key": "state"}}, "new", "in"), {"jump": {"target": chain_name(rule.chooser, MIRROR, mirror.name)}}]
     elif rule.mark is None:
-        action = [{"dup": {"addr": rule.collector}}]
+        action = [dup]
     else:
-        action = [_marked(rule.mark, mirror.mark_mask), {"dup": {"addr": rule.collector}}]
+        action = [_marked(rule.mark, mirror.mark_mask), dup]
     return _mirror_match(mirror, rule.match) + action
 
 
@@ -227,7 +234,8 @@ def render_mirror(mirror):
     rules = NftRules(tag=tag(MIRROR, mirror.name))
     for role, hook in mirror_hooks(mirror):
         chain = chain_name(role, MIRROR, mirror.name)
-        rules.chains[chain] = [canonical(_mirror_exprs(mirror, rule)) for rule in mirror_rules(mirror, hook)]
+        rules.chains[chain] = ([canonical(_exclusion_exprs(mirror, exclusion)) for exclusion in mirror_exclusions(mirror)]
+                               + [canonical(_mirror_exprs(mirror, rule)) for rule in mirror_rules(mirror, hook)])
         rules.jumps.append((HOOK_CHAINS[hook], canonical([{"jump": {"target": chain}}])))
     if mirror.chooses:
         for role, chooser_rules in chooser_chains(mirror).items():
@@ -577,7 +585,7 @@ def _statement_text(statement):
         element = value["elem"]["elem"]
         return "%s %s { %s timeout %ds }" % (value["op"], value["set"], _left_text(element["val"]), element["timeout"])
     if kind == "dup":
-        return "dup to %s" % value["addr"]
+        return "dup to %s" % value["addr"] + (' device "%s"' % value["dev"] if "dev" in value else "")
     if kind == "limit":
         return "limit rate %d/%s burst %d packets" % (value["rate"], value["per"], value["burst"])
     if kind == "mangle":
@@ -786,7 +794,7 @@ def _live_rule(scope, rule):
     owner = owner_of_tag(rule.get("comment")) if rule["chain"] in BASE_CHAINS else None
     targets = tuple(t for t in jump_targets(expr) if is_owned_shape(t))
     text = "%s: %s" % (rule["chain"], rule_text(bare))
-    return live_rule(scope, rule["chain"], text, (packets, octets), owner, targets, is_owned_shape(rule["chain"]))
+    return live_rule(scope, rule["chain"], text, (packets, octets), owner, targets, is_owned_shape(rule["chain"]), "return" in expr[-1])
 
 
 def _element_rules(scope, table):

@@ -29,7 +29,7 @@ FORWARDING_KEYS = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 BALANCER_ITEM_KEYS = ("name", "state", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges",
                       "affinity", "affinity_timeout")
 MIRROR_ITEM_KEYS = ("name", "state", "gateway", "gateways", "protocol", "ports", "service", "direction", "peer", "interface", "force",
-                    "sample", "connmark_bit", "max_new_connections")
+                    "sample", "connmark_bit", "max_new_connections", "gateway_interface", "exclude")
 
 
 class PlanError(ValueError):

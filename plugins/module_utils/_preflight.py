@@ -31,17 +31,36 @@ def next_hop(ip_route_get_output):
     return match.group(1) if match else None
 
 
+def link_flags(ip_link_output):
+    """The flags of a link from `ip -o link show dev IF` ('5: nmvx42: <BROADCAST,UP,LOWER_UP> ...')."""
+    match = re.search(r"<([A-Z0-9_,-]*)>", ip_link_output)
+    return set(match.group(1).split(",")) if match else set()
+
+
+def _check_interface(host, ip, interface):
+    """A tunnel's device must exist and be up: TEE through a missing or down device sends nothing."""
+    rc, out, err = host.read([ip, "-o", "link", "show", "dev", interface])
+    if rc != 0:
+        raise ValidationError("gateway_interface", interface, "is not an interface of this host (%s)%s" % (err.strip(), FORCE_HINT))
+    flags = link_flags(out)
+    if not {"UP", "LOWER_UP"} <= flags:
+        raise ValidationError("gateway_interface", interface, "is down (flags %s): no clone would leave it%s" % (",".join(sorted(flags)), FORCE_HINT))
+
+
 def check_gateway(host, mirror):
     """TEE needs a collector that is another host on this host's L2 segment: the gateway, or each
-    collector of a pool."""
+    collector of a pool; through gateway_interface, when given, which must be up."""
     ip = _ip(host)
+    if mirror.gateway_interface:
+        _check_interface(host, ip, mirror.gateway_interface)
     _rc, out, _err = host.read([ip, "-o", "addr", "show"])
     own = own_addresses(out)
+    through = ["oif", mirror.gateway_interface] if mirror.gateway_interface else []
     for index, collector in enumerate(mirror.collectors):
         parameter = "gateways[%d]" % index if mirror.pool else "gateway"
         if collector in own:
             raise ValidationError(parameter, collector, "is an address of this host: the clones would never leave it" + FORCE_HINT)
-        rc, out, err = host.read([ip, "route", "get", collector])
+        rc, out, err = host.read([ip, "route", "get", collector] + through)
         if rc != 0:
             raise ValidationError(parameter, collector, "has no route from this host (%s)%s" % (err.strip(), FORCE_HINT))
         via = next_hop(out)

@@ -56,6 +56,8 @@ MIRROR_OPTIONS = dict(
     sample=dict(type="int", default=1),
     connmark_bit=dict(type="int", default=20),
     max_new_connections=dict(type="int"),
+    gateway_interface=dict(type="str"),
+    exclude=dict(type="list", elements="str", default=[]),
 )
 MIRROR_REQUIRED_IF = [("state", "present", ("gateway", "gateways"), True)]
 BALANCER_OPTIONS = dict(

@@ -102,9 +102,8 @@ options:
   force:
     description:
       - Apply even when O(gateway) is one of this host's own addresses, has no route, or is
-        reached through a router. TEE then sends the clones somewhere they are of no use, so
-        this is for set-ups the check cannot judge (a collector reached through a tunnel
-        interface, say).
+        reached through a router, or O(gateway_interface) is missing or down. TEE then sends the
+        clones somewhere they are of no use, so this is for set-ups the check cannot judge.
     type: bool
     default: false
     version_added: 0.2.0
@@ -148,6 +147,31 @@ options:
         applies to the sampled connections.
       - Unset mirrors every connection (that O(sample) chooses).
     type: int
+    version_added: 0.2.0
+  gateway_interface:
+    description:
+      - The interface the clones leave by (TEE C(--oif), nft C(dup to ... device)), for a
+        collector reached through a tunnel: the collectors are then on-link through this
+        interface, such as the VXLAN device the
+        P(netmagic.netfilter.mirror_sender#role) role builds for a remote collector.
+      - The module checks before changing anything, unless O(force=true), that the interface
+        exists, is up and reaches each collector on-link.
+      - The interface's MTU must be at least that of the mirrored traffic, or the kernel drops
+        full-size clones and tells the production peer to send smaller packets (ICMP
+        fragmentation needed). See the analysis guide (docs/mirror-analysis.md).
+    type: str
+    version_added: 0.2.0
+  exclude:
+    description:
+      - Addresses or networks, of the family of the collectors, whose traffic is never cloned,
+        in either direction: each hook chain of the mirror returns such packets first.
+      - The collectors are always excluded (a clone of a packet to a collector would reach it as
+        a duplicate). A collector behind a tunnel also needs the tunnel's far end excluded, so
+        that the tunnel's own packets are never cloned; the mirror_sender role adds it.
+      - At most 64.
+    type: list
+    elements: str
+    default: []
     version_added: 0.2.0
 notes:
   - Needs a kernel with the TEE target.
@@ -204,6 +228,14 @@ EXAMPLES = r"""
     protocol: all
     peer: 198.18.1.0/24
 
+- name: Mirror HTTP to a collector behind a router, through the VXLAN device nmvx4242
+  netmagic.netfilter.tee_mirror:
+    name: http-remote
+    gateway: 198.18.250.1
+    gateway_interface: nmvx4242
+    exclude: [198.19.2.2]
+    ports: ["80"]
+
 - name: Remove a mirror
   netmagic.netfilter.tee_mirror:
     name: http
@@ -253,6 +285,8 @@ rules:
   elements: str
   sample:
     - -A OUTPUT -m comment --comment "netmagic:mirror:http" -j NM-MIRO-1c0ab3e1-http
+    - -A NM-MIRO-1c0ab3e1-http -d 198.18.0.3/32 -j RETURN
+    - -A NM-MIRO-1c0ab3e1-http -s 198.18.0.3/32 -j RETURN
     - -A NM-MIRO-1c0ab3e1-http -p tcp -m tcp --dport 80 -j TEE --gateway 198.18.0.3
 """
 

@@ -33,6 +33,7 @@ class SimulatedHost:
         self.addresses = ["198.18.0.11/24", "2001:2::11/64"]
         self.generation = 1  # nf_tables' ruleset generation: the nft variant's commits advance it
         self.routed = {}  # destination -> the router `ip route get` goes via
+        self.links = {"eth0": "BROADCAST,MULTICAST,UP,LOWER_UP"}  # interface -> its flags
 
     # --- what the engines call ---------------------------------------------------------
 
@@ -86,9 +87,13 @@ class SimulatedHost:
     def _ip(self, args):
         if args == ["-o", "addr", "show"]:
             return 0, "".join("2: eth0    inet%s %s scope global eth0\n" % ("6" if ":" in a else "", a) for a in self.addresses), ""
-        destination = args[-1]
+        if args[:4] == ["-o", "link", "show", "dev"]:
+            if args[4] not in self.links:
+                return 1, "", 'Device "%s" does not exist.\n' % args[4]
+            return 0, "5: %s: <%s> mtu 1500 qdisc noqueue state UNKNOWN mode DEFAULT\n" % (args[4], self.links[args[4]]), ""
+        destination, device = args[2], args[4] if args[3:4] == ["oif"] else "eth0"
         via = " via %s" % self.routed[destination] if destination in self.routed else ""
-        return 0, "%s%s dev eth0 src 198.18.0.11 uid 0\n" % (destination, via), ""
+        return 0, "%s%s dev %s src 198.18.0.11 uid 0\n" % (destination, via, device), ""
 
     # --- for tests ---------------------------------------------------------------------
 

@@ -73,10 +73,27 @@ def chain_rules(owned, table, role):
          ["-m conntrack --ctstate NEW -j %s" % chain_name("MIRS", "mirror", "http"), "-m connmark --mark 0x100000/0x100000 -j TEE --gateway %s" % GW]),
         ({"protocol": "icmp", "service": "routed", "peer": "198.18.1.7"}, "MIRF",
          ["-d 198.18.1.7/32 -p icmp -j TEE --gateway %s" % GW, "-s 198.18.1.7/32 -p icmp -j TEE --gateway %s" % GW]),
+        # A collector through a tunnel: the clones leave by its interface.
+        ({"ports": ["80"], "gateway_interface": "nmvx42"}, "MIRO", ["-p tcp -m tcp --dport 80 -j TEE --gateway %s --oif nmvx42" % GW]),
+        ({"ports": ["80"], "gateway_interface": "nmvx42", "sample": 2}, "MIRI",
+         ["-p tcp -m tcp --sport 80 -m connmark --mark 0x100000/0x100000 -j TEE --gateway %s --oif nmvx42" % GW]),
     ],
 )
 def test_mirror_rules(params, role, expected):
-    assert chain_rules(r.render(mirror(**params)), MANGLE, role) == expected
+    """Each hook chain starts by returning the traffic with each collector, then clones."""
+    collectors = params.get("gateways", [GW])
+    returns = [line % collector for collector in collectors for line in ("-d %s/32 -j RETURN", "-s %s/32 -j RETURN")]
+    assert chain_rules(r.render(mirror(**params)), MANGLE, role) == (returns if role.startswith("MIR") and role[3] in "OIF" else []) + expected
+
+
+def test_a_mirror_never_clones_traffic_with_its_collectors_or_an_excluded_network():
+    owned = r.render(mirror(ports=["80"], exclude=["198.18.9.2", "198.18.8.0/24", "198.18.9.2/32", GW]))
+    assert chain_rules(owned, MANGLE, "MIRO") == [
+        "-d 198.18.0.3/32 -j RETURN", "-s 198.18.0.3/32 -j RETURN",
+        "-d 198.18.9.2/32 -j RETURN", "-s 198.18.9.2/32 -j RETURN",
+        "-d 198.18.8.0/24 -j RETURN", "-s 198.18.8.0/24 -j RETURN",
+        "-p tcp -m tcp --dport 80 -j TEE --gateway 198.18.0.3",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -288,7 +305,8 @@ def test_ipv6_rules_use_ip6tables_forms():
 
 def test_ipv6_icmp_mirror():
     owned = r.render(mirror(gateway="2001:2::3", protocol="icmp", direction="egress"))
-    assert chain_rules(owned, (6, "mangle"), "MIRO") == ["-p ipv6-icmp -j TEE --gateway 2001:2::3"]
+    assert chain_rules(owned, (6, "mangle"), "MIRO") == ["-d 2001:2::3/128 -j RETURN", "-s 2001:2::3/128 -j RETURN",
+                                                          "-p ipv6-icmp -j TEE --gateway 2001:2::3"]
 
 
 def run_bpf(bytecode, header):

@@ -131,7 +131,8 @@ def test_a_new_object_is_declared_filled_and_hooked():
     desired = render(mirror(ports=["80"]))
     assert steps(restore_buffer({}, desired)) == [("mangle", [
         ("declare", MIRO), ("declare", MIRI),
-        ("append", MIRO), ("append", MIRI),
+        # In each chain, the returns of traffic with the collector, then the clone.
+        ("append", MIRO), ("append", MIRO), ("append", MIRO), ("append", MIRI), ("append", MIRI), ("append", MIRI),
         ("insert", "OUTPUT"), ("insert", "PREROUTING"),
     ])]
 
@@ -265,11 +266,13 @@ def built(iptc, family, line):
     [
         mirror(gateway="2001:2::3", ports=["80", "8000:8100"], peer="2001:2::/48", interface="eth+"),
         mirror(gateway="2001:2::3", protocol="icmp"),
+        # IPv6 as the others: the library loads a target extension for one family per process.
+        mirror(gateway="2001:2:fa::1", gateway_interface="nmvx42", exclude=["2001:2:2::/64"], ports=["80"], sample=2),
         balancer(backends=["198.18.0.21", {"address": "198.18.0.22", "weight": 2}]),
         balancer(mode="random", local_clients=False),
         balancer(affinity="client_ip", affinity_timeout=60),
     ],
-    ids=["mirror-ports", "mirror-icmp", "balancer-weights", "balancer-random", "balancer-affinity"],
+    ids=["mirror-ports", "mirror-icmp", "mirror-tunnel", "balancer-weights", "balancer-random", "balancer-affinity"],
 )
 def test_every_rendered_rule_builds_with_exactly_its_options(iptc, obj):
     for (family, _table), rules in render(obj).items():

@@ -4,6 +4,8 @@ import collections
 
 import pytest
 
+from ansible_collections.netmagic.netfilter.plugins.module_utils import _model
+
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     HASH_SLOTS,
     Backend,
@@ -347,3 +349,27 @@ def test_a_pool_of_one_is_its_gateway_and_a_pool_numbers_its_collectors():
     pool = build_mirror({"name": "http", "gateways": ["198.18.0.3", "198.18.0.4", "198.18.0.5"], "connmark_bit": 4})
     assert (pool.gateway, pool.collectors, pool.mark_mask, pool.collector_mark(2)) == (
         "198.18.0.3", ("198.18.0.3", "198.18.0.4", "198.18.0.5"), 0x30, 0x30)
+
+
+@pytest.mark.parametrize("params, parameter", [
+    ({"gateway_interface": "vx0+"}, "gateway_interface"),
+    ({"gateway_interface": "vx0\n"}, "gateway_interface"),
+    ({"gateway_interface": "a-name-too-long-1"}, "gateway_interface"),
+    ({"gateway_interface": ["vx0"]}, "gateway_interface"),
+    ({"exclude": "198.18.2.2"}, "exclude"),
+    ({"exclude": ["198.18.2.2", "198.18.3.0/23"]}, "exclude[1]"),
+    ({"exclude": ["198.18.2.2", "2001:2::2"]}, "exclude[1]"),
+    ({"exclude": ["198.18.2.%d" % i for i in range(65)]}, "exclude"),
+])
+def test_a_bad_tunnel_interface_or_exclusion_is_refused_naming_it(params, parameter):
+    with pytest.raises(ValidationError) as error:
+        build_mirror(dict({"name": "http", "gateway": "198.18.0.3"}, **params))
+    assert error.value.parameter == parameter
+
+
+def test_a_mirror_excludes_its_collectors_then_each_listed_network_once():
+    mirror = build_mirror({"name": "http", "gateways": ["198.18.0.3", "198.18.0.4"], "gateway_interface": "nmvx42",
+                           "exclude": ["198.18.2.2", "198.18.0.4", "198.18.2.2/32", "198.18.8.0/24"]})
+    assert mirror.exclude == ("198.18.2.2/32", "198.18.0.4/32", "198.18.8.0/24")
+    assert mirror.excluded == ("198.18.0.3/32", "198.18.0.4/32", "198.18.2.2/32", "198.18.8.0/24")
+    assert _model.rebuild("mirror", _model.definition(mirror)) == mirror

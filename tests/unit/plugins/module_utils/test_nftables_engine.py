@@ -36,6 +36,11 @@ def sampled():
     return build_mirror({"name": "http", "gateway": "198.18.0.3", "ports": ["80"], "sample": 4, "direction": "ingress"})
 
 
+def tunnelled():
+    return build_mirror({"name": "http", "gateway": "198.18.250.1", "gateway_interface": "nmvx42", "ports": ["80"],
+                         "direction": "egress", "exclude": ["198.18.2.2"]})
+
+
 def pooled():
     return build_mirror({"name": "http", "gateways": ["198.18.0.3", "198.18.0.4"], "ports": ["80"], "direction": "egress", "sample": 2})
 
@@ -187,6 +192,8 @@ CASES = {
         "add table ip netmagic",
         "add chain mangle-forward { type filter hook forward priority -150; policy accept; }",
         "add chain %s" % MIRF,
+        "add rule %s: ip daddr 198.18.0.3 return" % MIRF,
+        "add rule %s: ip saddr 198.18.0.3 return" % MIRF,
         "add rule %s: ip daddr 198.18.1.0/24 tcp dport 80 dup to 198.18.0.3" % MIRF,
         "add rule %s: ip saddr 198.18.1.0/24 tcp sport 80 dup to 198.18.0.3" % MIRF,
         'add rule mangle-forward: jump %s comment "netmagic:mirror:http"' % MIRF,
@@ -196,7 +203,11 @@ CASES = {
         "add chain mangle-output { type filter hook output priority -150; policy accept; }",
         "add chain mangle-prerouting { type filter hook prerouting priority -150; policy accept; }",
         "add chain %s" % MIRI, "add chain %s" % MIRO, "add chain %s" % MIRS,
+        "add rule %s: ip daddr 198.18.0.3 return" % MIRI,
+        "add rule %s: ip saddr 198.18.0.3 return" % MIRI,
         "add rule %s: tcp sport 80 ct mark & 0x00100000 == 0x00100000 dup to 198.18.0.3" % MIRI,
+        "add rule %s: ip daddr 198.18.0.3 return" % MIRO,
+        "add rule %s: ip saddr 198.18.0.3 return" % MIRO,
         "add rule %s: tcp dport 80 ct state new jump %s" % (MIRO, MIRS),
         "add rule %s: numgen inc mod 4 0 ct mark set ct mark | 0x00100000" % MIRS,
         'add rule mangle-output: jump %s comment "netmagic:mirror:http"' % MIRO,
@@ -206,12 +217,27 @@ CASES = {
         "add table ip netmagic",
         "add chain mangle-output { type filter hook output priority -150; policy accept; }",
         "add chain %s" % MIRO, "add chain %s" % MIRP, "add chain %s" % MIRS,
+        "add rule %s: ip daddr 198.18.0.3 return" % MIRO,
+        "add rule %s: ip saddr 198.18.0.3 return" % MIRO,
+        "add rule %s: ip daddr 198.18.0.4 return" % MIRO,
+        "add rule %s: ip saddr 198.18.0.4 return" % MIRO,
         "add rule %s: tcp dport 80 ct state new jump %s" % (MIRO, MIRS),
         "add rule %s: tcp dport 80 ct mark & 0x00300000 == 0x00100000 dup to 198.18.0.3" % MIRO,
         "add rule %s: tcp dport 80 ct mark & 0x00300000 == 0x00200000 dup to 198.18.0.4" % MIRO,
         "add rule %s: ct mark & 0x00300000 == 0x00000000 numgen inc mod 2 0 ct mark set ct mark & 0xffdfffff | 0x00100000" % MIRP,
         "add rule %s: ct mark & 0x00300000 == 0x00000000 ct mark set ct mark & 0xffefffff | 0x00200000" % MIRP,
         "add rule %s: numgen inc mod 2 0 jump %s" % (MIRS, MIRP),
+        'add rule mangle-output: jump %s comment "netmagic:mirror:http"' % MIRO,
+    ]),
+    "a mirror to a collector through a tunnel leaves its underlay address alone": ((), {HTTP: tunnelled()}, [
+        "add table ip netmagic",
+        "add chain mangle-output { type filter hook output priority -150; policy accept; }",
+        "add chain %s" % MIRO,
+        "add rule %s: ip daddr 198.18.250.1 return" % MIRO,
+        "add rule %s: ip saddr 198.18.250.1 return" % MIRO,
+        "add rule %s: ip daddr 198.18.2.2 return" % MIRO,
+        "add rule %s: ip saddr 198.18.2.2 return" % MIRO,
+        'add rule %s: tcp dport 80 dup to 198.18.250.1 device "nmvx42"' % MIRO,
         'add rule mangle-output: jump %s comment "netmagic:mirror:http"' % MIRO,
     ]),
     "remove the last object": ((web(),), {WEB: None}, ["delete table ip netmagic"]),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import next_hop, own_addresses
+from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import link_flags, next_hop, own_addresses
 
 ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
 2: eth0    inet 198.18.0.11/24 scope global eth0\\       valid_lft forever preferred_lft forever
@@ -26,3 +26,16 @@ def test_own_addresses():
 )
 def test_next_hop(output, hop):
     assert next_hop(output) == hop
+
+
+@pytest.mark.parametrize(
+    "output, flags",
+    [
+        ("5: nmvx42: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UNKNOWN mode DEFAULT\n",
+         {"BROADCAST", "MULTICAST", "UP", "LOWER_UP"}),
+        ("5: nmvx42: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT\n", {"BROADCAST", "MULTICAST"}),
+        ("", set()),
+    ],
+)
+def test_link_flags(output, flags):
+    assert link_flags(output) == flags

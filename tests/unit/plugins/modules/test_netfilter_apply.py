@@ -67,6 +67,7 @@ def run(host, args, check_mode=False, diff=False):
 def test_netfilter_apply(case):
     host = SimulatedHost()
     host.routed.update(case.get("routed", {}))
+    host.links.update(case.get("links", {}))
     for earlier in case.get("before", []):
         assert not run(host, earlier).get("failed")
     host.ran.clear()
