@@ -13,6 +13,9 @@ description:
     module refuses, with the same reason.
   - A collector without its address variable is reached by its inventory name, an address or a name resolved once,
     on the controller.
+  - A collector with a tunnel (its C(mirror_collector_tunnel)) is reached through it: the mirror's gateway becomes the
+    collector's inner address, its C(gateway_interface) the tunnel's device, and the collector's own address joins its
+    C(exclude).
   - Returns every problem, each naming the variable it comes from, instead of failing.
 version_added: 0.2.0
 author:
@@ -73,7 +76,9 @@ _value:
     - C(mirrors), the items for O(netmagic.netfilter.netfilter_apply#module:mirrors), each present one with its
       C(gateway); C(forwarding), one C(collector), C(gateway), C(key), C(value) per collector and sysctl key to check,
       C(value) being what the P(netmagic.netfilter.mirror_collector#role) role published, else what O(forwarding_read)
-      read, else null; C(problems), every problem found, a collector that forwards among them; C(engine), the one engine of the mirrors.
+      read, else null; C(tunnels), the definitions for M(netmagic.netfilter.vxlan_tunnel) of this host's end of each
+      tunnel to a collector that has one (its C(mirror_collector_tunnel)), whose mirrors then go through it; C(problems),
+      every problem found, a collector that forwards among them; C(engine), the one engine of the mirrors.
   type: dict
 """
 
@@ -86,7 +91,7 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
         return dict(plan(mirrors, groups, hostvars, this_host, collector_group, address_var, engine=engine,
                          forwarding_read=forwarding_read), problems=[])
     except PlanError as error:
-        return {"mirrors": [], "forwarding": [], "engine": engine, "problems": error.problems}
+        return {"mirrors": [], "forwarding": [], "tunnels": [], "engine": engine, "problems": error.problems}
 
 
 class FilterModule:

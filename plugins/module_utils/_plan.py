@@ -24,6 +24,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_mirror,
     family_of,
 )
+from ansible_collections.netmagic.netfilter.plugins.module_utils._tunnel import build_tunnel
 
 FORWARDING_KEYS = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 BALANCER_ITEM_KEYS = ("name", "state", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges",
@@ -202,9 +203,14 @@ def tcp_endpoints(balancers):
 
 def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collectors", address_var="ansible_host",
                 variable="mirror_sender_mirrors", resolver=socket.getaddrinfo, engine="auto", forwarding_read=()):
-    """{"mirrors": netfilter_apply items, "forwarding": [{collector, key, value}], "engine"} for the
-    mirrors: each present mirror gets a collector's address as gateway (the first collector's by
-    default), or PlanError with every problem, a collector that forwards among them.
+    """{"mirrors": netfilter_apply items, "forwarding": [{collector, key, value}], "tunnels":
+    vxlan_tunnel definitions, "engine"} for the mirrors: each present mirror gets a collector's
+    address as gateway (the first collector's by default), or PlanError with every problem, a
+    collector that forwards among them.
+
+    A collector with a tunnel (its mirror_collector_tunnel) is reached through it: the mirror's
+    gateway becomes the collector's inner address, its gateway_interface the tunnel's device, and
+    the collector's own address joins exclude, so the tunnel's packets are never cloned.
 
     A value is what the collector published (its mirror_collector_forwarding fact), else what
     forwarding_read (slurp results of /proc/sys on the collector) says, else None: not known yet."""
@@ -212,21 +218,11 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
     present = [mirror for mirror in mirrors if (mirror.get("state") or "present") == "present"]
     collectors, problems = {}, []
     if present:
-        hosts = groups.get(collector_group) or []
-        if not hosts:
-            raise PlanError(["mirror_sender_collector_group: the inventory has no host in group %s, and present mirrors need "
-                             "a collector" % _quoted(collector_group)])
-        for host in hosts:
-            address = host_address(host, hostvars.get(host, {}), address_var, 4, resolver)
-            try:
-                collectors[str(ipaddress.ip_address(str(address)))] = host
-            except ValueError:
-                problems.append("mirror_sender_collector_address_var: %s of collector %s is %s, not an IP address"
-                                % (address_var, host, _quoted(address)))
+        collectors, problems = _collectors(groups, hostvars, collector_group, address_var, resolver)
     if problems:
         raise PlanError(problems)
     default_gateway = next(iter(collectors), None)
-    items, checks = [], []
+    items, checks, tunnels = [], [], {}
     for index, mirror in enumerate(mirrors):
         where = _where(index, mirror, variable)
         item = {key: mirror[key] for key in MIRROR_ITEM_KEYS if mirror.get(key) is not None}
@@ -239,21 +235,18 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
             except ValidationError as error:
                 problems.append("%s.%s: %r %s" % (where, error.parameter, error.value, error.reason))
                 continue
-            for number, address in enumerate(built.collectors):
-                parameter = "gateways[%d]" % number if built.pool else "gateway"
-                collector = collectors.get(address)
-                if collector is None:
-                    problems.append("%s.%s: %s is not the address of a host in group %s (mirror_sender_collector_group), so its "
-                                    "forwarding cannot be checked" % (where, parameter, address, _quoted(collector_group)))
-                    continue
-                if collector == this_host:
-                    problems.append("%s: the collector %s (%s) is this host itself; a host cannot mirror to itself" % (where, collector, address))
-                    continue
+            hosts = _mirror_collectors(built, collectors, collector_group, this_host, where, problems)
+            if hosts is None:
+                continue
+            built = _through_tunnel(item, built, hosts, hostvars, tunnels, where, problems)
+            if built is None:
+                continue
+            for host, address in zip(hosts, built.collectors):
                 key = FORWARDING_KEYS[built.family]
-                value = (hostvars.get(collector, {}).get("mirror_collector_forwarding") or {}).get(key)
+                value = (hostvars.get(host, {}).get("mirror_collector_forwarding") or {}).get(key)
                 if value is None:
-                    value = _read_setting(forwarding_read, collector, key)
-                check = {"collector": collector, "gateway": address, "key": key, "value": value}
+                    value = _read_setting(forwarding_read, host, key)
+                check = {"collector": host, "gateway": address, "key": key, "value": value}
                 if check not in checks:
                     checks.append(check)
             if built.pool:
@@ -263,7 +256,85 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
         items.append(item)
     problems += [_forwarding_on(check) for check in checks if check["value"] not in (None, 0)]
     _refuse_listed(problems, variable, MIRROR, build_mirror, items)
-    return {"mirrors": items, "forwarding": checks, "engine": engine}
+    return {"mirrors": items, "forwarding": checks, "engine": engine,
+            "tunnels": [dict(tunnel, peers=list(tunnel["peers"].values())) for _vni, tunnel in sorted(tunnels.items())]}
+
+
+def _collectors(groups, hostvars, collector_group, address_var, resolver):
+    """({address: collector host}, problems) of the collector group."""
+    hosts = groups.get(collector_group) or []
+    if not hosts:
+        raise PlanError(["mirror_sender_collector_group: the inventory has no host in group %s, and present mirrors need "
+                         "a collector" % _quoted(collector_group)])
+    collectors, problems = {}, []
+    for host in hosts:
+        address = host_address(host, hostvars.get(host, {}), address_var, 4, resolver)
+        try:
+            collectors[str(ipaddress.ip_address(str(address)))] = host
+        except ValueError:
+            problems.append("mirror_sender_collector_address_var: %s of collector %s is %s, not an IP address"
+                            % (address_var, host, _quoted(address)))
+    return collectors, problems
+
+
+def _mirror_collectors(built, collectors, collector_group, this_host, where, problems):
+    """The collector hosts of a mirror, in its order; None, with the problems, when one is not a
+    collector of the group or is this host."""
+    hosts = []
+    for number, address in enumerate(built.collectors):
+        parameter = "gateways[%d]" % number if built.pool else "gateway"
+        host = collectors.get(address)
+        if host is None:
+            problems.append("%s.%s: %s is not the address of a host in group %s (mirror_sender_collector_group), so its "
+                            "forwarding cannot be checked" % (where, parameter, address, _quoted(collector_group)))
+            return None
+        if host == this_host:
+            problems.append("%s: the collector %s (%s) is this host itself; a host cannot mirror to itself" % (where, host, address))
+            return None
+        hosts.append(host)
+    return hosts
+
+
+def collector_tunnel(host, hostvars):
+    """The collector's tunnel (its mirror_collector_tunnel, validated), or None."""
+    settings = hostvars.get(host, {}).get("mirror_collector_tunnel") or {}
+    if not settings or settings.get("state", "present") == "absent":
+        return None
+    try:
+        return build_tunnel(settings)
+    except ValidationError as error:
+        raise ValidationError("mirror_collector_tunnel of collector %s: %s" % (host, error.parameter), error.value, error.reason) from None
+
+
+def _through_tunnel(item, built, hosts, hostvars, tunnels, where, problems):
+    """The mirror, through its collectors' tunnel when they have one (item rewritten, the tunnel
+    recorded for this sender); None, with the problem, when that cannot be."""
+    try:
+        found = [collector_tunnel(host, hostvars) for host in hosts]
+    except ValidationError as error:
+        problems.append("%s: %r %s" % (error.parameter, error.value, error.reason))
+        return None
+    if not any(found):
+        return built
+    if not all(found) or len({tunnel.vni for tunnel in found}) > 1 or len({tunnel.port for tunnel in found}) > 1:
+        problems.append("%s: its collectors %s must all be reached through one tunnel (one vni and port in their "
+                        "mirror_collector_tunnel), or all on-link" % (where, ", ".join(hosts)))
+        return None
+    inner = [tunnel.address.split("/")[0] for tunnel in found]
+    item.pop("gateway", None)
+    item.pop("gateways", None)
+    item.update({"gateways": inner} if built.pool else {"gateway": inner[0]})
+    item["gateway_interface"] = found[0].name
+    item["exclude"] = list(item.get("exclude") or []) + [address for address in built.collectors if family_of(address) == family_of(inner[0])]
+    try:
+        through = build_mirror(item)
+    except ValidationError as error:
+        problems.append("%s.%s: %r %s" % (where, error.parameter, error.value, error.reason))
+        return None
+    tunnel = tunnels.setdefault(found[0].vni, {"vni": found[0].vni, "port": found[0].port, "peers": {}})
+    for address, underlay in zip(inner, built.collectors):
+        tunnel["peers"][address] = {"address": address, "remote": underlay}
+    return through
 
 
 def _read_setting(reads, collector, key):

@@ -215,3 +215,45 @@ def test_the_health_check_tries_each_tcp_backend_once_and_knows_its_services():
 ])
 def test_the_plan_asks_for_conntrack_where_a_udp_service_is_present(services, conntrack):
     assert plan(*services)["conntrack"] is conntrack
+
+
+def tunnelled(**tunnels):
+    """The inventory with collectors col1 and col2 (198.19.2.12, .13) behind tunnels: {host: mirror_collector_tunnel}."""
+    groups = dict(GROUPS, collectors=["col1", "col2"])
+    hostvars = dict(HOSTVARS, col2={"ansible_host": "198.19.2.13", "mirror_collector_forwarding": {"net.ipv4.ip_forward": 0}})
+    hostvars["col1"] = dict(HOSTVARS["col1"], ansible_host="198.19.2.12")
+    for host, tunnel in tunnels.items():
+        hostvars[host] = dict(hostvars[host], mirror_collector_tunnel=tunnel)
+    return groups, hostvars
+
+
+def test_a_collector_behind_a_tunnel_is_reached_through_it_and_its_own_address_is_never_mirrored():
+    groups, hostvars = tunnelled(col1={"vni": 4242, "address": "198.18.250.1/24"}, col2={"vni": 4242, "address": "198.18.250.2/24"})
+    result = mirror_plan([{"name": "http", "ports": ["80"], "exclude": ["198.18.9.0/24"]},
+                          {"name": "pool", "gateways": ["198.19.2.12", "198.19.2.13"]}], groups, hostvars, "web1", resolver=fake_resolver)
+    assert result["mirrors"] == [
+        {"name": "http", "state": "present", "ports": ["80"], "gateway": "198.18.250.1", "gateway_interface": "nmvx4242",
+         "exclude": ["198.18.9.0/24", "198.19.2.12"]},
+        {"name": "pool", "state": "present", "gateways": ["198.18.250.1", "198.18.250.2"], "gateway_interface": "nmvx4242",
+         "exclude": ["198.19.2.12", "198.19.2.13"]},
+    ]
+    assert result["tunnels"] == [{"vni": 4242, "port": 4789, "peers": [{"address": "198.18.250.1", "remote": "198.19.2.12"},
+                                                                       {"address": "198.18.250.2", "remote": "198.19.2.13"}]}]
+    assert [check["gateway"] for check in result["forwarding"]] == ["198.18.250.1", "198.18.250.2"]
+
+
+@pytest.mark.parametrize("tunnels, problem", [
+    ({"col1": {"vni": 4242, "address": "198.18.250.1/24"}},
+     "mirror_sender_mirrors[0] (pool): its collectors col1, col2 must all be reached through one tunnel"),
+    ({"col1": {"vni": 4242, "address": "198.18.250.1/24"}, "col2": {"vni": 4243, "address": "198.18.250.2/24"}},
+     "mirror_sender_mirrors[0] (pool): its collectors col1, col2 must all be reached through one tunnel"),
+    ({"col1": {"vni": 0, "address": "198.18.250.1/24"}, "col2": {"vni": 4242, "address": "198.18.250.2/24"}},
+     "mirror_collector_tunnel of collector col1: vni: 0 is not a whole number between 1 and 16777215"),
+    ({"col1": {"vni": 4242, "address": "198.18.250.1"}, "col2": {"vni": 4242, "address": "198.18.250.2/24"}},
+     "mirror_collector_tunnel of collector col1: address: '198.18.250.1' is not an address with its prefix length"),
+])
+def test_a_pool_through_unlike_tunnels_or_a_bad_tunnel_is_a_problem_named_by_its_variable(tunnels, problem):
+    groups, hostvars = tunnelled(**tunnels)
+    with pytest.raises(PlanError) as error:
+        mirror_plan([{"name": "pool", "gateways": ["198.19.2.12", "198.19.2.13"]}], groups, hostvars, "web1", resolver=fake_resolver)
+    assert error.value.problems[0].startswith(problem), error.value.problems
