@@ -4,7 +4,6 @@ import collections
 import ipaddress
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,8 +11,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._capture import capture_argv, capture_statistics
-from tests.integration.netfilter import distrust, plant_foreign, ruleset, run_module, without_counters
+from tests.integration.netfilter import distrust, start_collector_capture, stop_collector_capture, wait_until, plant_foreign, ruleset, run_module, without_counters
 from tests.lab.netlab import INTERFACE, Lab, pcap_packet_count
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
@@ -59,13 +57,6 @@ def vip(lab, family):
 def set_forwarding(lab, host, value):
     lab.set_sysctl(host, "net.ipv4.ip_forward", value)
     lab.set_sysctl(host, "net.ipv6.conf.all.forwarding", value)
-
-
-def wait_until(condition, seconds=5):
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 CLIENT_NETWORKS = {4: "198.19.0.0/22", 6: "2001:2:0:ffff::/64"}
@@ -118,31 +109,10 @@ def test_mirror_clones_every_request_and_response_packet(make_lab, engine, famil
     assert lab.forwarded("collector") == 0
 
 
-def start_collector_capture(lab, directory):
-    """tcpdump in the collector with the arguments the mirror_collector role gives its unit
-    (default buffer: no link speed in these facts, so sized for 10 Gbit/s); returns once it
-    listens, with the file its standard error goes to."""
-    settings = {"interface": INTERFACE, "filter": "tcp port 80", "directory": str(directory), "file_size_mb": 100,
-                "file_count": 10, "user": "root", "buffer_mb": "auto"}
-    log = directory / "tcpdump.log"
-    with open(log, "wb") as stderr:
-        proc = lab.popen("collector", ["tcpdump", *capture_argv(settings)], stdout=subprocess.DEVNULL, stderr=stderr)
-    assert wait_until(lambda: "listening on" in log.read_text(), 10), log.read_text()
-    return proc, log
-
-
-def stop_collector_capture(capture):
-    """SIGINT, as the unit stops it, at once: what tcpdump held must reach the file all the same."""
-    proc, log = capture
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
-    return capture_statistics(log.read_text())
-
-
 def test_the_collectors_capture_keeps_every_clone_it_receives_under_load(make_lab, tmp_path):
     lab = mirror_lab(make_lab)
     apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"])
-    capture = start_collector_capture(lab, tmp_path)
+    capture = start_collector_capture(lab, tmp_path, "tcp port 80")
     with lab.count("collector", *PORT_80) as delivered, lab.count("web", *PORT_80) as originals:
         load = lab.run("sender", ["wrk", "-t2", "-c32", "-d5s", "--timeout", "2s", "http://%s/" % lab.addr("web")], check=True, timeout=60)
     statistics = stop_collector_capture(capture)
