@@ -13,7 +13,7 @@ description:
     module refuses, with the same reason.
   - A collector without its address variable is reached by its inventory name, an address or a name resolved once,
     on the controller.
-  - A collector with a tunnel (its C(mirror_collector_tunnel)) is reached through it: the mirror's gateway becomes the
+  - A collector with a tunnel (its C(mirror_collector_tunnel)) is reached through it. The mirror's gateway becomes the
     collector's inner address, its C(gateway_interface) the tunnel's device, and the collector's own address joins its
     C(exclude).
   - Returns every problem, each naming the variable it comes from, instead of failing.

@@ -70,7 +70,7 @@ class Tunnel:
 
     @property
     def mac(self):
-        return device_mac(self.address.split("/")[0]) if self.address else None
+        return device_mac(self.address.split("/", maxsplit=1)[0]) if self.address else None
 
 
 def _interface_address(parameter, value):
@@ -170,8 +170,8 @@ def _link_matches(tunnel, link):
 
 
 def _create(tunnel, mtu):
-    argv = ["ip", "link", "add", tunnel.name] + (["address", tunnel.mac] if tunnel.mac else []) + ["mtu", str(mtu), "type", "vxlan",
-                                                                                                    "id", str(tunnel.vni), "dstport", str(tunnel.port), "nolearning"]
+    argv = ["ip", "link", "add", tunnel.name] + (["address", tunnel.mac] if tunnel.mac else [])
+    argv += ["mtu", str(mtu), "type", "vxlan", "id", str(tunnel.vni), "dstport", str(tunnel.port), "nolearning"]
     return [argv + (["local", tunnel.local] if tunnel.local else []),
             # No IPv6 link-local address: nothing of the host's own ever goes into the tunnel.
             ["ip", "link", "set", "dev", tunnel.name, "addrgenmode", "none"],

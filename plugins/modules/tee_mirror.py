@@ -151,7 +151,7 @@ options:
   gateway_interface:
     description:
       - The interface the clones leave by (TEE C(--oif), nft C(dup to ... device)), for a
-        collector reached through a tunnel: the collectors are then on-link through this
+        collector reached through a tunnel, whose collectors are on-link through this
         interface, such as the VXLAN device the
         P(netmagic.netfilter.mirror_sender#role) role builds for a remote collector.
       - The module checks before changing anything, unless O(force=true), that the interface
@@ -164,7 +164,7 @@ options:
   exclude:
     description:
       - Addresses or networks, of the family of the collectors, whose traffic is never cloned,
-        in either direction: each hook chain of the mirror returns such packets first.
+        in either direction; each hook chain of the mirror returns such packets first.
       - The collectors are always excluded (a clone of a packet to a collector would reach it as
         a duplicate). A collector behind a tunnel also needs the tunnel's far end excluded, so
         that the tunnel's own packets are never cloned; the mirror_sender role adds it.

@@ -13,8 +13,8 @@ version_added: 0.2.0
 description:
   - Brings this host's end of a VXLAN tunnel to its definition, so that
     M(netmagic.netfilter.tee_mirror) can clone traffic to a collector beyond a router (TEE reaches
-    only on-link gateways): the device C(nmvx<vni>), at a collector its inner O(address), at a
-    sender its collectors (O(peers)).
+    only on-link gateways). The device is C(nmvx<vni>); at a collector it holds the inner
+    O(address), at a sender it knows the collectors (O(peers)).
   - A collector's end learns nothing and has no far end, so it never sends a packet into the
     tunnel. A sender's end knows each collector by a permanent neighbour entry (the inner
     address to the MAC of the collector's device, which both ends derive from that address) and
@@ -26,6 +26,8 @@ description:
     fragmented; an underlay 50 bytes larger avoids that.
   - Changes only the device C(nmvx<vni>) and what it holds; a second run with the same
     definition changes nothing.
+  - The P(netmagic.netfilter.mirror_collector#role) and P(netmagic.netfilter.mirror_sender#role)
+    roles build both ends from the inventory (a collector's C(mirror_collector_tunnel)).
 author:
   - netmagic.netfilter maintainers (@netmagic)
 options:
@@ -40,7 +42,7 @@ options:
   address:
     description:
       - At a collector, its inner address with the inner network's prefix length, such as
-        C(198.18.250.1/24): the address senders give M(netmagic.netfilter.tee_mirror) as the
+        C(198.18.250.1/24), the address senders give M(netmagic.netfilter.tee_mirror) as the
         gateway. IPv4 or IPv6.
       - Exclusive with O(peers).
     type: str
@@ -80,8 +82,6 @@ notes:
     missing device send no clone.
 seealso:
   - module: netmagic.netfilter.tee_mirror
-  - role: netmagic.netfilter.mirror_sender
-  - role: netmagic.netfilter.mirror_collector
 """
 
 EXAMPLES = r"""
@@ -134,8 +134,8 @@ def main():
             vni=dict(type="int", required=True),
             port=dict(type="int", default=4789),
             address=dict(type="str"),
-            peers=dict(type="list", elements="dict", default=[], options=dict(address=dict(type="str", required=True),
-                                                                               remote=dict(type="str", required=True))),
+            peers=dict(type="list", elements="dict", default=[],
+                       options=dict(address=dict(type="str", required=True), remote=dict(type="str", required=True))),
             local=dict(type="str"),
             mtu=dict(type="raw", default="auto"),
             state=dict(type="str", choices=["present", "absent"], default="present"),

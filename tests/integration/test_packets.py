@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import distrust, start_collector_capture, stop_collector_capture, wait_until, plant_foreign, ruleset, run_module, without_counters
+from tests.integration.netfilter import (distrust, plant_foreign, ruleset, run_module, start_collector_capture, stop_collector_capture,
+                                         wait_until, without_counters)
 from tests.lab.netlab import INTERFACE, Lab, pcap_packet_count
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")

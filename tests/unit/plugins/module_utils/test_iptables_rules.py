@@ -305,8 +305,8 @@ def test_ipv6_rules_use_ip6tables_forms():
 
 def test_ipv6_icmp_mirror():
     owned = r.render(mirror(gateway="2001:2::3", protocol="icmp", direction="egress"))
-    assert chain_rules(owned, (6, "mangle"), "MIRO") == ["-d 2001:2::3/128 -j RETURN", "-s 2001:2::3/128 -j RETURN",
-                                                          "-p ipv6-icmp -j TEE --gateway 2001:2::3"]
+    assert chain_rules(owned, (6, "mangle"), "MIRO") == [
+        "-d 2001:2::3/128 -j RETURN", "-s 2001:2::3/128 -j RETURN", "-p ipv6-icmp -j TEE --gateway 2001:2::3"]
 
 
 def run_bpf(bytecode, header):
