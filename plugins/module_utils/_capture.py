@@ -2,7 +2,8 @@
 # Copyright: netmagic.netfilter contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The collector's capture: tcpdump's command line from the role's variables, its buffer sized
-for the link, and the counts tcpdump reports of what it captured and what the kernel dropped.
+for the link, and the counts tcpdump reports of what it captured and what the kernel dropped;
+and the collector's announcements, which keep its MAC known to the segment's switches.
 
 Only canonical values reach the command line: names that fully match their pattern, ints, and
 the filter, which is free text without control characters (quoted by the unit's template)."""
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, _unicast_address, family_of
 
 INTERFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 DIRECTORY = re.compile(r"/[A-Za-z0-9_./-]+")
@@ -95,3 +96,30 @@ def capture_statistics(text):
     captured, received, kernel, interface = reports[-1].groups()
     return {"reports": len(reports), "captured": int(captured), "received_by_filter": int(received),
             "dropped_by_kernel": int(kernel), "dropped_by_interface": int(interface or 0)}
+
+
+def _fact_key(device):
+    """The key of a device's facts: Ansible writes '-', '.' and ':' in names as '_'."""
+    return re.sub(r"[-.:]", "_", device)
+
+
+def announcement_arguments(facts):
+    """arping's arguments for each IPv4 address of each of the collector's active links, loopback
+    and tunnel devices (nmvx, which send nothing) aside: one unsolicited ARP each (-U), a
+    broadcast from the collector's MAC that every switch of the segment learns.
+
+    A collector never transmits, so without it a switch forgets the collector's MAC after its
+    ageing time (300 s by default) and floods every clone to every port."""
+    found = []
+    for device in (facts or {}).get("interfaces", []):
+        link = (facts or {}).get(_fact_key(device)) or {}
+        if link.get("type") == "loopback" or device.startswith("nmvx") or link.get("active") is False:
+            continue
+        name = _matching("ansible_facts.interfaces", device, INTERFACE, "an interface name")
+        addresses = [link.get("ipv4") or {}] + list(link.get("ipv4_secondaries") or [])
+        for entry in addresses:
+            if entry.get("address"):
+                address = _unicast_address("ansible_facts.%s.ipv4" % _fact_key(device), entry["address"])
+                if family_of(address) == 4:
+                    found.append(["-U", "-c", "1", "-I", name, address])
+    return found

@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.netfilter import (distrust, plant_foreign, ruleset, run_module, start_collector_capture, stop_collector_capture,
                                          wait_until, without_counters)
+from ansible_collections.netmagic.netfilter.plugins.module_utils._capture import announcement_arguments
 from tests.lab.netlab import INTERFACE, Lab, pcap_packet_count
 
 CLIENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab", "client.py")
@@ -108,6 +109,44 @@ def test_mirror_clones_every_request_and_response_packet(make_lab, engine, famil
     assert unmatched.count == 0
     assert lab.http_requests("web") == 8, "the web server saw a request more than once"
     assert lab.forwarded("collector") == 0
+
+
+AGEING_SECONDS = 2
+
+
+def flooded_clones(lab, announcing):
+    """Clones that reach the client, a host of the segment uninvolved in the mirror, in 20
+    exchanges after the bridge's ageing time, while the collector announces itself as the
+    mirror_collector role's timer does (every second here, against an ageing time of two) or
+    stays silent as a collector otherwise does."""
+    facts = {"interfaces": [INTERFACE], INTERFACE: {"device": INTERFACE, "active": True, "ipv4": {"address": lab.addr("collector")}}}
+    announcements = []
+    if announcing:
+        commands = "\n".join("arping %s" % " ".join(arguments) for arguments in announcement_arguments(facts))
+        # Bounded: 30 rounds, one a second.
+        announcements.append(lab.popen("collector", ["sh", "-c", "for i in $(seq 30); do %s; sleep 1; done" % commands],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    # The bridge's clean-up runs once per ageing time: an entry goes within two of them.
+    time.sleep(3 * AGEING_SECONDS)
+    with lab.capture("client", "tcp port 80 and ether dst %s" % lab.mac("collector")) as seen:
+        assert connect(lab, "sender", lab.addr("web"), 20) == ["web"] * 20
+    for process in announcements:
+        process.kill()
+        process.wait()
+    return seen.count
+
+
+def test_a_collector_that_announces_itself_is_never_flooded_to_the_segment(make_lab):
+    """A collector never transmits, so the bridge forgets its MAC after its ageing time and
+    floods every clone to every port; the collector role's announcements keep it known."""
+    lab = mirror_lab(make_lab)
+    set_forwarding(lab, "collector", "0")
+    subprocess.run(["ip", "link", "set", "dev", lab.bridge, "type", "bridge", "ageing_time", str(AGEING_SECONDS * 100)], check=True)
+    apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"])
+    # The sender resolves the collector's address: the collector's one answer, then silence.
+    assert connect(lab, "sender", lab.addr("web"), 1) == ["web"]
+    assert flooded_clones(lab, announcing=False) >= 20 * 8, "the bridge did not flood: the test proves nothing"
+    assert flooded_clones(lab, announcing=True) == 0
 
 
 def test_the_collectors_capture_keeps_every_clone_it_receives_under_load(make_lab, tmp_path):

@@ -356,7 +356,7 @@ class Lab:
     def _configure_host(self, host):
         ns = self.ns(host)
         _ip("-n", ns, "link", "set", "dev", "lo", "up")
-        _ip("-n", ns, "link", "set", "dev", INTERFACE, "address", self._mac(host), "addrgenmode", "none", "up")
+        _ip("-n", ns, "link", "set", "dev", INTERFACE, "address", self.mac(host), "addrgenmode", "none", "up")
         _ip("-n", ns, "addr", "replace", f"{self.addr(host)}/{self.subnet.prefixlen}", "dev", INTERFACE)
         # nodad: usable at once, no duplicate address detection delay. A link-local address
         # as every real host has: neighbour solicitations for packets that are not the
@@ -371,7 +371,7 @@ class Lab:
         self.set_sysctl(host, "net.ipv4.ip_forward", forwarding)
         self.set_sysctl(host, "net.ipv6.conf.all.forwarding", forwarding)
 
-    def _mac(self, host):
+    def mac(self, host):
         """Locally administered MAC from the address: recreated hosts keep their MAC, so peers' ARP stays right."""
         return "02:00:" + ":".join(f"{octet:02x}" for octet in ipaddress.ip_address(self.addr(host)).packed)
 

@@ -7,6 +7,7 @@ import jinja2
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.netmagic.netfilter.plugins.filter.announcement_commands import announcement_commands
 from ansible_collections.netmagic.netfilter.plugins.filter.capture_command import capture_command
 from ansible_collections.netmagic.netfilter.plugins.filter.systemd_argument import FilterModule, systemd_argument
 
@@ -120,3 +121,28 @@ def test_the_capture_unit_stops_tcpdump_so_that_it_writes_and_reports_all_it_hol
 def test_the_capture_unit_is_not_rendered_with_a_newline(variable):
     with pytest.raises(AnsibleFilterError, match=r"^mirror_collector_capture_%s: " % variable):
         render(**{variable: "x\nExecStartPre=/bin/sh -c id"})
+
+
+def render_announcements(facts, interval=60):
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
+    environment.filters["netmagic.netfilter.systemd_argument"] = systemd_argument
+    templates = TEMPLATE.parent
+    values = dict(ansible_managed="Ansible managed", mirror_collector_announcements=announcement_commands(facts),
+                  mirror_collector_announce_interval_s=interval)
+    return [environment.from_string((templates / name).read_text()).render(**values)
+            for name in ("netmagic-mirror-announce.service.j2", "netmagic-mirror-announce.timer.j2")]
+
+
+def test_the_announcement_unit_sends_one_arp_from_each_address_every_interval():
+    facts = {"interfaces": ["lo", "eth0"], "lo": {"type": "loopback", "ipv4": {"address": "127.0.0.1"}},
+             "eth0": {"ipv4": {"address": "198.18.0.12"}, "ipv4_secondaries": [{"address": "198.18.1.12"}]}}
+    service, timer = render_announcements(facts, interval=45)
+    commands = [systemd_words(line[len("ExecStart="):]) for line in service.splitlines() if line.startswith("ExecStart=")]
+    assert commands == [["arping", "-U", "-c", "1", "-I", "eth0", "198.18.0.12"], ["arping", "-U", "-c", "1", "-I", "eth0", "198.18.1.12"]]
+    assert "\nType=oneshot\n" in service
+    assert "\nOnUnitActiveSec=45s\n" in timer and "\nWantedBy=timers.target\n" in timer
+
+
+def test_the_announcement_unit_is_not_rendered_from_a_device_name_with_a_newline():
+    with pytest.raises(AnsibleFilterError, match=r"^ansible_facts.interfaces: "):
+        render_announcements({"interfaces": ["eth0\nExecStart=/bin/sh"], "eth0\nExecStart=/bin/sh": {"ipv4": {"address": "198.18.0.12"}}})

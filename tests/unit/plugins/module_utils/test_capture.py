@@ -3,7 +3,13 @@ link, and the counts of tcpdump's reports as this machine's tcpdump 4.99 prints 
 
 import pytest
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._capture import buffer_mib, capture_argv, capture_statistics, link_speeds
+from ansible_collections.netmagic.netfilter.plugins.module_utils._capture import (
+    announcement_arguments,
+    buffer_mib,
+    capture_argv,
+    capture_statistics,
+    link_speeds,
+)
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
 
 SETTINGS = {"interface": "eth1", "filter": "tcp port 80", "directory": "/srv/capture/", "file_size_mb": 100, "file_count": 10,
@@ -88,3 +94,34 @@ REPORTS = [
 @pytest.mark.parametrize("text, counts", REPORTS)
 def test_the_counts_are_those_of_the_last_report(text, counts):
     assert capture_statistics(text) == counts
+
+
+FACTS = {
+    "interfaces": ["lo", "eth0", "bond-0.10", "nmvx4242", "eth9"],
+    "lo": {"device": "lo", "type": "loopback", "active": True, "ipv4": {"address": "127.0.0.1"}},
+    "eth0": {"device": "eth0", "type": "ether", "active": True, "ipv4": {"address": "198.18.0.12"},
+             "ipv4_secondaries": [{"address": "198.18.1.12"}], "ipv6": [{"address": "2001:2::12"}]},
+    "bond_0_10": {"device": "bond-0.10", "type": "ether", "active": True, "ipv4": {"address": "198.18.2.12"}},
+    "nmvx4242": {"device": "nmvx4242", "type": "ether", "active": True, "ipv4": {"address": "198.18.250.1"}},
+    "eth9": {"device": "eth9", "type": "ether", "active": False, "ipv4": {"address": "198.18.3.12"}},
+}
+
+
+@pytest.mark.parametrize("facts, expected", [
+    (FACTS, [["-U", "-c", "1", "-I", "eth0", "198.18.0.12"], ["-U", "-c", "1", "-I", "eth0", "198.18.1.12"],
+             ["-U", "-c", "1", "-I", "bond-0.10", "198.18.2.12"]]),
+    ({"interfaces": ["eth0"], "eth0": {"device": "eth0", "ipv6": [{"address": "2001:2::12"}]}}, []),
+    ({}, []),
+])
+def test_a_collector_announces_each_ipv4_address_of_each_active_link_but_loopback_and_tunnels(facts, expected):
+    assert announcement_arguments(facts) == expected
+
+
+@pytest.mark.parametrize("facts, variable", [
+    ({"interfaces": ["eth0;x"], "eth0;x": {"ipv4": {"address": "198.18.0.12"}}}, "ansible_facts.interfaces"),
+    ({"interfaces": ["eth0"], "eth0": {"ipv4": {"address": "198.18.0.12\n"}}}, "ansible_facts.eth0.ipv4"),
+])
+def test_a_fact_that_cannot_reach_a_unit_is_refused_naming_it(facts, variable):
+    with pytest.raises(ValidationError) as error:
+        announcement_arguments(facts)
+    assert error.value.parameter == variable
