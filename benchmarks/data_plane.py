@@ -1,7 +1,8 @@
 """Data plane in the lab: what mirroring and balancing cost the traffic, and changes under load.
 
-Mirror: iperf3 TCP throughput and wrk HTTP latency from sender to web, with the mirror off and
-on (interleaved), and the share of the sender's packets whose clones the collector counted.
+Mirror: iperf3 TCP throughput and wrk HTTP latency from sender to web with no mirror, a full
+mirror, one sampling 1 in 10 connections and one over a pool of three collectors (interleaved),
+and the share of the clones sent that the collectors received.
 Balancer: wrk connections per second from client through the VIP on lb, against straight to one
 backend, with the per-backend split; then connections that failed while the service was changed
 in the middle of a bounded load; then connections per second through the VIP with 1 service and
@@ -9,6 +10,7 @@ with 1,000 services on the host, per engine, and with session affinity against r
 Every load has a fixed duration and ends by itself.
 """
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -62,8 +64,8 @@ def wrk(lab, host, url, duration):
 
 
 def iperf(lab, duration):
-    """Sender-to-web TCP throughput in Gbit/s, as the receiver counted it."""
-    completed = lab.run("sender", ["iperf3", "-c", lab.addr("web"), "-p", str(IPERF_PORT), "-t", str(duration), "-J"],
+    """Sender-to-web TCP throughput in Gbit/s of IPERF_STREAMS connections, as the receiver counted it."""
+    completed = lab.run("sender", ["iperf3", "-c", lab.addr("web"), "-p", str(IPERF_PORT), "-t", str(duration), "-P", str(IPERF_STREAMS), "-J"],
                         check=True, timeout=duration + 30)
     received = re.search(r'"sum_received":\s*{[^}]*"bits_per_second":\s*([\d.e+]+)', completed.stdout)
     return float(received.group(1)) / 1e9
@@ -103,52 +105,92 @@ def module(lab, host, name, args):
 
 # --- mirror ----------------------------------------------------------------------
 
-def set_mirror(lab, on):
-    args = {"name": "bench", "state": "present" if on else "absent"}
-    if on:
-        args.update(gateway=lab.addr("collector"), ports=[str(IPERF_PORT), str(HTTP_PORT)])
+IPERF_STREAMS = 10  # so that sampling 1 in 10 connections has connections to choose from
+# The pool's collectors: backends have forwarding off too, and the balancer runs come later.
+POOL = ("collector", "be1", "be2")
+# tee_mirror options of each way of mirroring, against the mirror absent ("off").
+MIRRORS = {"off": None, "full": {}, "sampled": {"sample": 10}, "pooled": {"gateways": POOL}}
+
+
+def set_mirror(lab, options):
+    if options is None:
+        return module(lab, "sender", "tee_mirror", {"name": "bench", "state": "absent"})
+    args = {"name": "bench", "ports": [str(IPERF_PORT), str(HTTP_PORT)], "sample": options.get("sample", 1)}
+    if "gateways" in options:
+        args["gateways"] = [lab.addr(host) for host in options["gateways"]]
+    else:
+        args["gateway"] = lab.addr("collector")
     return module(lab, "sender", "tee_mirror", args)
 
 
-def counted(lab, port, action):
-    """(action's result, sender's own packets of the port, clones the collector counted)."""
-    # The sender's clones leave through its OUTPUT hook too, as untracked packets: leave them out.
+def collectors(options):
+    return list(options["gateways"]) if options and "gateways" in options else ["collector"]
+
+
+def counted(lab, port, hosts, action):
+    """action's result and exact counts of one port's packets: the sender's own, the clones it
+    sent, and the clones each of hosts received."""
+    # The sender's clones leave through its OUTPUT hook too, as untracked packets.
     own = ("tcp dport %d ct state != untracked" % port, "tcp sport %d ct state != untracked" % port)
-    with lab.count("sender", *own) as sender, lab.count("collector", "tcp dport %d" % port, "tcp sport %d" % port) as collector:
+    clones = ("tcp dport %d ct state untracked" % port, "tcp sport %d ct state untracked" % port)
+    with contextlib.ExitStack() as stack:
+        sender = stack.enter_context(lab.count("sender", *own))
+        sent = stack.enter_context(lab.count("sender", *clones))
+        received = {host: stack.enter_context(lab.count(host, "tcp dport %d" % port, "tcp sport %d" % port)) for host in hosts}
         value = action()
-    return value, sender.count, collector.count
+    return value, {"packets": sender.count, "clones_sent": sent.count, "received": {host: c.count for host, c in received.items()}}
 
 
-def mirror_trial(lab, on, duration):
-    set_mirror(lab, on)
-    gbps, sent, cloned = counted(lab, IPERF_PORT, lambda: iperf(lab, duration))
-    http, http_sent, http_cloned = counted(lab, HTTP_PORT, lambda: wrk(lab, "sender", "http://%s:%d/" % (lab.addr("web"), HTTP_PORT), duration))
-    return {"gbps": gbps, "packets": sent, "clones": cloned, "http": http, "http_packets": http_sent, "http_clones": http_cloned}
+def mirror_trial(lab, options, duration):
+    set_mirror(lab, options)
+    hosts = collectors(options)
+    gbps, tcp = counted(lab, IPERF_PORT, hosts, lambda: iperf(lab, duration))
+    http, web = counted(lab, HTTP_PORT, hosts, lambda: wrk(lab, "sender", "http://%s:%d/" % (lab.addr("web"), HTTP_PORT), duration))
+    return {"gbps": gbps, "iperf": tcp, "http": http, "http_counts": web}
 
 
 def mirror_experiment(lab, repeats, duration, log):
-    rows = {"off": [], "on": []}
-    engine = set_mirror(lab, True)["engine"]
+    """Each way of mirroring in turn in every repeat, so that the ratios to "off" are paired."""
+    rows = {mode: [] for mode in MIRRORS}
+    engine = set_mirror(lab, MIRRORS["full"])["engine"]
     for repeat in range(repeats):
-        for state in ("off", "on"):
-            rows[state].append(mirror_trial(lab, state == "on", duration))
-            row = rows[state][-1]
-            log("  mirror %s repeat %d: %.2f Gbit/s, HTTP %.0f/s p50 %.2f ms, clones %d/%d"
-                % (state, repeat + 1, row["gbps"], row["http"]["per_second"], row["http"]["p50_ms"], row["clones"], row["packets"]))
-    set_mirror(lab, False)
-    return {"engine": engine, "off": _mirror_summary(rows["off"]), "on": _mirror_summary(rows["on"]),
-            "throughput_on_vs_off": measure.paired_ratios([r["gbps"] for r in rows["on"]], [r["gbps"] for r in rows["off"]]),
-            "latency_p50_on_vs_off": measure.paired_ratios([r["http"]["p50_ms"] for r in rows["on"]], [r["http"]["p50_ms"] for r in rows["off"]]),
-            "requests_on_vs_off": measure.paired_ratios([r["http"]["per_second"] for r in rows["on"]], [r["http"]["per_second"] for r in rows["off"]])}
+        for mode, options in MIRRORS.items():
+            row = mirror_trial(lab, options, duration)
+            rows[mode].append(row)
+            log("  mirror %s repeat %d: %.2f Gbit/s, HTTP %.0f/s p50 %.2f ms, clones sent %d of %d packets, received %s"
+                % (mode, repeat + 1, row["gbps"], row["http"]["per_second"], row["http"]["p50_ms"], row["iperf"]["clones_sent"],
+                   row["iperf"]["packets"], row["iperf"]["received"]))
+    set_mirror(lab, None)
+    off = rows["off"]
+    found = {"engine": engine, "iperf_streams": IPERF_STREAMS, "pool": list(POOL), "modes": {}}
+    for mode, trials in rows.items():
+        summary = _mirror_summary(trials)
+        summary["throughput_vs_off"] = measure.paired_ratios([r["gbps"] for r in trials], [r["gbps"] for r in off])
+        summary["latency_p50_vs_off"] = measure.paired_ratios([r["http"]["p50_ms"] for r in trials], [r["http"]["p50_ms"] for r in off])
+        summary["requests_vs_off"] = measure.paired_ratios([r["http"]["per_second"] for r in trials], [r["http"]["per_second"] for r in off])
+        found["modes"][mode] = summary
+    return found
+
+
+def _shares(counts):
+    """Clones sent ÷ the sender's packets, and clones received (at all collectors) ÷ clones sent."""
+    received = sum(counts["received"].values())
+    return (counts["clones_sent"] / counts["packets"] if counts["packets"] else None,
+            received / counts["clones_sent"] if counts["clones_sent"] else None)
 
 
 def _mirror_summary(rows):
     out = {"gbps": measure.summary(r["gbps"] for r in rows)}
     for key in ("per_second", "p50_ms", "p90_ms", "p99_ms", "failed"):
         out["http_" + key] = measure.summary(r["http"][key] for r in rows)
-    out["clone_share_iperf"] = measure.summary(r["clones"] / r["packets"] for r in rows if r["packets"])
-    out["clone_share_http"] = measure.summary(r["http_clones"] / r["http_packets"] for r in rows if r["http_packets"])
-    out["packets_iperf"] = measure.summary(r["packets"] for r in rows)
+    for load, key in (("iperf", "iperf"), ("http", "http_counts")):
+        shares = [_shares(r[key]) for r in rows]
+        out["mirrored_share_" + load] = measure.summary(mirrored for mirrored, _ in shares if mirrored is not None)
+        out["delivered_" + load] = measure.summary(delivered for _, delivered in shares if delivered is not None)
+    # How evenly a pool spread the HTTP connections' clones: each collector's share of them.
+    hosts = rows[0]["http_counts"]["received"]
+    out["spread_http"] = {host: measure.summary(r["http_counts"]["received"][host] / max(sum(r["http_counts"]["received"].values()), 1)
+                                                for r in rows) for host in hosts}
     return out
 
 

@@ -285,16 +285,17 @@ def fleet_section(fleet):
 
 def plot_data(mirror, path):
     plt = _pyplot()
+    modes = mirror["modes"]
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     panels = [("gbps", "iperf3 TCP throughput (Gbit/s)"), ("http_p50_ms", "HTTP latency p50 (ms)"), ("http_p99_ms", "HTTP latency p99 (ms)")]
     for axis, (key, title) in zip(axes, panels):
-        stats = [mirror["off"][key], mirror["on"][key]]
+        stats = [runs[key] for runs in modes.values()]
         medians = [s["median"] for s in stats]
         errors = [[m - s["min"] for m, s in zip(medians, stats)], [s["max"] - m for m, s in zip(medians, stats)]]
-        axis.bar(["mirror off", "mirror on"], medians, yerr=errors, capsize=6, color=["#8da0cb", "#fc8d62"])
+        axis.bar(list(modes), medians, yerr=errors, capsize=6, color=["#8da0cb", "#fc8d62", "#66c2a5", "#e78ac3"][:len(modes)])
         axis.set_title(title)
         axis.grid(True, axis="y", alpha=0.3)
-    figure.suptitle("Data plane: sender to web, TEE mirror off vs on (bars: median, whiskers: min–max)")
+    figure.suptitle("Data plane: sender to web, TEE mirror off, full, sampled and pooled (bars: median, whiskers: min–max)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -308,17 +309,6 @@ def _compare_row(label, first, second, fmt="%.2f", flip=False):
 
 def data_section(data, plot_name):
     mirror, balancer, reconfiguration = data["mirror"], data["balancer"], data["reconfiguration"]
-    off, on = mirror["off"], mirror["on"]
-    mirror_rows = [
-        _compare_row("iperf3 TCP throughput, Gbit/s", off["gbps"], on["gbps"]),
-        _compare_row("HTTP requests/s (wrk, new connection each)", off["http_per_second"], on["http_per_second"], "%.0f"),
-        _compare_row("HTTP latency p50, ms", off["http_p50_ms"], on["http_p50_ms"]),
-        _compare_row("HTTP latency p90, ms", off["http_p90_ms"], on["http_p90_ms"]),
-        _compare_row("HTTP latency p99, ms", off["http_p99_ms"], on["http_p99_ms"]),
-        ["failed HTTP requests", plain(off["http_failed"], "%.0f"), plain(on["http_failed"], "%.0f"), ""],
-        ["clones at collector ÷ sender's packets, iperf3", "", plain(on["clone_share_iperf"], "%.4f"), ""],
-        ["clones at collector ÷ sender's packets, HTTP", "", plain(on["clone_share_http"], "%.4f"), ""],
-    ]
     split = ", ".join("%s %s" % (backend, plain(stats, "%.3f")) for backend, stats in balancer["split"].items())
     balancer_rows = [
         _compare_row("new connections/s", balancer["vip_per_second"], balancer["straight_per_second"], "%.0f", flip=True),
@@ -327,14 +317,11 @@ def data_section(data, plot_name):
     reconfiguration_rows = [[event, plain(values["failed"], "%.0f"), plain(values["requests"], "%.0f")]
                             for event, values in reconfiguration.items()]
     return ["## 3. Data plane in the lab", "",
-            "Loads run %d s each (changes under load: %d s), %d repeats, mirror off and on interleaved. wrk uses one thread and "
+            "Loads run %d s each (changes under load: %d s), %d repeats, the ways of mirroring interleaved. wrk uses one thread and "
             "%d connections against a small asyncio server (`benchmarks/fast_httpd.py`) that answers and closes, so every "
-            "request is a new connection. Packet counts are exact kernel counters (`lab.count`); the sender's count leaves out "
-            "its own clones (untracked packets), so the share is clones that arrived ÷ packets that were cloned."
+            "request is a new connection. Packet counts are exact kernel counters (`lab.count`)."
             % (data["duration_seconds"], max(data["duration_seconds"] * 2, 4), data["repeats"], data["wrk_connections"]), "",
-            "### Mirror (tee_mirror on sender, engine %s, ports 5201 and 8080)" % mirror["engine"], "",
-            table(["", "mirror off", "mirror on", "on ÷ off"], mirror_rows), "",
-            "![throughput and latency, mirror off vs on](%s)" % plot_name, "",
+            ] + mirror_section(mirror, plot_name) + [
             "### Balancer (dnat_balancer on lb, engine %s, %d backends)" % (balancer["engine"], len(balancer["backends"])), "",
             table(["", "through the VIP", "straight to %s" % balancer["backends"][0], "VIP ÷ straight"], balancer_rows), "",
             "Per-backend share of the new connections through the VIP (SYNs counted at each backend): %s. Failed requests: %s."
@@ -344,6 +331,34 @@ def data_section(data, plot_name):
             "added, one removed, or every backend replaced (order and port) in one run.", "",
             table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""] + scale_section(data.get("scale")) + \
         modes_section(data.get("modes"))
+
+
+MIRROR_LABELS = {"off": "off", "full": "full", "sampled": "sampled 1 in 10", "pooled": "pooled"}
+
+
+def mirror_section(mirror, plot_name):
+    """The sender's traffic with each way of mirroring, and what reached the collectors."""
+    modes = mirror["modes"]
+    traffic = [[MIRROR_LABELS[mode], plain(runs["gbps"]), times(runs["throughput_vs_off"], 2),
+                plain(runs["http_per_second"], "%.0f"), times(runs["requests_vs_off"], 2),
+                plain(runs["http_p50_ms"]), times(runs["latency_p50_vs_off"], 2), plain(runs["http_p99_ms"]),
+                plain(runs["http_failed"], "%.0f")] for mode, runs in modes.items()]
+    clones = [[MIRROR_LABELS[mode], plain(runs["mirrored_share_iperf"], "%.4f"), plain(runs["mirrored_share_http"], "%.4f"),
+               plain(runs["delivered_iperf"], "%.4f"), plain(runs["delivered_http"], "%.4f")]
+              for mode, runs in modes.items() if mode != "off"]
+    spread = ", ".join("%s %s" % (host, plain(stats, "%.3f")) for host, stats in modes["pooled"]["spread_http"].items())
+    return ["### Mirror (tee_mirror on sender, engine %s, ports 5201 and 8080)" % mirror["engine"], "",
+            "The same mirror with every connection (full), with `sample: 10` (sampled 1 in 10), and with `gateways` "
+            "(pooled over %s), against no mirror, all in every repeat; iperf3 runs %d streams. The sender's own packets "
+            "and the clones it sent are told apart by conntrack (clones are untracked); each collector counts what it "
+            "received. Goal: at least 0.999 of the clones sent are received, in every way of mirroring."
+            % (", ".join(mirror["pool"]), mirror["iperf_streams"]), "",
+            table(["mirror", "TCP Gbit/s", "÷ off", "HTTP requests/s", "÷ off", "HTTP p50, ms", "÷ off", "HTTP p99, ms",
+                   "failed requests"], traffic), "",
+            table(["mirror", "clones sent ÷ sender's packets, iperf3", "same, HTTP", "**clones received ÷ sent**, iperf3",
+                   "**same, HTTP**"], clones), "",
+            "Share of the HTTP clones each collector of the pool received: %s." % spread, "",
+            "![throughput and latency by way of mirroring](%s)" % plot_name, ""]
 
 
 def scale_section(scale):
@@ -410,11 +425,13 @@ def control_headline(control):
 
 def data_headline(data):
     mirror, balancer = data["mirror"], data["balancer"]
+    modes = mirror["modes"]
+    lowest_delivered = min(runs[key]["min"] for mode, runs in modes.items() if mode != "off" for key in ("delivered_iperf", "delivered_http"))
     failures = sum(values["failed"]["max"] for values in data["reconfiguration"].values())
     return [
-        "- Mirror on ÷ off: TCP throughput %s×, HTTP p50 latency %s×; clones that reached the collector: %s of the sender's packets."
-        % (_x(_median(mirror["throughput_on_vs_off"]), 2), _x(_median(mirror["latency_p50_on_vs_off"]), 2),
-           "%.4f" % _median(mirror["on"]["clone_share_iperf"])),
+        "- Mirror ÷ no mirror, TCP throughput: %s; clones received ÷ clones sent: %s (lowest of any run)."
+        % ("; ".join("%s %s×" % (MIRROR_LABELS[mode], _x(_median(runs["throughput_vs_off"]), 2)) for mode, runs in modes.items() if mode != "off"),
+           "%.4f" % lowest_delivered),
         "- New connections per second through the VIP ÷ straight to one backend: %s×; split over the backends: %s."
         % (_x(_median(balancer["vip_vs_straight"]), 2), " / ".join("%.3f" % _median(stats) for stats in balancer["split"].values())),
         "- Requests failed while backends were added, removed or all replaced under load: %d at most in any run." % failures,
