@@ -5,15 +5,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._capture import capture_argv, capture_statistics
-from tests.lab.netlab import INTERFACE, forget_records
+from tests.lab.netlab import forget_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENGINES = ("iptables-nft", "iptables-legacy", "nftables", "python-iptables")
@@ -230,24 +228,3 @@ def wait_until(condition, seconds=5):
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
     return condition()
-
-
-def start_collector_capture(lab, directory, bpf_filter):
-    """tcpdump in the collector with the arguments the mirror_collector role gives its unit
-    (default buffer: no link speed in these facts, so sized for 10 Gbit/s); returns once it
-    listens, with the file its standard error goes to."""
-    settings = {"interface": INTERFACE, "filter": bpf_filter, "directory": str(directory), "file_size_mb": 100,
-                "file_count": 10, "user": "root", "buffer_mb": "auto"}
-    log = directory / "tcpdump.log"
-    with open(log, "wb") as stderr:
-        proc = lab.popen("collector", ["tcpdump", *capture_argv(settings)], stdout=subprocess.DEVNULL, stderr=stderr)
-    assert wait_until(lambda: "listening on" in log.read_text(), 10), log.read_text()
-    return proc, log
-
-
-def stop_collector_capture(capture):
-    """SIGINT, as the unit stops it, at once: what tcpdump held must reach the file all the same."""
-    proc, log = capture
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
-    return capture_statistics(log.read_text())

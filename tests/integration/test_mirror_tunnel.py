@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from tests.integration.netfilter import REPO, collections_path, run_module, start_collector_capture, stop_collector_capture
+from tests.integration.collector_capture import start_collector_capture, stop_collector_capture
+from tests.integration.netfilter import REPO, collections_path, run_module
 from tests.lab.netlab import INTERFACE, Lab
 
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from tests.integration.netfilter import (distrust, plant_foreign, ruleset, run_module, start_collector_capture, stop_collector_capture,
-                                         wait_until, without_counters)
+from tests.integration.collector_capture import start_collector_capture, stop_collector_capture
+from tests.integration.netfilter import distrust, plant_foreign, ruleset, run_module, wait_until, without_counters
 from ansible_collections.netmagic.netfilter.plugins.module_utils._capture import announcement_arguments
 from tests.lab.netlab import INTERFACE, Lab, pcap_packet_count
 
