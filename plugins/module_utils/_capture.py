@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, _unicast_address, family_of
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, unicast_address, family_of
 
 INTERFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 DIRECTORY = re.compile(r"/[A-Za-z0-9_./-]+")
@@ -119,7 +119,7 @@ def announcement_arguments(facts):
         addresses = [link.get("ipv4") or {}] + list(link.get("ipv4_secondaries") or [])
         for entry in addresses:
             if entry.get("address"):
-                address = _unicast_address("ansible_facts.%s.ipv4" % _fact_key(device), entry["address"])
+                address = unicast_address("ansible_facts.%s.ipv4" % _fact_key(device), entry["address"])
                 if family_of(address) == 4:
                     found.append(["-U", "-c", "1", "-I", name, address])
     return found

@@ -286,7 +286,7 @@ def _canonical_unicast_ipv4(text):
     return text
 
 
-def _unicast_address(parameter, value):
+def unicast_address(parameter, value):
     """The address in the form iptables-save and nft print it."""
     text = _address_text(parameter, value, ADDRESS_PATTERN, "an IPv4 or IPv6 address")
     canonical = _canonical_unicast_ipv4(text)
@@ -388,16 +388,9 @@ def _device(parameter, value):
 
 def _excluded(values, family):
     """The networks of exclude, of the mirror's family, each once."""
-    if values is None:
-        return ()
-    if not isinstance(values, list) or len(values) > MAX_EXCLUDED:
-        raise ValidationError("exclude", values, "must be a list of at most %d addresses or networks" % MAX_EXCLUDED)
-    networks = []
-    for index, value in enumerate(values):
-        network = _same_family("exclude[%d]" % index, _network("exclude[%d]" % index, value), family, "gateway")
-        if network not in networks:
-            networks.append(network)
-    return tuple(networks)
+    networks = bounded_list("exclude", values, MAX_EXCLUDED, "addresses or networks",
+                            lambda where, value: _same_family(where, _network(where, value), family, "gateway"))
+    return tuple(dict.fromkeys(networks))
 
 
 def build_mirror(params):
@@ -405,10 +398,10 @@ def build_mirror(params):
     protocol = _choice("protocol", params.get("protocol") or "tcp", MIRROR_PROTOCOLS)
     peer = params.get("peer")
     interface = params.get("interface")
-    collectors = _collectors(params.get("gateways"), params.get("gateway"))
-    gateway = collectors[0] if collectors else _unicast_address("gateway", params.get("gateway"))
+    collectors = mirror_collectors(params)
+    gateway = collectors[0]
     pool = collectors if len(collectors) > 1 else ()
-    connmark_bit = _bounded("connmark_bit", params.get("connmark_bit"), DEFAULT_CONNMARK_BIT, 0, 31)
+    connmark_bit = bounded("connmark_bit", params.get("connmark_bit"), DEFAULT_CONNMARK_BIT, 0, 31)
     if connmark_bit + len(pool).bit_length() > 32:
         raise ValidationError("connmark_bit", connmark_bit, "leaves no room for the numbers of %d collectors below bit 32" % len(pool))
     return Mirror(
@@ -421,12 +414,17 @@ def build_mirror(params):
         direction=_direction(params.get("direction") or "both", params.get("service") or "remote"),
         peer=_same_family("peer", _network("peer", peer), family_of(gateway), "gateway") if peer else None,
         interface=_interface(interface) if interface else None,
-        sample=_bounded("sample", params.get("sample"), 1, 1, MAX_SAMPLE),
+        sample=bounded("sample", params.get("sample"), 1, 1, MAX_SAMPLE),
         connmark_bit=connmark_bit,
-        max_new_connections=_bounded("max_new_connections", params.get("max_new_connections"), None, 1, MAX_NEW_CONNECTIONS),
+        max_new_connections=bounded("max_new_connections", params.get("max_new_connections"), None, 1, MAX_NEW_CONNECTIONS),
         gateway_interface=_device("gateway_interface", params["gateway_interface"]) if params.get("gateway_interface") else None,
         exclude=_excluded(params.get("exclude"), family_of(gateway)),
     )
+
+
+def mirror_collectors(params):
+    """The validated collectors of a mirror's parameters: its gateways, else its one gateway."""
+    return _collectors(params.get("gateways"), params.get("gateway")) or (unicast_address("gateway", params.get("gateway")),)
 
 
 def _collectors(gateways, gateway):
@@ -435,17 +433,30 @@ def _collectors(gateways, gateway):
         return ()
     if gateway is not None:
         raise ValidationError("gateways", gateways, "and gateway are mutually exclusive: give one collector or a pool")
-    if not isinstance(gateways, list) or not 1 <= len(gateways) <= MAX_COLLECTORS:
-        raise ValidationError("gateways", gateways, "must be a list of 1 to %d collector addresses" % MAX_COLLECTORS)
-    pool = tuple(_unicast_address("gateways[%d]" % index, value) for index, value in enumerate(gateways))
+    pool = bounded_list("gateways", gateways, MAX_COLLECTORS, "collector addresses", unicast_address)
+    refuse_repeats("gateways[%d]", gateways, pool)
     for index, address in enumerate(pool):
-        if pool.index(address) != index:
-            raise ValidationError("gateways[%d]" % index, gateways[index], "is listed twice")
         _same_family("gateways[%d]" % index, address, family_of(pool[0]), "gateways[0]")
     return pool
 
 
-def _bounded(parameter, value, default, lowest, highest):
+def bounded_list(parameter, values, most, what, validate):
+    """Each of a list of at most `most` values, as validate(where, value) returns it; () when unset."""
+    if values is None:
+        return ()
+    if not isinstance(values, list) or len(values) > most:
+        raise ValidationError(parameter, values, "must be a list of at most %d %s" % (most, what))
+    return tuple(validate("%s[%d]" % (parameter, index), value) for index, value in enumerate(values))
+
+
+def refuse_repeats(where, originals, keys):
+    """Refuses the first of originals whose key (validated, in the same order) came before."""
+    for index, key in enumerate(keys):
+        if keys.index(key) != index:
+            raise ValidationError(where % index, originals[index], "is listed twice")
+
+
+def bounded(parameter, value, default, lowest, highest):
     """A whole number within bounds; default when unset (None)."""
     reason = "is not a whole number between %d and %d" % (lowest, highest)
     if value is None:
@@ -601,7 +612,7 @@ def _split_endpoint(text):
 
 def _backend_from_string(parameter, text, default_port):
     address, port = _split_endpoint(text)
-    address = _unicast_address(parameter, address)
+    address = unicast_address(parameter, address)
     if text.strip(" ").startswith("[") and family_of(address) == 4:
         raise ValidationError(parameter, text, "puts an IPv4 address in brackets, which only an IPv6 address takes")
     return Backend(
@@ -624,7 +635,7 @@ def _backend(index, item, default_port):
     port = item.get("port")
     weight = item.get("weight")
     return Backend(
-        address=_unicast_address(parameter + ".address", item["address"]),
+        address=unicast_address(parameter + ".address", item["address"]),
         port=_port(parameter + ".port", port) if port is not None else default_port,
         weight=_weight(parameter + ".weight", weight) if weight is not None else 1,
         drain=_flag(parameter + ".drain", item.get("drain"), False),
@@ -671,7 +682,7 @@ def build_balancer(params):
     port = _port("port", params.get("port"))
     balancer = Balancer(
         name=validate_name(params.get("name")),
-        vip=_unicast_address("vip", params.get("vip")),
+        vip=unicast_address("vip", params.get("vip")),
         port=port,
         protocol=_choice("protocol", params.get("protocol") or "tcp", BALANCER_PROTOCOLS),
         backends=_backends(params.get("backends"), port),

@@ -23,6 +23,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     build_listed,
     build_mirror,
     family_of,
+    mirror_collectors,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._tunnel import build_tunnel
 
@@ -231,15 +232,13 @@ def mirror_plan(mirrors, groups, hostvars, this_host, collector_group="collector
             if not item.get("gateways"):
                 item.setdefault("gateway", default_gateway)
             try:
+                addresses = mirror_collectors(item)
+                hosts = _mirror_collectors(item, addresses, collectors, collector_group, this_host, where, problems)
+                if hosts is None or not _through_tunnel(item, addresses, hosts, hostvars, tunnels, where, problems):
+                    continue
                 built = build_mirror(item)
             except ValidationError as error:
                 problems.append("%s.%s: %r %s" % (where, error.parameter, error.value, error.reason))
-                continue
-            hosts = _mirror_collectors(built, collectors, collector_group, this_host, where, problems)
-            if hosts is None:
-                continue
-            built = _through_tunnel(item, built, hosts, hostvars, tunnels, where, problems)
-            if built is None:
                 continue
             for host, address in zip(hosts, built.collectors):
                 key = FORWARDING_KEYS[built.family]
@@ -277,12 +276,12 @@ def _collectors(groups, hostvars, collector_group, address_var, resolver):
     return collectors, problems
 
 
-def _mirror_collectors(built, collectors, collector_group, this_host, where, problems):
-    """The collector hosts of a mirror, in its order; None, with the problems, when one is not a
-    collector of the group or is this host."""
+def _mirror_collectors(item, addresses, collectors, collector_group, this_host, where, problems):
+    """The collector hosts of a mirror item (its collectors' addresses validated), in its order;
+    None, with the problems, when one is not a collector of the group or is this host."""
     hosts = []
-    for number, address in enumerate(built.collectors):
-        parameter = "gateways[%d]" % number if built.pool else "gateway"
+    for number, address in enumerate(addresses):
+        parameter = "gateways[%d]" % number if item.get("gateways") else "gateway"
         host = collectors.get(address)
         if host is None:
             problems.append("%s.%s: %s is not the address of a host in group %s (mirror_sender_collector_group), so its "
@@ -306,35 +305,31 @@ def collector_tunnel(host, hostvars):
         raise ValidationError("mirror_collector_tunnel of collector %s: %s" % (host, error.parameter), error.value, error.reason) from None
 
 
-def _through_tunnel(item, built, hosts, hostvars, tunnels, where, problems):
-    """The mirror, through its collectors' tunnel when they have one (item rewritten, the tunnel
-    recorded for this sender); None, with the problem, when that cannot be."""
+def _through_tunnel(item, addresses, hosts, hostvars, tunnels, where, problems):
+    """Whether the mirror item can go: rewritten to its collectors' tunnel when they have one
+    (the tunnel recorded for this sender), as it is when they have none; False, with the
+    problem, when that cannot be."""
     try:
         found = [collector_tunnel(host, hostvars) for host in hosts]
     except ValidationError as error:
         problems.append("%s: %r %s" % (error.parameter, error.value, error.reason))
-        return None
+        return False
     if not any(found):
-        return built
+        return True
     if not all(found) or len({tunnel.vni for tunnel in found}) > 1 or len({tunnel.port for tunnel in found}) > 1:
         problems.append("%s: its collectors %s must all be reached through one tunnel (one vni and port in their "
                         "mirror_collector_tunnel), or all on-link" % (where, ", ".join(hosts)))
-        return None
+        return False
     inner = [tunnel.address.split("/")[0] for tunnel in found]
     item.pop("gateway", None)
     item.pop("gateways", None)
-    item.update({"gateways": inner} if built.pool else {"gateway": inner[0]})
+    item.update({"gateways": inner} if len(inner) > 1 else {"gateway": inner[0]})
     item["gateway_interface"] = found[0].name
-    item["exclude"] = list(item.get("exclude") or []) + [address for address in built.collectors if family_of(address) == family_of(inner[0])]
-    try:
-        through = build_mirror(item)
-    except ValidationError as error:
-        problems.append("%s.%s: %r %s" % (where, error.parameter, error.value, error.reason))
-        return None
+    item["exclude"] = list(item.get("exclude") or []) + [address for address in addresses if family_of(address) == family_of(inner[0])]
     tunnel = tunnels.setdefault(found[0].vni, {"vni": found[0].vni, "port": found[0].port, "peers": {}})
-    for address, underlay in zip(inner, built.collectors):
+    for address, underlay in zip(inner, addresses):
         tunnel["peers"][address] = {"address": address, "remote": underlay}
-    return through
+    return True
 
 
 def _read_setting(reads, collector, key):

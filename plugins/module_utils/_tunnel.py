@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     ValidationError,
-    _bounded,
-    _unicast_address,
+    bounded,
+    bounded_list,
     family_of,
+    refuse_repeats,
+    unicast_address,
 )
 
 MAX_VNI = 2 ** 24 - 1
@@ -74,46 +76,41 @@ class Tunnel:
 
 
 def _interface_address(parameter, value):
-    """ADDRESS/LENGTH, canonical; the address as _unicast_address takes it."""
+    """ADDRESS/LENGTH, canonical; the address as unicast_address takes it."""
     if not isinstance(value, str) or value.count("/") != 1:
         raise ValidationError(parameter, value, "is not an address with its prefix length, such as 198.18.250.1/24")
     text, length = value.split("/")
-    address = _unicast_address(parameter, text)
-    prefix = _bounded(parameter, length, None, 1, 32 if family_of(address) == 4 else 128)
+    address = unicast_address(parameter, text)
+    prefix = bounded(parameter, length, None, 1, 32 if family_of(address) == 4 else 128)
     return "%s/%d" % (address, prefix)
 
 
 def _underlay(parameter, value):
-    address = _unicast_address(parameter, value)
+    address = unicast_address(parameter, value)
     if family_of(address) != 4:
         raise ValidationError(parameter, value, "is IPv6: a tunnel's underlay is IPv4 (its inner addresses may be IPv6)")
     return address
 
 
+def _peer(where, value):
+    if not isinstance(value, dict) or set(value) != {"address", "remote"}:
+        raise ValidationError(where, value, "must have exactly the keys address (inner) and remote (underlay)")
+    return Peer(unicast_address(where + ".address", value["address"]), _underlay(where + ".remote", value["remote"]))
+
+
 def _peers(values):
-    if values is None:
-        return ()
-    if not isinstance(values, list) or len(values) > MAX_PEERS:
-        raise ValidationError("peers", values, "must be a list of at most %d collectors, each an address and a remote" % MAX_PEERS)
-    peers = []
-    for index, value in enumerate(values):
-        where = "peers[%d]" % index
-        if not isinstance(value, dict) or set(value) != {"address", "remote"}:
-            raise ValidationError(where, value, "must have exactly the keys address (inner) and remote (underlay)")
-        peer = Peer(_unicast_address(where + ".address", value["address"]), _underlay(where + ".remote", value["remote"]))
-        if any(other.address == peer.address for other in peers):
-            raise ValidationError(where + ".address", value["address"], "is listed twice")
-        peers.append(peer)
-    return tuple(peers)
+    peers = bounded_list("peers", values, MAX_PEERS, "collectors, each an address and a remote", _peer)
+    refuse_repeats("peers[%d].address", [value["address"] for value in values or ()], [peer.address for peer in peers])
+    return peers
 
 
 def build_tunnel(params):
     """A validated Tunnel from the module's parameters (a dict)."""
     mtu = params.get("mtu")
     tunnel = Tunnel(
-        vni=_bounded("vni", params.get("vni"), None, 1, MAX_VNI),
-        port=_bounded("port", params.get("port"), DEFAULT_PORT, 1, 65535),
-        mtu=None if mtu in (None, "auto") else _bounded("mtu", mtu, None, MIN_MTU, MAX_MTU),
+        vni=bounded("vni", params.get("vni"), None, 1, MAX_VNI),
+        port=bounded("port", params.get("port"), DEFAULT_PORT, 1, 65535),
+        mtu=None if mtu in (None, "auto") else bounded("mtu", mtu, None, MIN_MTU, MAX_MTU),
         address=_interface_address("address", params["address"]) if params.get("address") else None,
         peers=_peers(params.get("peers")),
         local=_underlay("local", params["local"]) if params.get("local") else None,
