@@ -168,6 +168,7 @@ def main():
         print("\nproof holds: every packet cloned once, nothing forwarded, exact rotation, second run changed nothing")
     finally:
         if args.keep:
+            lab.keep()
             print("\nlab kept; inventory: %s" % os.path.join(WORK, "hosts.yml"))
         else:
             lab.down()

@@ -1,8 +1,15 @@
 import pytest
 
 from tests.integration.netfilter import ENGINES, lab_namespace, namespaces_available, plant_foreign, rules_of
+from tests.lab.netlab import prune_stale_labs
 
 UNAVAILABLE = namespaces_available()
+
+
+def pytest_sessionstart(session):  # pylint: disable=unused-argument
+    """Labs that killed runs left behind go first: they hold bridges and namespaces for good."""
+    if not UNAVAILABLE:
+        prune_stale_labs()
 
 
 def pytest_collection_modifyitems(items):

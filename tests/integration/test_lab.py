@@ -199,6 +199,32 @@ def test_down_removes_everything_even_unknown_hosts(tmp_path):
     throwaway.down()  # nothing left: still fine
 
 
+ORPHAN = "import sys; from tests.lab.netlab import Lab; Lab(sys.argv[1], backends=1, subnet=sys.argv[2]).up()"
+
+
+def test_prune_takes_down_only_the_labs_of_processes_that_have_exited():
+    suffix = os.getpid() % 10000
+    orphan, kept, live = (Lab(f"{prefix}{suffix}", backends=1, subnet=f"198.18.{third}.0/24")
+                          for prefix, third in (("lo", 253), ("lk", 254), ("ll", 255)))
+    cli = [sys.executable, "-m", "tests.lab.netlab"]
+    try:
+        # A run killed before its teardown: the process that owned the lab is gone.
+        subprocess.run([sys.executable, "-c", ORPHAN, orphan.lab_id, str(orphan.subnet)], cwd=REPO, check=True, timeout=60)
+        # A lab made from the command line is kept until taken down.
+        subprocess.run([*cli, "up", "--id", kept.lab_id, "--backends", "1", "--subnet", str(kept.subnet)], cwd=REPO, check=True,
+                       capture_output=True, timeout=60)
+        live.up()
+        assert len(lab_namespaces(orphan)) == len(orphan.hosts)
+        pruned = subprocess.run([*cli, "prune"], cwd=REPO, check=True, capture_output=True, text=True, timeout=120).stdout
+        assert orphan.lab_id in pruned.split(":", 1)[1].strip().split(", ")
+        assert lab_namespaces(orphan) == [] and lab_root_links(orphan) == [] and not orphan.state_dir.exists()
+        for lab in (kept, live):
+            assert len(lab_namespaces(lab)) == len(lab.hosts), lab.lab_id
+    finally:
+        for lab in (orphan, kept, live):
+            lab.down()
+
+
 def test_cli_down_works_after_the_creating_process_is_gone():
     lab_id = f"lc{os.getpid() % 10000}"
     shape = ["--id", lab_id, "--backends", "2", "--subnet", "198.18.252.0/24"]

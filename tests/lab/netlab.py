@@ -17,6 +17,7 @@ host's default, which the collection's roles must turn off), 0 elsewhere.
 Usable as a library (``Lab``) and from the command line::
 
     python3 -m tests.lab.netlab up|down|status|inventory --id ID [--backends N] [--subnet CIDR]
+    python3 -m tests.lab.netlab prune    # the labs of runs that were killed
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ FORWARDING_HOSTS = frozenset({"lb", "collector"})
 STATE_ROOT = Path("/run/netmagic-lab")
 HTTPD = Path(__file__).with_name("httpd.py")
 UDP = Path(__file__).with_name("udp.py")
+# The pid of the process a lab belongs to; a lab without it is kept until taken down.
+OWNER_FILE = "owner"
 STOP_GRACE_SECONDS = 2.0
 REPO = Path(__file__).resolve().parents[2]
 # Run in a namespace about to be deleted: its cookie is never used again, so the records of
@@ -326,9 +329,16 @@ class Lab:
         self.down()
         return False
 
-    def up(self):
-        """Create or converge the lab to its documented initial state; safe to repeat."""
+    def up(self, owned=True):
+        """Create or converge the lab to its documented initial state; safe to repeat.
+
+        owned: the lab belongs to this process, and once it has exited (killed, say) the lab
+        is stale and prune_stale_labs removes it; otherwise it stays until taken down."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if owned:
+            (self.state_dir / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
+        else:
+            self.keep()
         self._ensure_bridge()
         existing_namespaces = set(_netns_names())
         for host in self.hosts:
@@ -337,6 +347,10 @@ class Lab:
             self._ensure_veth(host)
             self._configure_host(host)
         return self
+
+    def keep(self):
+        """The lab outlives this process: prune_stale_labs leaves it alone."""
+        (self.state_dir / OWNER_FILE).unlink(missing_ok=True)
 
     def _ensure_bridge(self):
         if _ip("link", "show", "dev", self.bridge, check=False).returncode != 0:
@@ -579,20 +593,39 @@ class Lab:
         return {"bridge": self.bridge, "bridge_present": bridge_present, "vip": self.vip, "hosts": hosts}
 
 
+def stale_lab_ids():
+    """Ids of the labs whose owning process no longer runs (see Lab.up)."""
+    owners = sorted(STATE_ROOT.glob(f"*/{OWNER_FILE}")) if STATE_ROOT.is_dir() else []
+    return [path.parent.name for path in owners
+            if _LAB_ID.fullmatch(path.parent.name) and not Path(f"/proc/{path.read_text(encoding='ascii').strip()}").exists()]
+
+
+def prune_stale_labs():
+    """Takes down every stale lab, as a killed run leaves them; returns their ids."""
+    stale = stale_lab_ids()
+    for lab_id in stale:
+        Lab(lab_id).down()
+    return stale
+
+
 # --- command line ------------------------------------------------------------
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(prog="python3 -m tests.lab.netlab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "status", "inventory"])
-    parser.add_argument("--id", required=True, dest="lab_id", help="lab id, 1-6 letters or digits")
+    parser.add_argument("action", choices=["up", "down", "status", "inventory", "prune"],
+                        help="prune: take down the labs of processes that have exited (no --id)")
+    parser.add_argument("--id", dest="lab_id", help="lab id, 1-6 letters or digits")
     parser.add_argument("--backends", type=int, default=3)
     parser.add_argument("--subnet", default=DEFAULT_SUBNET, help="a /24 inside 198.18.0.0/15")
     parser.add_argument("--inventory", type=Path, help="write an Ansible inventory here (up, inventory)")
     parser.add_argument("--python", help="ansible_python_interpreter in the inventory (default: this Python)")
     parser.add_argument("--http", action="store_true", help="up: start HTTP servers on web and the backends")
     parser.add_argument("--http-port", type=int, default=80)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.action == "prune") == bool(args.lab_id):
+        parser.error("--id is required, except with prune" if args.lab_id is None else "prune takes no --id")
+    return args
 
 
 def _print_status(status):
@@ -605,6 +638,9 @@ def _print_status(status):
 
 def main(argv=None):
     args = _parse_args(argv)
+    if args.action == "prune":
+        print("taken down: %s" % (", ".join(prune_stale_labs()) or "none"))
+        return 0
     lab = Lab(args.lab_id, backends=args.backends, subnet=args.subnet)
     if args.action == "down":
         lab.down()
@@ -614,7 +650,7 @@ def main(argv=None):
         _print_status(status)
         return 0 if status["bridge_present"] and all(h["present"] for h in status["hosts"].values()) else 1
     if args.action == "up":
-        lab.up()
+        lab.up(owned=False)
         if args.http:
             for host in ["web", *lab.backend_hosts]:
                 lab.start_http(host, port=args.http_port)
