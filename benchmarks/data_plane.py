@@ -185,8 +185,8 @@ def _mirror_summary(rows):
         out["http_" + key] = measure.summary(r["http"][key] for r in rows)
     for load, key in (("iperf", "iperf"), ("http", "http_counts")):
         shares = [_shares(r[key]) for r in rows]
-        out["mirrored_share_" + load] = measure.summary(mirrored for mirrored, _ in shares if mirrored is not None)
-        out["delivered_" + load] = measure.summary(delivered for _, delivered in shares if delivered is not None)
+        out["mirrored_share_" + load] = measure.summary(mirrored for mirrored, _delivered in shares if mirrored is not None)
+        out["delivered_" + load] = measure.summary(delivered for _mirrored, delivered in shares if delivered is not None)
     # How evenly a pool spread the HTTP connections' clones: each collector's share of them.
     hosts = rows[0]["http_counts"]["received"]
     out["spread_http"] = {host: measure.summary(r["http_counts"]["received"][host] / max(sum(r["http_counts"]["received"].values()), 1)

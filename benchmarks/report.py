@@ -316,20 +316,20 @@ def data_section(data, plot_name):
     ]
     reconfiguration_rows = [[event, plain(values["failed"], "%.0f"), plain(values["requests"], "%.0f")]
                             for event, values in reconfiguration.items()]
-    return ["## 3. Data plane in the lab", "",
-            "Loads run %d s each (changes under load: %d s), %d repeats, the ways of mirroring interleaved. wrk uses one thread and "
-            "%d connections against a small asyncio server (`benchmarks/fast_httpd.py`) that answers and closes, so every "
-            "request is a new connection. Packet counts are exact kernel counters (`lab.count`)."
-            % (data["duration_seconds"], max(data["duration_seconds"] * 2, 4), data["repeats"], data["wrk_connections"]), "",
-            ] + mirror_section(mirror, plot_name) + [
-            "### Balancer (dnat_balancer on lb, engine %s, %d backends)" % (balancer["engine"], len(balancer["backends"])), "",
-            table(["", "through the VIP", "straight to %s" % balancer["backends"][0], "VIP ÷ straight"], balancer_rows), "",
-            "Per-backend share of the new connections through the VIP (SYNs counted at each backend): %s. Failed requests: %s."
-            % (split, plain(balancer["failed"], "%.0f")), "",
-            "### Reconfiguration under load", "",
-            "wrk through the VIP; halfway through, the service (3 backends) is changed with `dnat_balancer`: one backend "
-            "added, one removed, or every backend replaced (order and port) in one run.", "",
-            table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""] + scale_section(data.get("scale")) + \
+    introduction = ["## 3. Data plane in the lab", "",
+                    "Loads run %d s each (changes under load: %d s), %d repeats, the ways of mirroring interleaved. wrk uses one thread and "
+                    "%d connections against a small asyncio server (`benchmarks/fast_httpd.py`) that answers and closes, so every "
+                    "request is a new connection. Packet counts are exact kernel counters (`lab.count`)."
+                    % (data["duration_seconds"], max(data["duration_seconds"] * 2, 4), data["repeats"], data["wrk_connections"]), ""]
+    return introduction + mirror_section(mirror, plot_name) + [
+        "### Balancer (dnat_balancer on lb, engine %s, %d backends)" % (balancer["engine"], len(balancer["backends"])), "",
+        table(["", "through the VIP", "straight to %s" % balancer["backends"][0], "VIP ÷ straight"], balancer_rows), "",
+        "Per-backend share of the new connections through the VIP (SYNs counted at each backend): %s. Failed requests: %s."
+        % (split, plain(balancer["failed"], "%.0f")), "",
+        "### Reconfiguration under load", "",
+        "wrk through the VIP; halfway through, the service (3 backends) is changed with `dnat_balancer`: one backend "
+        "added, one removed, or every backend replaced (order and port) in one run.", "",
+        table(["change halfway", "failed requests", "requests"], reconfiguration_rows), ""] + scale_section(data.get("scale")) + \
         modes_section(data.get("modes"))
 
 
@@ -351,8 +351,9 @@ def mirror_section(mirror, plot_name):
             "The same mirror with every connection (full), with `sample: 10` (sampled 1 in 10), and with `gateways` "
             "(pooled over %s), against no mirror, all in every repeat; iperf3 runs %d streams. The sender's own packets "
             "and the clones it sent are told apart by conntrack (clones are untracked); each collector counts what it "
-            "received. Goal: at least 0.999 of the clones sent are received, in every way of mirroring."
-            % (", ".join(mirror["pool"]), mirror["iperf_streams"]), "",
+            "received. Goal: at least 0.999 of the clones sent are received, in every way of mirroring.%s"
+            % (", ".join(mirror["pool"]), mirror["iperf_streams"],
+               " Measured on its own, from %s, with the same loads." % mirror["started"] if mirror.get("started") else ""), "",
             table(["mirror", "TCP Gbit/s", "÷ off", "HTTP requests/s", "÷ off", "HTTP p50, ms", "÷ off", "HTTP p99, ms",
                    "failed requests"], traffic), "",
             table(["mirror", "clones sent ÷ sender's packets, iperf3", "same, HTTP", "**clones received ÷ sent**, iperf3",
