@@ -112,19 +112,18 @@ POOL = ("collector", "be1", "be2")
 MIRRORS = {"off": None, "full": {}, "sampled": {"sample": 10}, "pooled": {"gateways": POOL}}
 
 
+def collectors(options):
+    """The hosts a way of mirroring sends clones to."""
+    return list(options["gateways"]) if options and "gateways" in options else ["collector"]
+
+
 def set_mirror(lab, options):
     if options is None:
         return module(lab, "sender", "tee_mirror", {"name": "bench", "state": "absent"})
+    addresses = [lab.addr(host) for host in collectors(options)]
     args = {"name": "bench", "ports": [str(IPERF_PORT), str(HTTP_PORT)], "sample": options.get("sample", 1)}
-    if "gateways" in options:
-        args["gateways"] = [lab.addr(host) for host in options["gateways"]]
-    else:
-        args["gateway"] = lab.addr("collector")
+    args.update({"gateways": addresses} if "gateways" in options else {"gateway": addresses[0]})
     return module(lab, "sender", "tee_mirror", args)
-
-
-def collectors(options):
-    return list(options["gateways"]) if options and "gateways" in options else ["collector"]
 
 
 def counted(lab, port, hosts, action):
@@ -165,11 +164,15 @@ def mirror_experiment(lab, repeats, duration, log):
     found = {"engine": engine, "iperf_streams": IPERF_STREAMS, "pool": list(POOL), "modes": {}}
     for mode, trials in rows.items():
         summary = _mirror_summary(trials)
-        summary["throughput_vs_off"] = measure.paired_ratios([r["gbps"] for r in trials], [r["gbps"] for r in off])
-        summary["latency_p50_vs_off"] = measure.paired_ratios([r["http"]["p50_ms"] for r in trials], [r["http"]["p50_ms"] for r in off])
-        summary["requests_vs_off"] = measure.paired_ratios([r["http"]["per_second"] for r in trials], [r["http"]["per_second"] for r in off])
+        for name, figure in VERSUS_OFF.items():
+            summary[name] = measure.paired_ratios([figure(r) for r in trials], [figure(r) for r in off])
         found["modes"][mode] = summary
     return found
+
+
+# Figures of a trial compared with the same repeat's trial without a mirror.
+VERSUS_OFF = {"throughput_vs_off": lambda trial: trial["gbps"], "latency_p50_vs_off": lambda trial: trial["http"]["p50_ms"],
+              "requests_vs_off": lambda trial: trial["http"]["per_second"]}
 
 
 def _shares(counts):
