@@ -148,25 +148,35 @@ def restore_commands(host, directory, written=()):
     return commands
 
 
-def unit_text(commands):
-    """The unit that runs commands at boot, every argument quoted for systemd (systemd_quote)."""
+RULES_UNIT = {
+    "comment": "restores the rules it owns at boot",
+    "description": "Restore the netfilter rules owned by netmagic.netfilter",
+    "before": "network-pre.target shutdown.target",
+    # After whatever loads (and flushes) the rest of the ruleset at boot.
+    "after": "local-fs.target nftables.service netfilter-persistent.service firewalld.service",
+}
+
+
+def unit_text(commands, purpose=None):
+    """The unit that runs commands at boot, every argument quoted for systemd (systemd_quote);
+    purpose: its comment, description and ordering (RULES_UNIT unless given)."""
+    purpose = purpose or RULES_UNIT
     execs = "".join("ExecStart=%s\n" % " ".join(systemd_quote(argument) for argument in argv) for argv in commands)
     return (
-        "# Written by netmagic.netfilter: restores the rules it owns at boot.\n"
+        "# Written by netmagic.netfilter: %s.\n"
         "[Unit]\n"
-        "Description=Restore the netfilter rules owned by netmagic.netfilter\n"
+        "Description=%s\n"
         "DefaultDependencies=no\n"
         "Wants=network-pre.target\n"
-        "Before=network-pre.target shutdown.target\n"
-        # After whatever loads (and flushes) the rest of the ruleset at boot.
-        "After=local-fs.target nftables.service netfilter-persistent.service firewalld.service\n"
+        "Before=%s\n"
+        "After=%s\n"
         "Conflicts=shutdown.target\n\n"
         "[Service]\n"
         "Type=oneshot\n"
         "RemainAfterExit=yes\n"
         "%s\n"
         "[Install]\n"
-        "WantedBy=multi-user.target\n" % execs
+        "WantedBy=multi-user.target\n" % (purpose["comment"], purpose["description"], purpose["before"], purpose["after"], execs)
     )
 
 
@@ -211,20 +221,62 @@ def write_if_changed(path, text, check_only):
     return True
 
 
-def _enable(host, unit, check_only):
-    """Installs the unit into systemd and enables it; argv only. False when systemd does not run here."""
+def _systemctl(host):
+    """systemctl's path, or None when systemd does not run here."""
     systemctl = host.which("systemctl")
-    if not systemctl or not os.path.isdir("/run/systemd/system"):
+    return systemctl if systemctl and os.path.isdir("/run/systemd/system") else None
+
+
+def _run_all(host, commands):
+    for argv in commands:
+        rc, _out, err = host.run(argv)
+        if rc != 0:
+            raise EngineError("persist: %s failed (rc=%d): %s" % (" ".join(argv), rc, err.strip()))
+
+
+def _enable(host, unit, check_only, name=UNIT_NAME):
+    """Installs the unit into systemd and enables it; argv only. False when systemd does not run here."""
+    systemctl = _systemctl(host)
+    if not systemctl:
         return False
-    unit_path = os.path.join(SYSTEMD_DIR, UNIT_NAME)
+    unit_path = os.path.join(SYSTEMD_DIR, name)
     check_unit(unit, unit_path)
     changed = write_if_changed(unit_path, unit, check_only)
     if not check_only:
-        for argv in ([systemctl, "daemon-reload"], [systemctl, "enable", UNIT_NAME]):
-            rc, _out, err = host.run(argv)
-            if rc != 0:
-                raise EngineError("persist: %s failed (rc=%d): %s" % (" ".join(argv), rc, err.strip()))
+        _run_all(host, [[systemctl, "daemon-reload"], [systemctl, "enable", name]])
     return changed
+
+
+def install_unit(host, directory, name, unit, service, check_only):
+    """Writes the unit under directory (validated) and, with service, into systemd, enabled;
+    (changed, its path under directory)."""
+    unit_path = os.path.join(directory, name)
+    check_unit(unit, unit_path)
+    try:
+        changed = write_if_changed(unit_path, unit, check_only)
+        if service:
+            changed |= _enable(host, unit, check_only, name)
+    except OSError as error:
+        raise EngineError("persist_path %s: %s" % (directory, error)) from None
+    return changed, unit_path
+
+
+def remove_unit(host, directory, name, check_only):
+    """Disables and removes the unit, from systemd and from directory; whether there was one."""
+    installed = os.path.join(SYSTEMD_DIR, name)
+    systemctl = _systemctl(host)
+    paths = [path for path in (os.path.join(directory, name), installed if systemctl else None) if path and os.path.exists(path)]
+    if paths and not check_only:
+        if installed in paths:
+            _run_all(host, [[systemctl, "disable", name]])
+        try:
+            for path in paths:
+                os.unlink(path)
+        except OSError as error:
+            raise EngineError("persist_path %s: %s" % (directory, error)) from None
+        if installed in paths:
+            _run_all(host, [[systemctl, "daemon-reload"]])
+    return bool(paths)
 
 
 def persist(host, engines, directory, service, check_only):
@@ -244,9 +296,7 @@ def persist(host, engines, directory, service, check_only):
         changed = False
         for path, text in files.items():
             changed |= write_if_changed(path, text, check_only)
-        changed |= write_if_changed(unit_path, unit, check_only)
-        if service:
-            changed |= _enable(host, unit, check_only)
     except OSError as error:
         raise EngineError("persist_path %s: %s" % (directory, error)) from None
-    return changed, {"path": directory, "unit": unit_path}
+    unit_changed, unit_path = install_unit(host, directory, UNIT_NAME, unit, service, check_only)
+    return changed or unit_changed, {"path": directory, "unit": unit_path}

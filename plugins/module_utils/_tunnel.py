@@ -26,6 +26,8 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     refuse_repeats,
     unicast_address,
 )
+from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import UNIT_NAME as RULES_UNIT_NAME
+from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import install_unit, remove_unit, unit_text
 
 MAX_VNI = 2 ** 24 - 1
 DEFAULT_PORT = 4789
@@ -38,6 +40,11 @@ DEVICE_PREFIX = "nmvx"
 def device_name(vni):
     """The tunnel's device on every host: nmvx and the VNI, at most 12 characters."""
     return "%s%d" % (DEVICE_PREFIX, vni)
+
+
+def unit_name(vni):
+    """The systemd unit that builds the tunnel's device at boot."""
+    return "netmagic-vxlan-%d.service" % vni
 
 
 def device_mac(address):
@@ -231,6 +238,9 @@ def read_end(host, name):
             "forwarding": _json(host, ["bridge", "-j", "fdb", "show", "dev", name]) or []}
 
 
+EMPTY_END = {"addresses": [], "routes": [], "neighbours": [], "forwarding": []}
+
+
 def tunnel_commands(host, tunnel, state="present"):
     """(the commands that bring the host's end of the tunnel to the definition, in order, none
     when it is there already; the device's MTU). Every check comes before the first command."""
@@ -242,16 +252,41 @@ def tunnel_commands(host, tunnel, state="present"):
             raise ValidationError("peers[%d].remote" % index, peer.remote, "has no route from this host: the tunnel could not reach it")
     mtu = desired_mtu(tunnel, _json(host, ["ip", "-j", "link", "show"]) or [])
     commands, created = _link_commands(tunnel, live and live["link"], mtu)
-    empty = {"addresses": [], "routes": [], "neighbours": [], "forwarding": []}
-    return commands + _end_commands(tunnel, empty if created else live), mtu
+    return commands + _end_commands(tunnel, EMPTY_END if created else live), mtu
 
 
-def converge_tunnel(host, tunnel, state="present", check_mode=False):
-    """Runs the tunnel's commands (none in check mode); the module's result."""
+def boot_unit(host, tunnel, mtu):
+    """The unit that builds the device as defined, at boot: before the network comes up and
+    before the owned rules are restored (an nftables mirror into a device that does not exist
+    would fail the whole restore)."""
+    commands = [resolved(host, argv) for argv in _create(tunnel, mtu) + _end_commands(tunnel, EMPTY_END)]
+    return unit_text(commands, {
+        "comment": "builds the VXLAN tunnel device %s at boot" % tunnel.name,
+        "description": "VXLAN tunnel %s of netmagic.netfilter" % tunnel.name,
+        "before": "network-pre.target %s shutdown.target" % RULES_UNIT_NAME,
+        "after": "local-fs.target",
+    })
+
+
+def _run(host, commands):
+    for argv in commands:
+        rc, _out, err = host.run(resolved(host, argv))
+        if rc != 0:
+            raise EngineError("%s failed (%s); the commands before it ran" % (" ".join(argv), err.strip()))
+
+
+def converge_tunnel(host, tunnel, state="present", check_mode=False, persist=None):
+    """Runs the tunnel's commands (none in check mode); the module's result.
+
+    persist: {"path", "service"} (persist_path validated) to keep the device across reboots with
+    a unit, or None. Removal also removes a unit written before, from the persist path given."""
     commands, mtu = tunnel_commands(host, tunnel, state)
     if not check_mode:
-        for argv in commands:
-            rc, _out, err = host.run(resolved(host, argv))
-            if rc != 0:
-                raise EngineError("%s failed (%s); the commands before it ran" % (" ".join(argv), err.strip()))
-    return {"changed": bool(commands), "device": tunnel.name, "mtu": mtu, "commands": commands}
+        _run(host, commands)
+    persisted, unit_changed = {}, False
+    if persist and state == "present":
+        unit_changed, path = install_unit(host, persist["path"], unit_name(tunnel.vni), boot_unit(host, tunnel, mtu), persist["service"], check_mode)
+        persisted = {"unit": path}
+    elif persist is not None and state == "absent":
+        unit_changed = remove_unit(host, persist["path"], unit_name(tunnel.vni), check_mode)
+    return {"changed": bool(commands) or unit_changed, "device": tunnel.name, "mtu": mtu, "commands": commands, "persisted": persisted}

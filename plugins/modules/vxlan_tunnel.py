@@ -71,15 +71,41 @@ options:
     type: raw
     default: auto
   state:
-    description: C(absent) removes the device and everything it holds.
+    description:
+      - C(absent) removes the device and everything it holds, and the unit of O(persist) from
+        O(persist_path) and systemd when there is one.
     type: str
     choices: [present, absent]
     default: present
+  persist:
+    description:
+      - Keep the device across reboots. Writes the unit C(netmagic-vxlan-<vni>.service) into
+        O(persist_path) and, with O(persist_service), installs and enables it. At boot it builds
+        the device as defined (with the MTU of this run) before the network comes up and before
+        the unit of M(netmagic.netfilter.netfilter_apply)'s O(netmagic.netfilter.netfilter_apply#module:persist)
+        restores the owned rules, so that a persisted mirror through the tunnel finds its device
+        (nftables refuses a whole ruleset that names a device that does not exist).
+      - A mirror persisted through a tunnel needs the tunnel persisted too.
+      - V(false) leaves a unit written before as it is; O(state=absent) removes it.
+    type: bool
+    default: false
+  persist_path:
+    description:
+      - The directory the unit is written to (as O(netmagic.netfilter.netfilter_apply#module:persist_path),
+        with the same checks).
+    type: path
+    default: /etc/netmagic/netfilter
+  persist_service:
+    description:
+      - Install the unit into C(/etc/systemd/system) and enable it. Skipped where systemd is
+        not running (such as a container), where the unit is only written to O(persist_path).
+    type: bool
+    default: true
 notes:
   - Needs the C(ip) and C(bridge) commands (iproute2) and a kernel with VXLAN.
   - A collector needs UDP O(port) let in by its firewall.
-  - The device does not survive a reboot; run the role again after one. Mirrors through a
-    missing device send no clone.
+  - Without O(persist) the device does not survive a reboot; run the role again after one.
+    Mirrors through a missing device send no clone.
 seealso:
   - module: netmagic.netfilter.tee_mirror
 """
@@ -96,7 +122,14 @@ EXAMPLES = r"""
     peers:
       - {address: 198.18.250.1, remote: 198.19.2.12}
 
-- name: Remove the tunnel
+- name: A sender's end that is built again at boot, before the persisted mirrors are restored
+  netmagic.netfilter.vxlan_tunnel:
+    vni: 4242
+    peers:
+      - {address: 198.18.250.1, remote: 198.19.2.12}
+    persist: true
+
+- name: Remove the tunnel (and its unit, if it was persisted)
   netmagic.netfilter.vxlan_tunnel:
     vni: 4242
     state: absent
@@ -119,12 +152,22 @@ commands:
   type: list
   elements: list
   sample: [[ip, link, add, nmvx4242, mtu, "1500", type, vxlan, id, "4242", dstport, "4789", nolearning]]
+persisted:
+  description: With O(persist=true), the unit written; empty otherwise.
+  returned: always
+  type: dict
+  contains:
+    unit:
+      description: The unit's path under O(persist_path).
+      type: str
+      sample: /etc/netmagic/netfilter/netmagic-vxlan-4242.service
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import AnsibleHost, EngineError
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError
+from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import DEFAULT_PATH, validate_persist_path
 from ansible_collections.netmagic.netfilter.plugins.module_utils._tunnel import build_tunnel, converge_tunnel
 
 
@@ -139,13 +182,20 @@ def main():
             local=dict(type="str"),
             mtu=dict(type="raw", default="auto"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
+            persist=dict(type="bool", default=False),
+            persist_path=dict(type="path", default=DEFAULT_PATH),
+            persist_service=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("address", "peers")],
         supports_check_mode=True,
     )
     try:
         tunnel = build_tunnel(module.params)
-        result = converge_tunnel(AnsibleHost(module), tunnel, module.params["state"], module.check_mode)
+        persist = None
+        if module.params["persist"] or module.params["state"] == "absent":
+            validate_persist_path(module.params["persist_path"])
+            persist = {"path": module.params["persist_path"], "service": module.params["persist_service"]}
+        result = converge_tunnel(AnsibleHost(module), tunnel, module.params["state"], module.check_mode, persist)
     except ValidationError as error:
         module.fail_json(msg="%s: %s" % (module._name, error), parameter=error.parameter)
     except EngineError as error:

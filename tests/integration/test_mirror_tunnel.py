@@ -11,7 +11,9 @@ import sys
 import pytest
 
 from tests.integration.collector_capture import start_collector_capture, stop_collector_capture
-from tests.integration.netfilter import REPO, collections_path, run_module
+from tests.integration.netfilter import REPO, collections_path, in_netns, run_module
+from tests.integration.test_persist import UNIT as RULES_UNIT
+from tests.integration.test_persist import reboot, unit_commands
 from tests.lab.netlab import INTERFACE, Lab
 
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
@@ -164,3 +166,38 @@ def test_every_engine_sends_every_clone_through_the_tunnel_and_never_clones_the_
     assert decoded_bodies(pcap, tmp_path / "decoded") == lab.files
     assert (sent.count, cloned.count) == (20, 0)
     assert not run_module(lab.ns("sender"), "tee_mirror", mirror)["changed"]
+
+
+def test_a_persisted_mirror_through_the_tunnel_comes_back_at_boot_with_its_tunnel(routed_lab, tmp_path, engine):
+    """A reboot of the sender, simulated: its tunnel and every rule gone, then the commands of
+    the tunnel's unit and of the rules' unit, in the order systemd runs them. Every clone
+    reaches the collector again, and the modules find nothing to change."""
+    lab = routed_lab
+    persist = {"persist": True, "persist_path": str(tmp_path / "persist"), "persist_service": False}
+    tunnel = {"vni": VNI, "peers": [{"address": INNER, "remote": lab.remote_collector}]}
+    mirror = {"name": "http", "gateway": INNER, "gateway_interface": "nmvx%d" % VNI, "ports": ["8000"], "engine": engine}
+    assert run_module(lab.ns("collector"), "vxlan_tunnel", {"vni": VNI, "address": INNER + "/24"})["changed"]
+    lab.set_sysctl("collector", "net.ipv4.ip_forward", "0")
+    persisted = run_module(lab.ns("sender"), "vxlan_tunnel", dict(tunnel, **persist))
+    assert persisted["persisted"] == {"unit": os.path.join(persist["persist_path"], "netmagic-vxlan-%d.service" % VNI)}
+    assert run_module(lab.ns("sender"), "tee_mirror", dict(mirror, **persist))["changed"]
+
+    lab.run("sender", ["ip", "link", "del", "dev", "nmvx%d" % VNI], check=True)
+    reboot(lab.ns("sender"), engine)
+    tunnel_boot = unit_commands(persist["persist_path"], "netmagic-vxlan-%d.service" % VNI)
+    rules_boot = unit_commands(persist["persist_path"])
+    if engine == "nftables":
+        # What the order prevents: nft refuses the whole ruleset while the device is missing.
+        assert in_netns(lab.ns("sender"), rules_boot[0]).returncode != 0
+    for argv in tunnel_boot + rules_boot:
+        in_netns(lab.ns("sender"), argv, check=True)
+
+    capture = start_collector_capture(lab, tmp_path, "ip src %s" % lab.addr("sender"))
+    received = fetch(lab)
+    stop_collector_capture(capture)
+    assert received == lab.files
+    [pcap] = tmp_path.glob("mirror.pcap*")
+    assert decoded_bodies(pcap, tmp_path / "decoded") == lab.files
+    assert not run_module(lab.ns("sender"), "vxlan_tunnel", dict(tunnel, **persist))["changed"]
+    assert not run_module(lab.ns("sender"), "tee_mirror", dict(mirror, **persist))["changed"]
+    assert RULES_UNIT in os.listdir(persist["persist_path"])

@@ -39,8 +39,9 @@ def reboot(netns, engine):
             in_netns(netns, [tool, "-t", table, "-X"], check=True)
 
 
-def unit_commands(directory):
-    with open(os.path.join(directory, UNIT)) as handle:
+def unit_commands(directory, name=UNIT):
+    """The argv of each ExecStart line of the unit, as systemd reads them."""
+    with open(os.path.join(directory, name)) as handle:
         return [shlex.split(line.split("=", 1)[1]) for line in handle if line.startswith("ExecStart=")]
 
 

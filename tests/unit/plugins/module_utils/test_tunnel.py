@@ -142,3 +142,58 @@ def test_a_bad_definition_is_refused_naming_its_parameter(params, parameter):
     with pytest.raises(ValidationError) as error:
         build_tunnel(params)
     assert error.value.parameter == parameter
+
+
+SENDER_UNIT = """\
+# Written by netmagic.netfilter: builds the VXLAN tunnel device nmvx4242 at boot.
+[Unit]
+Description=VXLAN tunnel nmvx4242 of netmagic.netfilter
+DefaultDependencies=no
+Wants=network-pre.target
+Before=network-pre.target netmagic-netfilter-restore.service shutdown.target
+After=local-fs.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart="/usr/sbin/ip" "link" "add" "nmvx4242" "mtu" "1500" "type" "vxlan" "id" "4242" "dstport" "4789" "nolearning"
+ExecStart="/usr/sbin/ip" "link" "set" "dev" "nmvx4242" "addrgenmode" "none"
+ExecStart="/usr/sbin/ip" "link" "set" "dev" "nmvx4242" "up"
+ExecStart="/usr/sbin/ip" "route" "replace" "198.18.250.1" "dev" "nmvx4242"
+ExecStart="/usr/sbin/ip" "neigh" "replace" "198.18.250.1" "lladdr" "%(mac)s" "dev" "nmvx4242" "nud" "permanent"
+ExecStart="/usr/sbin/bridge" "fdb" "append" "%(mac)s" "dev" "nmvx4242" "dst" "198.19.2.12" "self" "permanent"
+
+[Install]
+WantedBy=multi-user.target
+""" % {"mac": COLLECTOR_MAC}
+
+
+def test_a_persisted_end_is_built_at_boot_as_defined_before_the_rules_are_restored(tmp_path):
+    """Whatever the device holds now, the unit builds it from nothing, as the definition says."""
+    host = ListingHost(vxlan(mtu=1400), routes=[{"dst": "198.18.250.9"}])
+    persist = {"path": str(tmp_path), "service": False}
+    result = converge_tunnel(host, build_tunnel(SENDER), persist=persist)
+    unit = tmp_path / "netmagic-vxlan-4242.service"
+    assert result["changed"] and result["persisted"] == {"unit": str(unit)}
+    assert unit.read_text() == SENDER_UNIT
+
+
+def test_a_persisted_end_converges_and_check_mode_writes_nothing(tmp_path):
+    defined = ListingHost(vxlan(), routes=[{"dst": "198.18.250.1"}], neighbours=[{"dst": "198.18.250.1", "lladdr": COLLECTOR_MAC, "state": ["PERMANENT"]}],
+                          forwarding=[{"mac": COLLECTOR_MAC, "dst": "198.19.2.12"}])
+    persist = {"path": str(tmp_path / "persist"), "service": False}
+    assert converge_tunnel(defined, build_tunnel(SENDER), check_mode=True, persist=persist)["changed"]
+    assert not (tmp_path / "persist").exists()
+    assert converge_tunnel(defined, build_tunnel(SENDER), persist=persist)["changed"]
+    assert not converge_tunnel(defined, build_tunnel(SENDER), persist=persist)["changed"]
+    assert defined.ran == []
+
+
+def test_removal_removes_the_unit_too(tmp_path):
+    persist = {"path": str(tmp_path), "service": False}
+    converge_tunnel(ListingHost(), build_tunnel(SENDER), persist=persist)
+    unit = tmp_path / "netmagic-vxlan-4242.service"
+    assert converge_tunnel(ListingHost(), build_tunnel(SENDER), "absent", check_mode=True, persist=persist)["changed"] and unit.exists()
+    assert converge_tunnel(ListingHost(), build_tunnel(SENDER), "absent", persist=persist)["changed"] and not unit.exists()
+    assert not converge_tunnel(ListingHost(), build_tunnel(SENDER), "absent", persist=persist)["changed"]
