@@ -21,11 +21,12 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     ValidationError,
     build_balancer,
     build_listed,
+    bounded,
     build_mirror,
     family_of,
     mirror_collectors,
 )
-from ansible_collections.netmagic.netfilter.plugins.module_utils._tunnel import build_tunnel
+from ansible_collections.netmagic.netfilter.plugins.module_utils._tunnel import MAX_VNI, build_tunnel, device_vni
 
 FORWARDING_KEYS = {4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding"}
 BALANCER_ITEM_KEYS = ("name", "state", "vip", "port", "protocol", "backends", "mode", "masquerade", "local_clients", "source_ranges",
@@ -303,6 +304,18 @@ def collector_tunnel(host, hostvars):
         return build_tunnel(settings)
     except ValidationError as error:
         raise ValidationError("mirror_collector_tunnel of collector %s: %s" % (host, error.parameter), error.value, error.reason) from None
+
+
+def stale_tunnels(links, tunnels, this_host, hostvars):
+    """The VNIs, in order, of the host's tunnel devices (links: the parsed output of
+    `ip -j link show type vxlan`) that no planned tunnel uses and that are not the host's own
+    collector end (its mirror_collector_tunnel): the ends of tunnels no mirror goes through any
+    more. Other VXLAN devices are not the collection's and are left alone."""
+    keep = {tunnel["vni"] for tunnel in tunnels}
+    own = (hostvars.get(this_host, {}).get("mirror_collector_tunnel") or {}).get("vni")
+    if own is not None:
+        keep.add(bounded("mirror_collector_tunnel.vni", own, None, 1, MAX_VNI))
+    return sorted({device_vni(link.get("ifname", "")) for link in links} - {None} - keep)
 
 
 def _through_tunnel(item, addresses, hosts, hostvars, tunnels, where, problems):

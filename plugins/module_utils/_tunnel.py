@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
@@ -35,11 +36,18 @@ DEFAULT_PORT = 4789
 MIN_MTU, MAX_MTU = 1280, 65535
 MAX_PEERS = 64
 DEVICE_PREFIX = "nmvx"
+DEVICE_NAME = re.compile(DEVICE_PREFIX + "([1-9][0-9]{0,7})")
 
 
 def device_name(vni):
     """The tunnel's device on every host: nmvx and the VNI, at most 12 characters."""
     return "%s%d" % (DEVICE_PREFIX, vni)
+
+
+def device_vni(name):
+    """The VNI of one of the collection's tunnel devices, by its name; None for any other device."""
+    match = DEVICE_NAME.fullmatch(name)
+    return int(match.group(1)) if match and int(match.group(1)) <= MAX_VNI else None
 
 
 def unit_name(vni):

@@ -63,11 +63,11 @@ def routed_lab(tmp_path):
         yield lab
 
 
-def play(lab, tmp_path):
+def play(lab, tmp_path, vni=VNI):
     """mirror.yml with the collector's tunnel in the inventory; returns the completed run."""
     inventory = lab.inventory()
     collector = inventory["all"]["children"]["collectors"]["hosts"]["collector"]
-    collector.update(ansible_host=lab.remote_collector, mirror_collector_tunnel={"vni": VNI, "address": INNER + "/24"},
+    collector.update(ansible_host=lab.remote_collector, mirror_collector_tunnel={"vni": vni, "address": INNER + "/24"},
                      mirror_collector_sysctl_file=str(lab.state_dir / "collector-sysctl.conf"))
     inventory["all"]["children"]["senders"]["vars"] = {"mirror_sender_mirrors": [{"name": "http", "ports": ["8000"]}]}
     path = tmp_path / "hosts.yml"
@@ -143,6 +143,28 @@ def test_a_tunnel_below_the_production_mtu_would_shrink_the_peers_packets_and_th
     repaired = play(lab, tmp_path)
     assert repaired.returncode == 0
     assert lab.run("sender", ["ip", "-j", "link", "show", "dev", "nmvx%d" % VNI], check=True).stdout.count('"mtu":1500') == 1
+
+
+def vxlan_devices(lab, host):
+    return sorted(link["ifname"] for link in json.loads(lab.run(host, ["ip", "-j", "link", "show", "type", "vxlan"], check=True).stdout))
+
+
+def test_the_senders_end_of_a_tunnel_no_mirror_goes_through_any_more_is_removed_and_no_other(routed_lab, tmp_path):
+    """The collector moves to another tunnel: the sender's old end goes, a VXLAN device that is
+    not the collection's stays, and the clones go through the new tunnel."""
+    lab = routed_lab
+    lab.run("sender", ["ip", "link", "add", "vxlan9", "type", "vxlan", "id", "9", "dstport", "4790"], check=True)
+    assert play(lab, tmp_path).returncode == 0
+    assert vxlan_devices(lab, "sender") == ["nmvx%d" % VNI, "vxlan9"]
+    lab.run("collector", ["ip", "link", "del", "dev", "nmvx%d" % VNI], check=True)
+    moved = play(lab, tmp_path, vni=VNI + 1)
+    assert moved.returncode == 0, moved.stdout[-3000:]
+    assert vxlan_devices(lab, "sender") == ["nmvx%d" % (VNI + 1), "vxlan9"]
+    with lab.count("collector", 'iifname "nmvx%d" tcp sport 8000' % (VNI + 1)) as cloned:
+        assert fetch(lab) == lab.files
+    assert cloned.count > 0
+    again = play(lab, tmp_path, vni=VNI + 1)
+    assert again.returncode == 0 and "changed=0" in again.stdout.split("PLAY RECAP")[1], again.stdout[-3000:]
 
 
 def test_every_engine_sends_every_clone_through_the_tunnel_and_never_clones_the_tunnel(routed_lab, tmp_path, engine):

@@ -11,6 +11,7 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._plan import (
     forwarding_conflicts,
     mirror_plan,
     resolve,
+    stale_tunnels,
     without_backends,
 )
 
@@ -257,3 +258,21 @@ def test_a_pool_through_unlike_tunnels_or_a_bad_tunnel_is_a_problem_named_by_its
     with pytest.raises(PlanError) as error:
         mirror_plan([{"name": "pool", "gateways": ["198.19.2.12", "198.19.2.13"]}], groups, hostvars, "web1", resolver=fake_resolver)
     assert error.value.problems[0].startswith(problem), error.value.problems
+
+
+LINKS = [{"ifname": name} for name in ("nmvx4242", "nmvx7", "vxlan0", "nmvx07", "nmvx99999999", "nmvx42a", "nmvx4243")]
+
+
+@pytest.mark.parametrize("hostvars, stale", [
+    ({}, [7, 4243]),
+    ({"web1": {"mirror_collector_tunnel": {"vni": 7, "address": "198.18.250.9/24"}}}, [4243]),
+    ({"web1": {"mirror_collector_tunnel": {"vni": "4243", "address": "198.18.250.9/24"}}}, [7]),
+])
+def test_stale_tunnels_are_the_collections_devices_no_planned_tunnel_and_not_the_hosts_own_end_uses(hostvars, stale):
+    assert stale_tunnels(LINKS, [{"vni": 4242, "port": 4789, "peers": []}], "web1", hostvars) == stale
+
+
+def test_a_bad_own_tunnel_fails_stale_tunnels_naming_it():
+    with pytest.raises(ValidationError) as error:
+        stale_tunnels(LINKS, [], "web1", {"web1": {"mirror_collector_tunnel": {"vni": "x"}}})
+    assert error.value.parameter == "mirror_collector_tunnel.vni"
