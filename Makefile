@@ -19,9 +19,9 @@ export ANSIBLE_NOCOLOR := 1
 deps:
 	./scripts/install-deps.sh
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/dev.txt
 	touch $@
 
 venv: deps $(BIN)/.installed
@@ -35,13 +35,13 @@ $(COLLECTIONS)/ansible_collections/netmagic/netfilter/MANIFEST.json: $(TARBALL)
 
 collection: venv $(COLLECTIONS)/ansible_collections/netmagic/netfilter/MANIFEST.json
 
-$(BIN)/.lint-installed: requirements-lint.txt $(BIN)/.installed
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-lint.txt
+$(BIN)/.lint-installed: requirements/lint.txt $(BIN)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/lint.txt
 	touch $@
 
-$(DOCS_BIN)/.installed: requirements-docs.txt
+$(DOCS_BIN)/.installed: requirements/docs.txt
 	$(PYTHON) -m venv $(BUILD)/venv-docs
-	$(DOCS_BIN)/pip install -q --disable-pip-version-check -r requirements-docs.txt
+	$(DOCS_BIN)/pip install -q --disable-pip-version-check -r requirements/docs.txt
 	touch $@
 
 # Headless Chromium renders the docs site for tests/docs.

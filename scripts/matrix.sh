@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sanity and unit tests (ansible-test) on each supported ansible-core release, on the Python it
 # is tested with:
-#   2.19 on Python 3.11 (.venv, from requirements.txt)
+#   2.19 on Python 3.11 (.venv, from requirements/dev.txt)
 #   2.20 on Python 3.12 and 2.21 on Python 3.13 (venvs .build/venv-core2.20 and
-#   .build/venv-core2.21 from requirements-core2.XX.txt; the Python comes from pyenv, since
+#   .build/venv-core2.21 from requirements/core2.XX.txt; the Python comes from pyenv, since
 #   ansible-core 2.20 and later need a newer Python than Debian 12's 3.11).
 # Every row runs even when one fails; a summary with times ends the output.
 set -euo pipefail
@@ -30,11 +30,11 @@ find_python() {
 venv_for() {
   local core=$1 python=$2 venv requirements interpreter
   if [ "$core" = 2.19 ]; then
-    echo "$PWD/.venv/bin"  # the project's venv, pinned by requirements.txt
+    echo "$PWD/.venv/bin"  # the project's venv, pinned by requirements/dev.txt
     return
   fi
   venv=$PWD/.build/venv-core$core
-  requirements=requirements-core$core.txt
+  requirements=requirements/core$core.txt
   if [ ! -f "$venv/.installed" ] || [ "$requirements" -nt "$venv/.installed" ]; then
     rm -rf "$venv"
     interpreter=$(find_python "$python") || return 1

@@ -22,8 +22,9 @@ CLIENT = REPO / "tests" / "lab" / "client.py"
 VERSION = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
 # Build and test output that must never ship.
 LEFT_OUT = (".venv/", ".build/", ".git/", "build/", "docs/build/", "tests/output/", ".pytest_cache/", ".ruff_cache/",
-            ".ansible/", "changelogs/.plugin-cache.yaml")
+            ".ansible/", "changelogs/.plugin-cache.yaml", "requirements/")
 SHIPPED = ("MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "changelogs/changelog.yaml", "meta/runtime.yml",
+           "meta/execution-environment.yml", "meta/ee-requirements.txt",
            "plugins/modules/tee_mirror.py", "plugins/modules/dnat_balancer.py", "plugins/connection/netns.py",
            "playbooks/balance.yml", "roles/load_balancer/meta/argument_specs.yml", "docs/quickstart.md")
 
@@ -109,8 +110,8 @@ def test_installed_balance_playbook_rotates_connections_over_the_backends(collec
 
 
 def _pins(*names):
-    """The versions requirements.txt pins for these packages, so the fresh controller is reproducible."""
-    pins = dict(line.split("==", 1) for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line)
+    """The versions requirements/dev.txt pins for these packages, so the fresh controller is reproducible."""
+    pins = dict(line.split("==", 1) for line in (REPO / "requirements" / "dev.txt").read_text().splitlines() if "==" in line)
     return ["%s==%s" % (name, pins[name]) for name in names]
 
 
@@ -141,3 +142,39 @@ def test_a_fresh_controller_set_up_as_readme_says_runs_site_yml(tarball, lab, tm
     answers = json.loads(lab.run("client", [sys.executable, str(CLIENT), lab.vip, "--count", "4", "--max-seconds", "30"],
                                  check=True, timeout=60).stdout)["answers"]
     assert sorted(answers) == ["be1", "be1", "be2", "be2"], answers
+
+
+
+EXECUTION_ENVIRONMENT = REPO / "docs" / "execution-environment.yml"
+
+
+@pytest.fixture
+def ee_context(tarball, tmp_path):
+    """docs/execution-environment.yml as a user runs it, offline: ansible-builder create, with the
+    tarball beside the file (its name holds galaxy.yml's version, so the example must too)."""
+    work = tmp_path / "ee"
+    work.mkdir()
+    (work / "execution-environment.yml").write_text(EXECUTION_ENVIRONMENT.read_text())
+    (work / tarball.name).write_bytes(tarball.read_bytes())
+    _run([BIN / "ansible-builder", "create", "-f", work / "execution-environment.yml", "-c", work / "context"], cwd=work)
+    return work / "context"
+
+
+def test_the_example_execution_environment_builds_a_context_that_installs_the_tarball(tarball, ee_context):
+    build = ee_context / "_build"
+    assert yaml.safe_load((build / "requirements.yml").read_text()) == {
+        "collections": [{"name": "collections/" + tarball.name, "type": "file"}]}
+    assert (build / "collections" / tarball.name).read_bytes() == tarball.read_bytes()
+
+
+def test_an_execution_environment_asks_for_exactly_what_the_controller_side_needs(tarball, collections, ee_context, tmp_path):
+    """The introspection the image build runs (the context's own introspect.py) over the installed
+    tarball: jmespath, and no development pin, test tool or system package."""
+    pip, bindep = tmp_path / "requirements.txt", tmp_path / "bindep.txt"
+    _run([sys.executable, ee_context / "_build" / "scripts" / "introspect.py", "introspect", collections,
+          "--write-pip", pip, "--write-bindep", bindep])
+    assert pip.read_text().splitlines() == ["jmespath>=1.0.0  # from collection netmagic.netfilter"]
+    assert not bindep.exists()
+    with tarfile.open(tarball) as archive:
+        shipped = set(archive.getnames())
+    assert not shipped & {"requirements.txt", "bindep.txt"} and not any(name.startswith("requirements/") for name in shipped)
