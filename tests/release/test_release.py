@@ -144,7 +144,6 @@ def test_a_fresh_controller_set_up_as_readme_says_runs_site_yml(tarball, lab, tm
     assert sorted(answers) == ["be1", "be1", "be2", "be2"], answers
 
 
-
 EXECUTION_ENVIRONMENT = REPO / "docs" / "execution-environment.yml"
 
 
