@@ -144,7 +144,13 @@ def load_iptc():
     """The iptc module, imported only when this engine runs, so the other engines work without it."""
     try:
         import iptc
-    except ImportError:
+    except ImportError as error:
+        if error.name != "iptc":
+            # Installed, but something it imports is not there on this Python (as distutils,
+            # which Python 3.12 removed and older releases of the library needed).
+            raise EngineError("python-iptables is installed but cannot be imported on Python %d.%d: %s. Install python-iptables 1.2.0 "
+                              "(tested on Python 3.11 to 3.13), or use engine iptables-legacy, which writes the same tables "
+                              "with iptables-legacy-restore and needs no Python library" % (sys.version_info[:2] + (error,))) from None
         raise MissingLibraryError(LIBRARY, INSTALL_HINT, traceback.format_exc()) from None
     except Exception as error:
         # Importing iptc loads libxtables and finds its extensions; any failure there lands here.

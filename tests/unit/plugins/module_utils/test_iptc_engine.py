@@ -7,6 +7,7 @@ process, and loading it for the other exits the process: here TEE is built for I
 DNAT and MASQUERADE for IPv4 only.
 """
 
+import builtins
 import fcntl
 import shlex
 import sys
@@ -189,6 +190,21 @@ def test_a_missing_library_says_what_to_install(without_iptc):
     assert raised.value.library == "python-iptables"
     assert "pip install python-iptables==1.2.0" in raised.value.reason
     assert "import of iptc halted" in raised.value.traceback
+
+
+def test_a_library_that_cannot_import_on_this_python_says_why_and_what_to_use_instead(monkeypatch):
+    def import_without_distutils(name, *args, **kwargs):
+        if name == "iptc":
+            raise ModuleNotFoundError("No module named 'distutils'", name="distutils")
+        return real_import(name, *args, **kwargs)
+    real_import = builtins.__import__
+    monkeypatch.delitem(sys.modules, "iptc", raising=False)
+    monkeypatch.setattr(builtins, "__import__", import_without_distutils)
+    with pytest.raises(EngineError) as raised:
+        load_iptc()
+    assert not isinstance(raised.value, MissingLibraryError)
+    assert "installed but cannot be imported on Python %d.%d: No module named 'distutils'" % sys.version_info[:2] in str(raised.value)
+    assert "use engine iptables-legacy" in str(raised.value)
 
 
 def refuse_to_import():
