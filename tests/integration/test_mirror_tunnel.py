@@ -63,8 +63,8 @@ def routed_lab(tmp_path):
         yield lab
 
 
-def play(lab, tmp_path, vni=VNI):
-    """mirror.yml with the collector's tunnel in the inventory; returns the completed run."""
+def play(lab, tmp_path, vni=VNI, playbook="mirror.yml", *options):
+    """A playbook (mirror.yml) with the collector's tunnel in the inventory; returns the completed run."""
     inventory = lab.inventory()
     collector = inventory["all"]["children"]["collectors"]["hosts"]["collector"]
     collector.update(ansible_host=lab.remote_collector, mirror_collector_tunnel={"vni": vni, "address": INNER + "/24"},
@@ -73,7 +73,7 @@ def play(lab, tmp_path, vni=VNI):
     path = tmp_path / "hosts.yml"
     path.write_text(json.dumps(inventory))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR="1")
-    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(path), os.path.join(REPO, "playbooks", "mirror.yml")],
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(path), os.path.join(REPO, "playbooks", playbook), *options],
                           capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
@@ -165,6 +165,15 @@ def test_the_senders_end_of_a_tunnel_no_mirror_goes_through_any_more_is_removed_
     assert cloned.count > 0
     again = play(lab, tmp_path, vni=VNI + 1)
     assert again.returncode == 0 and "changed=0" in again.stdout.split("PLAY RECAP")[1], again.stdout[-3000:]
+
+
+def test_the_remove_playbook_takes_the_senders_tunnel_and_leaves_the_collectors_end(routed_lab, tmp_path):
+    lab = routed_lab
+    assert play(lab, tmp_path).returncode == 0
+    removed = play(lab, tmp_path, VNI, "remove.yml", "--limit", "sender,collector")
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    assert vxlan_devices(lab, "sender") == [] and "NM-" not in lab.run("sender", ["iptables-save"], check=True).stdout
+    assert vxlan_devices(lab, "collector") == ["nmvx%d" % VNI]
 
 
 def test_every_engine_sends_every_clone_through_the_tunnel_and_never_clones_the_tunnel(routed_lab, tmp_path, engine):
