@@ -177,3 +177,44 @@ def test_an_execution_environment_asks_for_exactly_what_the_controller_side_need
     with tarfile.open(tarball) as archive:
         shipped = set(archive.getnames())
     assert not shipped & {"requirements.txt", "bindep.txt"} and not any(name.startswith("requirements/") for name in shipped)
+
+
+def _runner_data_directory(path, collections, lab):
+    """A private data directory as AWX gives ansible-runner one: the inventory with its group
+    variables, the environment (the collections of the tarball only), and a project whose
+    playbook imports the collection's site playbook."""
+    (path / "inventory" / "group_vars").mkdir(parents=True)
+    lab.write_inventory(path / "inventory" / "hosts.yml")
+    state = lab.state_dir
+    for group, variables in {
+        "collectors": {"mirror_collector_sysctl_file": str(state / "collector-sysctl.conf")},
+        "senders": {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]},
+        "balancers": {"load_balancer_sysctl_file": str(state / "balancer-sysctl.conf"),
+                      "load_balancer_services": [{"name": "web", "vip": lab.vip, "port": 80,
+                                                  "backends_from": {"group": "backends", "port_var": "backend_port"}}]},
+    }.items():
+        (path / "inventory" / "group_vars" / ("%s.yml" % group)).write_text(json.dumps(variables))
+    (path / "env").mkdir()
+    (path / "env" / "envvars").write_text(json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_NOCOLOR": "1"}))
+    (path / "project").mkdir()
+    (path / "project" / "site.yml").write_text(json.dumps([{"ansible.builtin.import_playbook": "netmagic.netfilter.site"}]))
+
+
+def test_ansible_runner_runs_the_site_playbook_from_a_private_data_directory(collections, lab, tmp_path, monkeypatch):
+    """The engine AWX runs jobs with: the site playbook through ansible-runner, twice; the second
+    run changes nothing, and real connections rotate through the VIP."""
+    import ansible_runner  # the development venv's, as an execution environment holds it
+
+    data = tmp_path / "runner"
+    _runner_data_directory(data, collections, lab)
+    monkeypatch.setenv("PATH", "%s:%s" % (BIN, os.environ["PATH"]))  # ansible-playbook, as in an execution environment
+    for run, changed in ((1, True), (2, False)):
+        result = ansible_runner.run(private_data_dir=str(data), playbook="site.yml", ident="run%d" % run, quiet=True, timeout=600)
+        output = (data / "artifacts" / ("run%d" % run) / "stdout").read_text()
+        assert (result.status, result.rc) == ("successful", 0), output[-3000:]
+        assert not result.stats["failures"] and not result.stats["dark"], result.stats
+        assert bool(result.stats["changed"]) is changed, output[-3000:]
+    assert "-j TEE --gateway %s" % lab.addr("collector") in lab.run("sender", ["iptables-save", "-t", "mangle"], check=True).stdout
+    answers = json.loads(lab.run("client", [sys.executable, str(CLIENT), lab.vip, "--count", "4", "--max-seconds", "30"],
+                                 check=True, timeout=60).stdout)["answers"]
+    assert sorted(answers) == ["be1", "be1", "be2", "be2"], answers
