@@ -427,12 +427,13 @@ def control_headline(control):
 def data_headline(data):
     mirror, balancer = data["mirror"], data["balancer"]
     modes = mirror["modes"]
-    lowest_delivered = min(runs[key]["min"] for mode, runs in modes.items() if mode != "off" for key in ("delivered_iperf", "delivered_http"))
+    # A mode whose runs sent no clone has no delivered ratio.
+    delivered = [runs[key]["min"] for mode, runs in modes.items() if mode != "off" for key in ("delivered_iperf", "delivered_http") if runs[key]]
     failures = sum(values["failed"]["max"] for values in data["reconfiguration"].values())
     return [
         "- Mirror ÷ no mirror, TCP throughput: %s; clones received ÷ clones sent: %s (lowest of any run)."
         % ("; ".join("%s %s×" % (MIRROR_LABELS[mode], _x(_median(runs["throughput_vs_off"]), 2)) for mode, runs in modes.items() if mode != "off"),
-           "%.4f" % lowest_delivered),
+           "%.4f" % min(delivered) if delivered else "none sent"),
         "- New connections per second through the VIP ÷ straight to one backend: %s×; split over the backends: %s."
         % (_x(_median(balancer["vip_vs_straight"]), 2), " / ".join("%.3f" % _median(stats) for stats in balancer["split"].values())),
         "- Requests failed while backends were added, removed or all replaced under load: %d at most in any run." % failures,
