@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import Recalled
 from ansible_collections.netmagic.netfilter.plugins.module_utils._persist import write_if_changed
+from ansible_collections.netmagic.netfilter.plugins.module_utils._tunnel import device_vni
 
 RECORD_DIR = "/var/lib/netmagic/netfilter"
 TRUST = "trust"
@@ -80,10 +81,21 @@ def code_digest():
     return digest.hexdigest()
 
 
+def tunnel_devices(interfaces=socket.if_nameindex):
+    """["NAME:INDEX"] of the collection's tunnel devices in this network namespace. An nftables
+    mirror through one holds the device's index, not its name: once the device is made again,
+    under a new index, no clone leaves, and only a run that reads the rules sees it."""
+    try:
+        found = interfaces()
+    except OSError:
+        return None
+    return sorted("%s:%d" % (name, index) for index, name in found if device_vni(name) is not None)
+
+
 def trust_now(host, engine, fingerprint=True):
     """What a record made now would be trusted at: the engine's ruleset generation (or, for a
-    backend without one, its fingerprint, unless not asked for), this boot and this code; None
-    where there is neither."""
+    backend without one, its fingerprint, unless not asked for), this boot, this code and the
+    collection's tunnel devices, where there are any; None where there is neither."""
     generation = engine.generation()
     if generation is not None:
         mark = {"generation": int(generation)}
@@ -92,9 +104,10 @@ def trust_now(host, engine, fingerprint=True):
         mark = {"fingerprint": found} if found and DIGEST.fullmatch(found) else None
     boot = (host.read_text(BOOT_ID_PATH) or "").strip()
     code = code_digest()
-    if mark is None or not BOOT_ID.fullmatch(boot) or code is None:
+    devices = tunnel_devices()
+    if mark is None or not BOOT_ID.fullmatch(boot) or code is None or devices is None:
         return None
-    return dict(mark, boot=boot, code=code)
+    return dict(mark, boot=boot, code=code, **({"devices": devices} if devices else {}))
 
 
 @dataclass

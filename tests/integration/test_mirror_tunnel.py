@@ -232,3 +232,26 @@ def test_a_persisted_mirror_through_the_tunnel_comes_back_at_boot_with_its_tunne
     assert not run_module(lab.ns("sender"), "vxlan_tunnel", dict(tunnel, **persist))["changed"]
     assert not run_module(lab.ns("sender"), "tee_mirror", dict(mirror, **persist))["changed"]
     assert RULES_UNIT in os.listdir(persist["persist_path"])
+
+
+def test_a_tunnel_made_again_carries_the_clones_again_after_the_next_run(routed_lab, tmp_path, engine):
+    """nftables holds the device of `dup to … device` by its index: once the tunnel's device is
+    made again (a new index), the old rule sends nothing. The next run of the mirror, although
+    no rule changed, must see it and write the rule again; TEE's --oif follows the name."""
+    lab = routed_lab
+    sender_end = {"vni": VNI, "peers": [{"address": INNER, "remote": lab.remote_collector}]}
+    assert run_module(lab.ns("collector"), "vxlan_tunnel", {"vni": VNI, "address": INNER + "/24"})["changed"]
+    lab.set_sysctl("collector", "net.ipv4.ip_forward", "0")
+    assert run_module(lab.ns("sender"), "vxlan_tunnel", sender_end)["changed"]
+    mirror = {"name": "http", "gateway": INNER, "gateway_interface": "nmvx%d" % VNI, "ports": ["8000"], "engine": engine}
+    assert run_module(lab.ns("sender"), "tee_mirror", mirror)["changed"]
+    assert not run_module(lab.ns("sender"), "tee_mirror", mirror)["changed"]  # the record is trusted from here on
+
+    lab.run("sender", ["ip", "link", "del", "dev", "nmvx%d" % VNI], check=True)
+    assert run_module(lab.ns("sender"), "vxlan_tunnel", sender_end)["changed"]
+    again = run_module(lab.ns("sender"), "tee_mirror", mirror)
+    assert again["rc"] == 0 and again["changed"] is (engine == "nftables"), again
+    with lab.count("collector", 'iifname "nmvx%d" tcp sport 8000' % VNI) as cloned:
+        assert fetch(lab) == lab.files
+    assert cloned.count > 0
+    assert not run_module(lab.ns("sender"), "tee_mirror", mirror)["changed"]

@@ -105,3 +105,38 @@ def test_a_record_in_any_json_layout_reads(tmp_path):
         json.dump({"balancer:web": entry(), "trust": TRUST}, handle, indent=2)
     read = record.read(ENGINE.backend, str(tmp_path))
     assert read.objects == {WEB: entry()} and read.trusted_at(TRUST)
+
+
+
+class GenerationEngine:
+    @staticmethod
+    def generation():
+        return 7
+
+
+class BootHost:
+    @staticmethod
+    def read_text(_path):
+        return TRUST["boot"] + "\n"
+
+
+def test_tunnel_devices_are_the_collections_devices_by_name_and_index():
+    links = [(1, "lo"), (2, "eth0"), (7, "nmvx4242"), (8, "nmvx07"), (9, "vxlan0"), (3, "nmvx1")]
+    assert record.tunnel_devices(lambda: links) == ["nmvx1:3", "nmvx4242:7"]
+
+    def unreadable():
+        raise OSError("no netlink")
+    assert record.tunnel_devices(unreadable) is None
+
+
+def test_a_tunnel_device_made_again_moves_the_trust(monkeypatch):
+    monkeypatch.setattr(record, "code_digest", lambda: TRUST["code"])
+    monkeypatch.setattr(record, "tunnel_devices", lambda: [])
+    assert record.trust_now(BootHost(), GenerationEngine()) == TRUST  # no tunnel: the trust as before
+    monkeypatch.setattr(record, "tunnel_devices", lambda: ["nmvx4242:7"])
+    first = record.trust_now(BootHost(), GenerationEngine())
+    monkeypatch.setattr(record, "tunnel_devices", lambda: ["nmvx4242:12"])
+    again = record.trust_now(BootHost(), GenerationEngine())
+    assert first == dict(TRUST, devices=["nmvx4242:7"]) and again != first
+    monkeypatch.setattr(record, "tunnel_devices", lambda: None)
+    assert record.trust_now(BootHost(), GenerationEngine()) is None
