@@ -107,7 +107,6 @@ def test_a_record_in_any_json_layout_reads(tmp_path):
     assert read.objects == {WEB: entry()} and read.trusted_at(TRUST)
 
 
-
 class GenerationEngine:
     @staticmethod
     def generation():
