@@ -159,7 +159,9 @@ def test_the_collectors_capture_keeps_every_clone_it_receives_under_load(make_la
     written = sum(pcap_packet_count(path) for path in tmp_path.glob("mirror.pcap*"))
     assert " requests in " in load.stdout, load.stdout
     assert originals.count > 10000, "too little load to show anything"
-    assert delivered.count == originals.count
+    # Under load the segment itself may lose a few originals or clones after the TEE rule
+    # counted them; what is claimed here is the capture's fidelity to what was delivered.
+    assert abs(delivered.count - originals.count) <= originals.count // 1000, (delivered.count, originals.count)
     assert statistics["dropped_by_kernel"] == 0, statistics
     assert statistics["captured"] == written, "tcpdump counted packets its files do not hold"
     assert written >= 0.999 * delivered.count, (written, delivered.count, statistics)
