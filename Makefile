@@ -58,8 +58,11 @@ coverage: venv
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit --cov=ansible_collections.netmagic.netfilter.plugins.module_utils \
 		--cov-report=term --cov-fail-under=90
 
+# Root tests: two at a time (most wait on programs and packets), then those marked alone.
+ROOT_TESTS = NETMAGIC_NO_SKIPS=1 $(BIN)/pytest -n 2 -m "not alone" $(1) && NETMAGIC_NO_SKIPS=1 $(BIN)/pytest -m alone $(1)
+
 integration: collection
-	NETMAGIC_NO_SKIPS=1 $(BIN)/pytest tests/integration
+	$(call ROOT_TESTS,tests/integration)
 
 sanity: venv
 	./scripts/sanity.sh
@@ -88,7 +91,7 @@ release-test: venv
 	NETMAGIC_NO_SKIPS=1 $(BIN)/pytest tests/release
 
 test: collection matrix coverage lint docs-test
-	NETMAGIC_NO_SKIPS=1 $(BIN)/pytest --durations=15 tests/integration tests/release
+	$(call ROOT_TESTS,--durations=15 tests/integration tests/release)
 	./scripts/molecule.sh
 
 demo: collection

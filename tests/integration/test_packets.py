@@ -136,6 +136,7 @@ def flooded_clones(lab, announcing):
     return seen.count
 
 
+@pytest.mark.alone
 def test_a_collector_that_announces_itself_is_never_flooded_to_the_segment(make_lab):
     """A collector never transmits, so the bridge forgets its MAC after its ageing time and
     floods every clone to every port; the collector role's announcements keep it known."""
@@ -149,6 +150,7 @@ def test_a_collector_that_announces_itself_is_never_flooded_to_the_segment(make_
     assert flooded_clones(lab, announcing=True) == 0
 
 
+@pytest.mark.alone
 def test_the_collectors_capture_keeps_every_clone_it_receives_under_load(make_lab, tmp_path):
     lab = mirror_lab(make_lab)
     apply(lab, "sender", "tee_mirror", name="http", gateway=lab.addr("collector"), ports=["80"])
