@@ -115,6 +115,20 @@ def _pins(*names):
     return ["%s==%s" % (name, pins[name]) for name in names]
 
 
+def _site_group_vars(directory, lab, backends_from):
+    """Group variables for the site playbook on the lab: one mirror of port 80, one balanced
+    service at the VIP with its backends from `backends_from`; sysctl files in the lab's folder."""
+    directory.mkdir()
+    state = lab.state_dir
+    for group, variables in {
+        "collectors": {"mirror_collector_sysctl_file": str(state / "collector-sysctl.conf")},
+        "senders": {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]},
+        "balancers": {"load_balancer_sysctl_file": str(state / "balancer-sysctl.conf"),
+                      "load_balancer_services": [{"name": "web", "vip": lab.vip, "port": 80, "backends_from": backends_from}]},
+    }.items():
+        (directory / ("%s.yml" % group)).write_text(json.dumps(variables))
+
+
 def test_a_fresh_controller_set_up_as_readme_says_runs_site_yml(tarball, lab, tmp_path):
     """README's install section on an empty virtual environment: `pip install ansible jmespath`, then
     the tarball with ansible-galaxy (its dependency ansible.posix found in the ansible package), then
@@ -126,16 +140,7 @@ def test_a_fresh_controller_set_up_as_readme_says_runs_site_yml(tarball, lab, tm
     installed = _run([venv / "bin" / "ansible-galaxy", "collection", "install", "-p", collections, tarball], env=_only(collections))
     assert "ansible.posix" in installed.stdout, installed.stdout
     inventory = lab.write_inventory(tmp_path / "hosts.yml")
-    (tmp_path / "group_vars").mkdir()
-    state = lab.state_dir
-    for group, variables in {
-        "collectors": {"mirror_collector_sysctl_file": str(state / "collector-sysctl.conf")},
-        "senders": {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]},
-        "balancers": {"load_balancer_sysctl_file": str(state / "balancer-sysctl.conf"),
-                      "load_balancer_services": [{"name": "web", "vip": lab.vip, "port": 80,
-                                                  "backends_from": {"query": "[].{address: ansible_host, port: backend_port}"}}]},
-    }.items():
-        (tmp_path / "group_vars" / ("%s.yml" % group)).write_text(json.dumps(variables))
+    _site_group_vars(tmp_path / "group_vars", lab, {"query": "[].{address: ansible_host, port: backend_port}"})
     played = _run([venv / "bin" / "ansible-playbook", "-i", inventory, "netmagic.netfilter.site"], env=_only(collections), timeout=600)
     assert re.search(r"^lb\s+: ok=\d+\s+changed=[1-9]", played.stdout, re.M), played.stdout[-3000:]
     assert "-j TEE --gateway %s" % lab.addr("collector") in lab.run("sender", ["iptables-save", "-t", "mangle"], check=True).stdout
@@ -147,12 +152,11 @@ def test_a_fresh_controller_set_up_as_readme_says_runs_site_yml(tarball, lab, tm
 EXECUTION_ENVIRONMENT = REPO / "docs" / "execution-environment.yml"
 
 
-@pytest.fixture
-def ee_context(tarball, tmp_path):
+@pytest.fixture(scope="module")
+def ee_context(tarball, tmp_path_factory):
     """docs/execution-environment.yml as a user runs it, offline: ansible-builder create, with the
     tarball beside the file (its name holds galaxy.yml's version, so the example must too)."""
-    work = tmp_path / "ee"
-    work.mkdir()
+    work = tmp_path_factory.mktemp("ee")
     (work / "execution-environment.yml").write_text(EXECUTION_ENVIRONMENT.read_text())
     (work / tarball.name).write_bytes(tarball.read_bytes())
     _run([BIN / "ansible-builder", "create", "-f", work / "execution-environment.yml", "-c", work / "context"], cwd=work)
@@ -183,17 +187,9 @@ def _runner_data_directory(path, collections, lab):
     """A private data directory as AWX gives ansible-runner one: the inventory with its group
     variables, the environment (the collections of the tarball only), and a project whose
     playbook imports the collection's site playbook."""
-    (path / "inventory" / "group_vars").mkdir(parents=True)
+    (path / "inventory").mkdir()
     lab.write_inventory(path / "inventory" / "hosts.yml")
-    state = lab.state_dir
-    for group, variables in {
-        "collectors": {"mirror_collector_sysctl_file": str(state / "collector-sysctl.conf")},
-        "senders": {"mirror_sender_mirrors": [{"name": "http", "ports": ["80"]}]},
-        "balancers": {"load_balancer_sysctl_file": str(state / "balancer-sysctl.conf"),
-                      "load_balancer_services": [{"name": "web", "vip": lab.vip, "port": 80,
-                                                  "backends_from": {"group": "backends", "port_var": "backend_port"}}]},
-    }.items():
-        (path / "inventory" / "group_vars" / ("%s.yml" % group)).write_text(json.dumps(variables))
+    _site_group_vars(path / "inventory" / "group_vars", lab, {"group": "backends", "port_var": "backend_port"})
     (path / "env").mkdir()
     (path / "env" / "envvars").write_text(json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_NOCOLOR": "1"}))
     (path / "project").mkdir()
