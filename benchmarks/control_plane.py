@@ -5,8 +5,11 @@ each repeat, through four steps: first apply, a run that changes nothing, a chan
 backend of one service, and removal of everything.
 """
 
+import json
+import os
 import statistics
 import sys
+import tempfile
 
 from benchmarks import collection, floors, measure, netns, per_rule
 from benchmarks.workload import Workload
@@ -91,15 +94,29 @@ def trial(number, steps, workload, want_rules=None):
     return seconds, rules
 
 
-def startup_trial():
-    """Median launch time of a bare interpreter and of a module's imports, in a namespace like a module run."""
+NULL_MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "null_module.py")
+
+
+def startup_trial(workload):
+    """Median launch times, in a namespace like a module run: a bare interpreter, a module's
+    imports, and netfilter_apply's start-up with each step's arguments (benchmarks/null_module.py:
+    Ansible's handling of 10,000 endpoints of arguments is part of starting that module)."""
     imports = "import ansible.module_utils.basic, ansible_collections.netmagic.netfilter.plugins.module_utils._reconcile"
     env = {"PYTHONPATH": collection.COLLECTIONS, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     with netns.scratch("startup") as namespace:
-        def launch(code):
-            return statistics.median(measure.timed(lambda: in_netns(namespace, [sys.executable, "-c", code], env=env, check=True))[0]
+        def launch(argv):
+            return statistics.median(measure.timed(lambda: in_netns(namespace, [sys.executable, *argv], env=env, check=True))[0]
                                      for _launch in range(STARTUP_LAUNCHES))
-        return {"interpreter": launch("pass"), "module": launch(imports)}
+
+        def with_arguments(listing):
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+                json.dump({"ANSIBLE_MODULE_ARGS": dict(workload.listed_args(**listing), _ansible_check_mode=False)}, handle)
+                handle.flush()
+                return launch([NULL_MODULE, handle.name])
+
+        listed = with_arguments({})
+        arguments = {"apply": listed, "noop": listed, "change": with_arguments({"changed": True}), "remove": with_arguments({"state": "absent"})}
+        return {"interpreter": launch(["-c", "pass"]), "module": launch(["-c", imports]), "arguments": arguments}
 
 
 # --- one size ------------------------------------------------------------------------
@@ -115,13 +132,16 @@ def _loop_prediction(workload, per_call):
 def measure_size(workload, table, repeats, loop_state, log):
     """Every method, repeats times, side by side. loop_state carries the per-rule rate between sizes."""
     samples = {name: {step: [] for step in STEPS} for name in table}
-    startup = {"interpreter": [], "module": []}
+    startup = {"interpreter": [], "module": [], "arguments": {step: [] for step in STEPS}}
     rules = {}
     loop_name = next(name for name, (kind, _s, _f) in table.items() if kind == "per-rule")
     run_loop = _loop_prediction(workload, loop_state["per_call"]) <= loop_state["cap"]
     for repeat in range(repeats):
-        for key, value in startup_trial().items():
-            startup[key].append(value)
+        launched = startup_trial(workload)
+        for key in ("interpreter", "module"):
+            startup[key].append(launched[key])
+        for step in STEPS:
+            startup["arguments"][step].append(launched["arguments"][step])
         for number, (name, (kind, steps, floor)) in enumerate(table.items()):
             if kind == "per-rule" and (not run_loop or repeat >= loop_state["repeats"]):
                 continue
@@ -140,7 +160,9 @@ def measure_size(workload, table, repeats, loop_state, log):
         loop_state["measured"] = (workload, result[loop_name]["steps"])
     else:
         result[loop_name] = _extrapolated_loop(workload, loop_state, result[loop_name])
-    return result, {key: measure.summary(values) for key, values in startup.items()}, _same_rules(table, rules)
+    summaries = {key: measure.summary(startup[key]) for key in ("interpreter", "module")}
+    summaries["arguments"] = {step: measure.summary(values) for step, values in startup["arguments"].items()}
+    return result, summaries, _same_rules(table, rules)
 
 
 def _extrapolated_loop(workload, loop_state, entry):

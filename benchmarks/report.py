@@ -104,10 +104,20 @@ def _module_calls(size, kind, step):
     return 1 if step == "change" or kind == "apply" else size["module_calls"]
 
 
+def _startup_of(size, kind, step):
+    """The start-up one module process of this kind and step pays: netfilter_apply's with the
+    step's arguments where the run measured it (benchmarks/null_module.py), else the imports'."""
+    startup = size["startup"]
+    if kind == "apply" and "arguments" in startup:
+        return startup["arguments"][step]
+    return startup["module"]
+
+
 def floor_goal_rows(size, steps):
-    """Module time over (2 x floor + Python start-up of every module process), per engine and step."""
+    """Module time over (2 x floor + start-up of every module process), per engine and step; and,
+    the stricter reading, over a budget with the imports' start-up alone."""
     rows = []
-    startup = size["startup"]["module"]
+    bare = size["startup"]["module"]
     for name, entry in size["methods"].items():
         if entry["kind"] not in MODULE_KINDS:
             continue
@@ -115,12 +125,17 @@ def floor_goal_rows(size, steps):
         for step in steps:
             module, base = entry["steps"][step], floor[step]
             calls = _module_calls(size, entry["kind"], step)
-            budget = [GOAL_FLOOR_FACTOR * f + calls * s for f, s in zip(base["samples"], startup["samples"])]
-            versus_budget = ratios(module, {"samples": budget})
+            startup = _startup_of(size, entry["kind"], step)
+
+            def over_budget(startup_samples):
+                budget = [GOAL_FLOOR_FACTOR * f + calls * s for f, s in zip(base["samples"], startup_samples)]
+                return ratios(module, {"samples": budget})
+            versus_budget = over_budget(startup["samples"])
             beyond = {"samples": [m - calls * s for m, s in zip(module["samples"], startup["samples"])]}
             met = versus_budget["median"] <= 1
             rows.append([name, step, calls, seconds(module), seconds(base), _s(startup["median"]) + " × %d" % calls,
-                         plain(versus_budget), times(ratios(beyond, base), 1), "met" if met else "missed by %.1f×" % versus_budget["median"]])
+                         plain(versus_budget), times(ratios(beyond, base), 1), "met" if met else "missed by %.1f×" % versus_budget["median"],
+                         plain(over_budget(bare["samples"]))])
     return rows
 
 
@@ -238,8 +253,13 @@ def goals_section(control, steps):
     if large:
         parts += ["**Module within %d× the floor plus Python start-up at %d endpoints** (%s), for both ways of running the modules: module time ÷ "
                   "(%d × floor + module processes × measured start-up of one module process), per repeat; ≤ 1 meets the goal. "
+                  "A one-object module's start-up is its imports; netfilter_apply's is that of a module with its imports and argument "
+                  "spec given the step's arguments, which returns at once (`benchmarks/null_module.py`): Ansible loads, validates and "
+                  "echoes 10000 endpoints of arguments before and after any module's own work. The last column is the stricter "
+                  "reading, with the imports' start-up alone. "
                   "\"beyond start-up\" is (module − start-ups) ÷ floor." % (GOAL_FLOOR_FACTOR, GOAL_LARGE_ENDPOINTS, large["label"], GOAL_FLOOR_FACTOR), "",
-                  table(["engine", "step", "processes", "module", "floor", "start-up", "module ÷ budget", "beyond start-up ÷ floor", "goal"],
+                  table(["engine", "step", "processes", "module", "floor", "start-up", "module ÷ budget", "beyond start-up ÷ floor", "goal",
+                         "÷ budget, imports' start-up"],
                         floor_goal_rows(large, steps)), ""]
     else:
         parts += ["The %d-endpoint size was not part of this run (`--large`); the start-up goal is not evaluated." % GOAL_LARGE_ENDPOINTS, ""]
