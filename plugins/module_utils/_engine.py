@@ -110,6 +110,12 @@ class RecordedState(RuleState):
         the rules before and after alone."""
         return True
 
+    def clearing_plan(self):
+        """The plan that removes every recorded object at once, without their rules, or None
+        where the engine removes object by object (the base's engines: their chains sit among
+        everyone's in shared tables)."""
+        return None
+
     def _render(self, key):
         if key not in self._rendered:
             entry = self.recorded.get(key)

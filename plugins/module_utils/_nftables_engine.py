@@ -999,6 +999,12 @@ class NftablesRecordedState(RecordedState):
                     return False
         return True
 
+    def clearing_plan(self):
+        """The tables hold the recorded objects and nothing else (NftablesSnapshot.holds_only):
+        each family's table that holds any goes whole."""
+        families = {_family_of_definition(entry["definition"]) for entry in self.recorded.values()}
+        return _batch([{"delete": {"table": _table(family)}} for family in FAMILIES if family in families])
+
     def _family_kept(self, family, changes):
         """Whether any object holds rules in the family after changes."""
         if any(desired.get(family) and desired[family].holds() for _current, desired in changes.values()):
@@ -1026,6 +1032,14 @@ class NftPlan:
 
     def __bool__(self):
         return bool(self.batch)
+
+
+def _batch(commands):
+    """The checked plan of nft commands (empty when there are none)."""
+    if not commands:
+        return NftPlan()
+    # One command per line, so an error that names a line of the input can be shown in context.
+    return NftPlan('{"nftables": [\n%s\n]}' % ",\n".join(json.dumps(command) for command in check_nft_commands(commands)))
 
 
 class NftablesEngine(Engine):
@@ -1091,10 +1105,7 @@ class NftablesEngine(Engine):
             changed = {key: pair for key, pair in pairs.items() if pair[0].canonical() != pair[1].canonical()}
             if changed:
                 commands += _family_commands(family, list(changed.values()), snapshot.family_state(family, list(changed)))
-        if not commands:
-            return NftPlan()
-        # One command per line, so an error that names a line of the input can be shown in context.
-        return NftPlan('{"nftables": [\n%s\n]}' % ",\n".join(json.dumps(command) for command in check_nft_commands(commands)))
+        return _batch(commands)
 
     def apply(self, plan, check_only=False):
         """The batch in one transaction; nft -c in check mode."""

@@ -238,18 +238,27 @@ def _record(engine, recorded, objects, desired, changed_keys, digests, inputs, t
 
 
 class Rendered(dict):
-    """{key: the engine's rules of objects[key]}, rendered when first asked for: what the record
-    shows unchanged is rendered only if a result or a diff shows it."""
+    """{key: rules}, each made by render(key) when first asked for: what the record shows
+    unchanged, or what goes with the whole of the owned rules, is rendered only if a result or a
+    diff shows it."""
 
-    def __init__(self, engine, objects):
+    def __init__(self, render):
         super().__init__()
-        self.engine = engine
-        self.objects = objects
+        self.render = render
 
     def __missing__(self, key):
-        obj = self.objects[key]
-        self[key] = self.engine.render(obj) if obj else {}
+        self[key] = self.render(key)
         return self[key]
+
+
+def _rendered(engine, objects):
+    return Rendered(lambda key: engine.render(objects[key]) if objects[key] else {})
+
+
+def _clears_everything(recorded, objects):
+    """Whether the run removes every recorded object and adds none: all owned rules go."""
+    going = {key for key, obj in objects.items() if obj is None}
+    return bool(recorded.objects) and len(going) == len(objects) and set(recorded.objects) <= going
 
 
 def _as_recorded(recorded, objects, digests):
@@ -276,8 +285,8 @@ def _compare(engine, state, objects, unchanged):
     """(current, desired, changed keys) of objects, comparing those not known unchanged: the
     others are rendered only if a result or a diff shows them. Refuses conflicts first."""
     compared = {key: obj for key, obj in objects.items() if key not in unchanged}
-    desired = Rendered(engine, objects)
-    current = Rendered(engine, objects)
+    desired = _rendered(engine, objects)
+    current = _rendered(engine, objects)
     current.update(state.owned(list(compared)))
     refuse_conflicts_on_host(engine, state.claims, compared, desired)
     refuse_removal_under_foreign_jumps({key: current[key] for key in compared}, desired)
@@ -323,11 +332,17 @@ def converge(host, params, objects, check_only, inputs=None):
         objects = {**objects, **{key: None for key in unlisted}}
         keys = list(objects)
         digests = {key: digest(obj) for key, obj in objects.items() if obj}
-        current, desired, changed_keys = _compare(engine, state, objects, _as_recorded(recorded, objects, digests) if trusted else set())
-        if trusted and not state.can_plan({key: (current[key], desired[key]) for key in changed_keys}):
-            trusted, state = False, engine.read()
-            current, desired, changed_keys = _compare(engine, state, objects, set())
-        plan = engine.plan(state, {key: (current[key], desired[key]) for key in changed_keys}) if changed_keys else None
+        # Removing everything a trusted record holds needs none of the objects' rules.
+        plan = state.clearing_plan() if trusted and _clears_everything(recorded, objects) else None
+        if plan:
+            current, desired = Rendered(lambda key: state.owned([key])[key]), _rendered(engine, objects)
+            changed_keys = [key for key in keys if key in recorded.objects]
+        else:
+            current, desired, changed_keys = _compare(engine, state, objects, _as_recorded(recorded, objects, digests) if trusted else set())
+            if trusted and not state.can_plan({key: (current[key], desired[key]) for key in changed_keys}):
+                trusted, state = False, engine.read()
+                current, desired, changed_keys = _compare(engine, state, objects, set())
+            plan = engine.plan(state, {key: (current[key], desired[key]) for key in changed_keys}) if changed_keys else None
         if plan is not None:
             engine.apply(plan, check_only=check_only)
         removed_from, removed_keys, warnings = _remove_elsewhere(host, engine, keys, check_only)

@@ -286,6 +286,27 @@ def test_a_record_plans_the_removal_of_a_mirror_jump_only_with_its_table():
     assert recorded_transaction((web(), http()), {HTTP: None, WEB: None}) == ["delete table ip netmagic"]
 
 
+def web6():
+    return build_balancer({"name": "web6", "vip": "2001:2::100", "port": 80, "backends": ["2001:2::21"]})
+
+
+@pytest.mark.parametrize("host_objects, tables", [
+    pytest.param((web(),), ["ip"], id="one"),
+    pytest.param((web(), http()), ["ip"], id="two"),
+    pytest.param((web(), http(), web6()), ["ip", "ip6"], id="both families"),
+])
+def test_a_record_clears_its_tables_as_the_removal_of_each_object_would_without_their_rules(host_objects, tables):
+    keys = [(obj.kind, obj.name) for obj in host_objects]
+    recorded = recorded_state(*host_objects).recorded
+
+    def refuse(kind, params):
+        raise AssertionError("%s %s was rendered" % (kind, params["name"]))
+    clearing = nft.NftablesEngine(host=None).recorded_state(recorded, refuse).clearing_plan()
+    found = [line(command) for command in json.loads(clearing.batch)["nftables"]]
+    assert found == recorded_transaction(host_objects, dict.fromkeys(keys))
+    assert found == ["delete table %s netmagic" % family for family in tables]
+
+
 @pytest.mark.parametrize("name", [name for name, case in CASES.items() if len(case) == 3])
 def test_a_trusted_record_plans_the_transaction_a_listing_does(name):
     host_objects, changes, expected = CASES[name]
