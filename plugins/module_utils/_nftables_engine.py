@@ -666,7 +666,8 @@ def _key_values(keys):
 class FamilyState:
     """What the plan needs of one family's table besides the objects changed: whether anything
     else keeps the table (other objects' chains, anyone's chains), whether its scaffold is there,
-    the masquerading set's keys, and those that objects not in the change still need."""
+    the masquerading set's keys, and of the keys the change holds or asks for, those that objects
+    not in the change need too (the others' other keys stay as they are, whatever the change)."""
 
     kept: bool = False
     scaffold: bool = False
@@ -955,8 +956,9 @@ class NftablesSnapshot(Snapshot):
         rules = {(chain, canonical(expr)) for chain, _handle, _comment, expr in self.tables[family].rules if chain in BASE_CHAINS}
         return set(_scaffold_rules(family)) <= rules
 
-    def family_state(self, family, keys):
-        """FamilyState of one family's table for a change of the objects keys (the others stay)."""
+    def family_state(self, family, keys, candidates):
+        """FamilyState of one family's table for a change of the objects keys (the others stay),
+        whose rules before and after hold the masquerading keys candidates."""
         table = self.tables.get(family)
         if table is None:
             return FamilyState()
@@ -968,7 +970,7 @@ class NftablesSnapshot(Snapshot):
             kept=any(chain not in BASE_CHAINS and not changing.owner(chain) for chain in table.chains),
             scaffold=self._has_scaffold(family) and {fields["name"] for _kind, fields in _scaffold_sets(family)} <= sets,
             masquerade=set(table.masquerade),
-            kept_masquerade=set().union(*(mine.masquerade for mine in others.values())),
+            kept_masquerade={key for mine in others.values() for key in mine.masquerade if key in candidates},
         )
 
 
@@ -1011,14 +1013,17 @@ class NftablesRecordedState(RecordedState):
             return True
         return any(key not in changes and _family_of_definition(entry["definition"]) == family for key, entry in self.recorded.items())
 
-    def family_state(self, family, keys):
+    def family_state(self, family, keys, candidates):
         changing = set(keys)
         here = {key: entry["definition"] for key, entry in self.recorded.items() if _family_of_definition(entry["definition"]) == family}
-        kept = set()
-        for key, definition in here.items():
-            if key not in changing and key[0] == BALANCER and definition["masquerade"]:
-                kept.update(_masquerade_key(definition["vip"], backend["address"], definition["protocol"], backend["port"])
-                            for backend in definition["backends"])
+        # Only whether another balancer needs a candidate key matters: looked up by its fields,
+        # so a change of one service costs its own keys, not every endpoint's. A drained backend
+        # has no key (render_balancer).
+        wanted = {tuple(json.loads(key)) for key in candidates}
+        kept = {_masquerade_key(definition["vip"], backend["address"], definition["protocol"], backend["port"])
+                for key, definition in here.items() if key not in changing and key[0] == BALANCER and definition["masquerade"]
+                for backend in definition["backends"]
+                if not backend.get("drain") and (definition["vip"], backend["address"], definition["protocol"], backend["port"]) in wanted}
         held = set().union(*(owned[family].masquerade for owned in self.owned([key for key in changing if key in here]).values() if family in owned))
         return FamilyState(kept=any(key not in changing for key in here), scaffold=any(key[0] == BALANCER for key in here),
                            masquerade=kept | held, kept_masquerade=kept)
@@ -1104,7 +1109,8 @@ class NftablesEngine(Engine):
             pairs = {key: (current.get(family, empty), desired.get(family, empty)) for key, (current, desired) in changes.items()}
             changed = {key: pair for key, pair in pairs.items() if pair[0].canonical() != pair[1].canonical()}
             if changed:
-                commands += _family_commands(family, list(changed.values()), snapshot.family_state(family, list(changed)))
+                candidates = {key for current, desired in changed.values() for key in (*current.masquerade, *desired.masquerade)}
+                commands += _family_commands(family, list(changed.values()), snapshot.family_state(family, list(changed), candidates))
         return _batch(commands)
 
     def apply(self, plan, check_only=False):

@@ -286,6 +286,13 @@ def test_a_record_plans_the_removal_of_a_mirror_jump_only_with_its_table():
     assert recorded_transaction((web(), http()), {HTTP: None, WEB: None}) == ["delete table ip netmagic"]
 
 
+def test_a_key_that_only_a_drained_backend_of_another_balancer_names_is_added_from_a_record_as_from_a_listing():
+    drained = web([{"address": "198.18.0.21", "drain": True}, "198.18.0.22"])
+    listed = transaction((drained,), {API: api()})
+    assert "add masquerading: 198.18.0.100 . 198.18.0.21 . tcp . 80" in listed, listed
+    assert recorded_transaction((drained,), {API: api()}) == listed
+
+
 def web6():
     return build_balancer({"name": "web6", "vip": "2001:2::100", "port": 80, "backends": ["2001:2::21"]})
 
