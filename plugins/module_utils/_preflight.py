@@ -20,9 +20,10 @@ def _ip(host):
     return path
 
 
-def own_addresses(ip_addr_output):
-    """Addresses from `ip -o addr show` lines ('2: eth0    inet 198.18.0.11/24 ...')."""
-    return {match.group(1) for match in re.finditer(r"\binet6? ([0-9a-fA-F.:]+)/\d+", ip_addr_output)}
+def is_local(ip_route_get_output):
+    """Whether `ip route get` answered with a local route: the address is this host's own
+    ('local 198.18.0.11 dev lo src 198.18.0.11 uid 0'), through any interface."""
+    return ip_route_get_output.startswith("local ")
 
 
 def next_hop(ip_route_get_output):
@@ -53,16 +54,14 @@ def check_gateway(host, mirror):
     ip = _ip(host)
     if mirror.gateway_interface:
         _check_interface(host, ip, mirror.gateway_interface)
-    _rc, out, _err = host.read([ip, "-o", "addr", "show"])
-    own = own_addresses(out)
     through = ["oif", mirror.gateway_interface] if mirror.gateway_interface else []
     for index, collector in enumerate(mirror.collectors):
         parameter = "gateways[%d]" % index if mirror.pool else "gateway"
-        if collector in own:
-            raise ValidationError(parameter, collector, "is an address of this host: the clones would never leave it" + FORCE_HINT)
         rc, out, err = host.read([ip, "route", "get", collector] + through)
         if rc != 0:
             raise ValidationError(parameter, collector, "has no route from this host (%s)%s" % (err.strip(), FORCE_HINT))
+        if is_local(out):
+            raise ValidationError(parameter, collector, "is an address of this host: the clones would never leave it" + FORCE_HINT)
         via = next_hop(out)
         if via:
             raise ValidationError(parameter, collector, "is not on-link: its route goes via %s, and TEE needs the collector "

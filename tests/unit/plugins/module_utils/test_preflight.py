@@ -2,17 +2,19 @@
 
 import pytest
 
-from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import link_flags, next_hop, own_addresses
+from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import is_local, link_flags, next_hop
 
-ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
-2: eth0    inet 198.18.0.11/24 scope global eth0\\       valid_lft forever preferred_lft forever
-2: eth0    inet6 2001:2::b/64 scope global \\       valid_lft forever preferred_lft forever
-2: eth0    inet6 fe80::b/64 scope link \\       valid_lft forever preferred_lft forever
-"""
-
-
-def test_own_addresses():
-    assert own_addresses(ADDR) == {"127.0.0.1", "198.18.0.11", "2001:2::b", "fe80::b"}
+@pytest.mark.parametrize(
+    "output, local",
+    [
+        ("local 198.18.0.11 dev lo src 198.18.0.11 uid 0 \n    cache <local> \n", True),
+        ("local 2001:2::b from :: dev lo table local proto kernel src 2001:2::b metric 0 pref medium\n", True),
+        ("198.18.0.12 dev eth0 src 198.18.0.11 uid 0 \n    cache \n", False),
+        ("2001:2::c from :: dev eth0 proto kernel src 2001:2::b metric 256 pref medium\n", False),
+    ],
+)
+def test_is_local(output, local):
+    assert is_local(output) is local
 
 
 @pytest.mark.parametrize(
