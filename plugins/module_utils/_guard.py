@@ -33,46 +33,48 @@ BUILTIN = r"(?:PREROUTING|FORWARD|OUTPUT|POSTROUTING)"
 # A backend's xt_recent list of clients (session affinity), matched on the whole source address.
 RECENT = r"--name {owned} --mask (?:255\.255\.255\.255|ffff(?::ffff){{7}}) --rsource"
 
-# Every rule the iptables renderer writes, after '-A CHAIN ' (or '-I CHAIN 1 ').
+# Every rule the iptables renderer writes, after '-A CHAIN ' (or '-I CHAIN 1 '), with the target
+# of its last -j (None: an owned chain). A shape fits only rules with its own target.
 RULE_SHAPES = (
     # mirror: TEE
-    r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
-    r"(?:-m connmark --mark {mark}/{mark} )?-j TEE --gateway {addr}(?: --oif {device})?",
+    ("TEE", r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
+            r"(?:-m connmark --mark {mark}/{mark} )?-j TEE --gateway {addr}(?: --oif {device})?"),
     # mirror: traffic with a collector or an excluded network is not cloned
-    r"-[ds] {net} -j RETURN",
+    ("RETURN", r"-[ds] {net} -j RETURN"),
     # sampled mirror: a new connection goes to the sampler, which marks one in N
-    r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
-    r"-m conntrack --ctstate NEW -j {owned}",
-    r"(?:-m connmark --mark 0x0/{mark} )?(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?"
-    r"(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?-j CONNMARK --set-xmark {mark}/{mark}",
+    (None, r"(?:-[ds] {net} )?(?:-[io] {iface} )?(?:-p {l4} -m {l4} --[ds]port {ports} |-p (?:tcp|udp|icmp|ipv6-icmp) )?"
+           r"-m conntrack --ctstate NEW -j {owned}"),
+    ("CONNMARK", r"(?:-m connmark --mark 0x0/{mark} )?(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?"
+                 r"(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?-j CONNMARK --set-xmark {mark}/{mark}"),
     # a pool's sampler hands the connections it takes to the pool's chooser
-    r"(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?"
-    r"(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?-j {owned}",
+    (None, r"(?:-m statistic --mode nth --every [1-9][0-9]{{0,6}} --packet 0 )?"
+           r"(?:-m limit --limit [1-9][0-9]{{0,4}}/sec (?:--limit-burst [1-9][0-9]{{0,4}} )?)?-j {owned}"),
     # mirror jump
-    r"-m comment --comment {tag} -j {owned}",
+    (None, r"-m comment --comment {tag} -j {owned}"),
     # balancer: endpoint, service cascade, masquerade and their jumps
-    r"-p {l4} (?:-m recent --set {recent} )?-j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}",
-    r"-m recent --rcheck --seconds [1-9][0-9]{{0,4}} --reap {recent} -j {owned}",
+    ("DNAT", r"-p {l4} (?:-m recent --set {recent} )?-j DNAT --to-destination (?:{addr4}|\[{addr6}\]):{port}"),
+    (None, r"-m recent --rcheck --seconds [1-9][0-9]{{0,4}} --reap {recent} -j {owned}"),
     # source_hash: a classic BPF program of at most 64 instructions, as numbers only
-    r'-m bpf --bytecode "[1-9][0-9]?(?:,[0-9]{{1,3}} [0-9]{{1,3}} [0-9]{{1,3}} [0-9]{{1,10}}){{1,64}}" -j {owned}',
-    r"(?:-m statistic --mode nth --every [0-9]{{1,4}} --packet 0 |-m statistic --mode random --probability [01]\.[0-9]{{11}} )?-j {owned}",
-    r"(?:-s {net} )?-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}",
-    r"-j MASQUERADE",
-    r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}",
+    (None, r'-m bpf --bytecode "[1-9][0-9]?(?:,[0-9]{{1,3}} [0-9]{{1,3}} [0-9]{{1,3}} [0-9]{{1,10}}){{1,64}}" -j {owned}'),
+    (None, r"(?:-m statistic --mode nth --every [0-9]{{1,4}} --packet 0 |-m statistic --mode random --probability [01]\.[0-9]{{11}} )?-j {owned}"),
+    (None, r"(?:-s {net} )?-d {net} -p {l4} -m {l4} --dport {port} -m comment --comment {tag} -j {owned}"),
+    ("MASQUERADE", r"-j MASQUERADE"),
+    (None, r"-p {l4} -m conntrack --ctstate DNAT --ctorigdst {addr} --ctorigdstport {port} -m comment --comment {tag} -j {owned}"),
 )
 # A value or mask of the connection mark, as iptables-save prints it.
 MARK = r"0x(?:0|[1-9a-f][0-9a-f]{0,7})"
-RULE = "(?:%s)" % "|".join(shape.format(net=NET, iface=IFACE, device=DEVICE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, mark=MARK,
-                                        tag=TAG, owned=OWNED, recent=RECENT.format(owned=OWNED)) for shape in RULE_SHAPES)
-# Compiled on the first write, not at import: a run that changes nothing never needs it.
-RESTORE_LINE_PATTERN = "|".join((
+FIELDS = dict(net=NET, iface=IFACE, device=DEVICE, l4=L4, ports=PORTS, port=PORT, addr=ADDR, addr4=ADDR4, addr6=ADDR6, mark=MARK,
+              tag=TAG, owned=OWNED, recent=RECENT.format(owned=OWNED))
+# Owned chain names have no space, so a rule line splits at its head unambiguously.
+RULE_HEAD = re.compile(r"-A (?:{owned}|{builtin}) |-I {builtin} 1 ".format(owned=OWNED, builtin=BUILTIN))
+OTHER_LINE = re.compile("|".join((
     r":{owned} - \[0:0\]",
-    r"-A (?:{owned}|{builtin}) {rule}",
-    r"-I {builtin} 1 {rule}",
     # A deletion names a rule as iptables-save printed it: printable ASCII, one line.
     r"-D {builtin} [\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?",
     r"-X {owned}",
-)).format(owned=OWNED, builtin=BUILTIN, rule=RULE)
+)).format(owned=OWNED, builtin=BUILTIN))
+SHAPES_OF_TARGET = {target: [index for index, (own, _shape) in enumerate(RULE_SHAPES) if own == target]
+                    for target in {target for target, _shape in RULE_SHAPES}}
 TABLE_LINE = re.compile(r"\*(nat|mangle)")
 
 
@@ -80,9 +82,20 @@ class GuardError(EngineError):
     """A buffer or batch holds what no renderer of this collection writes."""
 
 
-@functools.lru_cache(maxsize=1)
-def _restore_line():
-    return re.compile(RESTORE_LINE_PATTERN)
+@functools.lru_cache(maxsize=None)
+def _rule_shape(index):
+    """Compiled on first use: a run compiles only the shapes of the rules it writes."""
+    return re.compile(RULE_SHAPES[index][1].format(**FIELDS))
+
+
+def _fitting_shape(rule, first):
+    """The index of the shape rule fits, trying first the shape of the line before; None if none."""
+    target = (" " + rule).rpartition(" -j ")[2].partition(" ")[0]
+    shapes = SHAPES_OF_TARGET.get(target) or SHAPES_OF_TARGET[None]
+    for index in sorted(shapes, key=lambda index: index != first):
+        if _rule_shape(index).fullmatch(rule):
+            return index
+    return None
 
 
 def _refuse(what, lines, index, reason):
@@ -95,7 +108,7 @@ def check_restore_buffer(buffer, what="the iptables-restore input"):
     lines = buffer.split("\n")
     if lines[-1] == "":
         lines.pop()
-    table = None
+    table = shape = None
     for index, line in enumerate(lines):
         if table is None:
             match = TABLE_LINE.fullmatch(line)
@@ -104,8 +117,13 @@ def check_restore_buffer(buffer, what="the iptables-restore input"):
             table = match.group(1)
         elif line == "COMMIT":
             table = None
-        elif not _restore_line().fullmatch(line):
-            _refuse(what, lines, index, "a line of a shape this collection never writes")
+        elif OTHER_LINE.fullmatch(line):
+            continue
+        else:
+            head = RULE_HEAD.match(line)
+            shape = _fitting_shape(line[head.end():], shape) if head else None
+            if shape is None:
+                _refuse(what, lines, index, "a line of a shape this collection never writes")
     if table is not None:
         _refuse(what, lines, len(lines) - 1, "table %s is not committed" % table)
     return buffer

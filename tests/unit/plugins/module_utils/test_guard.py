@@ -1,12 +1,25 @@
 """The writer guards: each case is a buffer or batch and whether the guard lets it through."""
 
+import re
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _iptables_rules as iprules
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _nftables_engine as nft
-from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import GuardError, check_nft_commands, check_restore_buffer
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import build_balancer, build_mirror
+from ansible_collections.netmagic.netfilter.plugins.module_utils._guard import (
+    BUILTIN,
+    FIELDS,
+    OWNED,
+    RULE_SHAPES,
+    GuardError,
+    check_nft_commands,
+    check_restore_buffer,
+)
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_mirror
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import chain_name
+from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.strategies import valid_balancer_params, valid_mirror_params
 
 SVC = chain_name("SVC", "balancer", "web")
 SEP = chain_name("SEP", "balancer", "web", 0)
@@ -121,3 +134,34 @@ def test_nft_commands_outside_the_grammar_are_refused(command, words):
     with pytest.raises(GuardError, match="internal error") as error:
         check_nft_commands([nft_rule(), command])
     assert "line 2" in str(error.value) and words in str(error.value)
+
+
+# Every shape in one alternation, as one grammar: what the guard's dispatch by target must agree with.
+ONE_GRAMMAR = re.compile(r"(?:-A (?:{owned}|{builtin})|-I {builtin} 1) (?:{rules})".format(
+    owned=OWNED, builtin=BUILTIN, rules="|".join(shape.format(**FIELDS) for _target, shape in RULE_SHAPES)))
+
+
+def _built(build, params):
+    try:
+        return build(params)
+    except ValidationError:
+        return None  # the strategies' combinations are not all valid
+
+
+RULE_LINES = st.one_of(valid_mirror_params().map(lambda params: _built(build_mirror, params)),
+                       valid_balancer_params().map(lambda params: _built(build_balancer, params))).filter(bool).map(
+    lambda obj: [line for line in iprules.restore_buffer({}, iprules.render(obj), obj.family).splitlines() if line[:3] in ("-A ", "-I ")])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(RULE_LINES, st.integers(min_value=0), st.sampled_from(["", " ", "x", "-", "0", ":", '"', "-j DROP", "-j NM-SVC-0123456789abcdef-x"]))
+def test_a_rule_line_passes_exactly_when_one_grammar_of_every_shape_takes_it(lines, position, insert):
+    line = lines[position % len(lines)]
+    cut = position % (len(line) + 1)
+    for candidate in (line, line[:cut] + insert + line[cut:], line[:cut] + insert):
+        try:
+            check_restore_buffer("*nat\n%s\nCOMMIT\n" % candidate)
+            passed = True
+        except GuardError:
+            passed = False
+        assert passed == bool(ONE_GRAMMAR.fullmatch(candidate)), candidate
