@@ -69,6 +69,8 @@ BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 # checked without building an IPv4Address (a tenth of the time, at 10,000 backends).
 OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 CANONICAL_IPV4 = re.compile(r"\.".join([OCTET] * 4))
+# The usual backend, 'A.B.C.D' or 'A.B.C.D:PORT' in canonical form, told in one match.
+CANONICAL_IPV4_ENDPOINT = re.compile(r"(?P<address>%s)(?::(?P<port>[1-9][0-9]{0,4}))?" % CANONICAL_IPV4.pattern)
 
 
 class ValidationError(ValueError):
@@ -611,6 +613,15 @@ def _split_endpoint(text):
 
 
 def _backend_from_string(parameter, text, default_port):
+    """_parsed_backend, with the usual backend told by one match (10,000 of them in a run)."""
+    usual = CANONICAL_IPV4_ENDPOINT.fullmatch(text)
+    address, port = usual.group("address", "port") if usual else (None, None)
+    if usual and _canonical_unicast_ipv4(address) and (port is None or int(port) <= 65535):
+        return Backend(address=address, port=int(port) if port else default_port)
+    return _parsed_backend(parameter, text, default_port)
+
+
+def _parsed_backend(parameter, text, default_port):
     address, port = _split_endpoint(text)
     address = unicast_address(parameter, address)
     if text.strip(" ").startswith("[") and family_of(address) == 4:
@@ -650,9 +661,10 @@ def _backends(items, default_port):
     seen = {}
     for index, item in enumerate(items):
         backend = _backend(index, item, default_port)
-        if backend.endpoint in seen:
-            raise ValidationError("backends[%d]" % index, item, "repeats backend %s (backends[%d])" % (backend.endpoint, seen[backend.endpoint]))
-        seen[backend.endpoint] = index
+        key = (backend.address, backend.port)
+        if key in seen:
+            raise ValidationError("backends[%d]" % index, item, "repeats backend %s (backends[%d])" % (backend.endpoint, seen[key]))
+        seen[key] = index
         backends.append(backend)
     return tuple(backends)
 
@@ -696,7 +708,8 @@ def build_balancer(params):
     for network in balancer.source_ranges:
         _same_family("source_ranges", network, balancer.family, "vip")
     for index, backend in enumerate(balancer.backends):
-        _same_family("backends[%d]" % index, backend.address, balancer.family, "vip")
+        if family_of(backend.address) != balancer.family:
+            _same_family("backends[%d]" % index, backend.address, balancer.family, "vip")
         if (backend.address, backend.port) == (balancer.vip, balancer.port):
             raise ValidationError("backends[%d]" % index, backend.endpoint, "is the VIP itself: connections would loop")
     if balancer.mode == "source_hash" and balancer.affinity != "none":

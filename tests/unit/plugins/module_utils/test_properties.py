@@ -14,7 +14,9 @@ from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     INTERFACE_PATTERN,
     NAME_PATTERN,
     ValidationError,
+    _backend_from_string,
     _canonical_unicast_ipv4,
+    _parsed_backend,
     build_balancer,
     build_mirror,
 )
@@ -139,3 +141,22 @@ ADDRESSES = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
 @PROPERTY_SETTINGS
 def test_a_masquerading_key_formatted_directly_is_the_canonical_one(address, backend, protocol, port):
     assert nft._masquerade_key(address, backend, protocol, port) == nft._key(address, backend, protocol, port)
+
+
+OCTETS = st.one_of(st.integers(min_value=0, max_value=300).map(str), st.sampled_from(["00", "01", "010", "255", "256", "", "1a"]))
+PORTS = st.one_of(st.none(), st.integers(min_value=0, max_value=99999).map(str), st.sampled_from(["080", "", " 80", "65536", "8o"]))
+
+
+def _outcome(parse, text):
+    try:
+        return parse("backends[0]", text, 443)
+    except ValidationError as error:
+        return str(error)
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(OCTETS, min_size=3, max_size=5), PORTS, st.sampled_from(["", " ", "[", "]", "\n"]))
+def test_the_usual_backend_is_told_as_the_whole_parser_tells_it(octets, port, affix):
+    text = ".".join(octets) + ("" if port is None else ":" + port)
+    for candidate in (text, affix + text, text + affix):
+        assert _outcome(_backend_from_string, candidate) == _outcome(_parsed_backend, candidate), candidate
