@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
     BALANCER,
     MIRROR,
+    ValidationError,
     build_balancer,
     build_listed,
     build_mirror,
+    rebuild,
 )
 from ansible_collections.netmagic.netfilter.plugins.module_utils._naming import CHAIN_PREFIX, ChainOwners, chain_role
 
@@ -200,15 +202,24 @@ def expected_drift(engine, expected, objects, owned_of):
 
 
 def recorded_drift(engine, recorded, objects, owned_of, kinds):
-    """Without definitions: how each object of the other kinds differs from what the collection last applied."""
-    recorded = {owner: rules for owner, rules in recorded.items() if owner[0] not in kinds}
-    owned = owned_of(list(recorded))
+    """Without definitions: how each object of the other kinds differs from what the collection
+    last applied, the rendering of the definition it recorded (validated again: it comes from a
+    file; an entry whose definition does not validate tells nothing)."""
+    applied = {}
+    for owner, entry in recorded.items():
+        definition = entry.get("definition")
+        if owner[0] not in kinds and isinstance(definition, dict):
+            try:
+                applied[owner] = engine.render(rebuild(owner[0], definition))
+            except ValidationError:
+                continue
+    owned = owned_of(list(applied))
     findings = []
-    for owner, rules in sorted(recorded.items()):
+    for owner, rules in sorted(applied.items()):
         if owner not in objects and not owned[owner]:
             findings.append(finding("object_missing", owner, detail="applied by the collection, and its rules are gone"))
         else:
-            findings += described_drift(owner, engine.describe(owned[owner]), (rules["chains"], rules["rules"]))
+            findings += definition_drift(engine, owner, owned[owner], rules)
     return findings
 
 

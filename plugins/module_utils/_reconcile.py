@@ -210,9 +210,7 @@ def _unlisted(claims, objects, params):
 
 
 def _entry(engine, obj, rules, digests, inputs, key):
-    chains, lines = engine.describe(rules)
-    entry = {"chains": chains, "rules": lines, "digest": digests[key], "definition": definition(obj),
-             "signatures": sorted(engine.signatures(rules))}
+    entry = {"digest": digests[key], "definition": definition(obj), "signatures": sorted(engine.signatures(rules))}
     if inputs.get(key):
         entry["input"] = inputs[key]
     return entry

@@ -5,9 +5,9 @@
 without being given the definitions, and a run that changes nothing need not read the rules.
 
 One JSON file per engine backend and network namespace under RECORD_DIR: {"KIND:NAME":
-{"chains": [...], "rules": [...], "digest": ..., "definition": {...}, "signatures": [...]}}, the
-object's rules as the engine describes them, its validated definition and that definition's
-digest, the services it claims, and under "trust" the nf_tables generation, or for legacy
+{"digest": ..., "definition": {...}, "signatures": [...], "input": ...}}, the object's validated
+definition (whose rendering is its rules) and that definition's digest, the services it claims,
+the digest of the input it was built from, and under "trust" the nf_tables generation, or for legacy
 x_tables a fingerprint of the ruleset (with the boot and the code that rendered it), at which
 every owned object on the host held exactly its recorded rules. The network namespace is named by its cookie, which is the same
 for a host's own namespace at every boot and different for each container or test namespace
@@ -112,7 +112,7 @@ def trust_now(host, engine, fingerprint=True):
 
 @dataclass
 class Record:
-    """objects: {(kind, name): {"chains", "rules", "digest", "definition", "signatures"}}; code:
+    """objects: {(kind, name): {"digest", "definition", "signatures", "input"}}; code:
     the code_digest of the code that described them; trust: {"generation", "boot", "code"} or None."""
 
     objects: dict = field(default_factory=dict)
@@ -209,15 +209,15 @@ def recalled_definitions(directory=None):
 
 
 def load(backend, directory=None):
-    """{(kind, name): {"chains", "rules", ...}} last recorded for the backend here; {} when none."""
+    """{(kind, name): {"digest", "definition", ...}} last recorded for the backend here; {} when none."""
     return read(backend, directory).objects
 
 
 def update(backend, entries, directory=None, trust=None, record=None):
-    """Records, for each (kind, name) in entries, its entry ({"chains", "rules", "digest",
-    "definition", "signatures"}) or, for None, that it is gone; trust is the state the whole
-    record now holds at, or None. Only canonical values are written: the engine's describe
-    output and signatures, hex digests, validated definitions, an int and the kernel's boot id
+    """Records, for each (kind, name) in entries, its entry ({"digest", "definition",
+    "signatures", "input"}) or, for None, that it is gone; trust is the state the whole
+    record now holds at, or None. Only canonical values are written: the engine's
+    signatures, hex digests, validated definitions, an int and the kernel's boot id
     as its pattern allows. A record left with no object is removed, so namespaces and hosts that
     no longer hold any leave no file. record: the Record read earlier in the same run."""
     record = record or read(backend, directory)

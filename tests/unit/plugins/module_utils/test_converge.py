@@ -5,8 +5,16 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils import _host, _record, _reconcile
 from ansible_collections.netmagic.netfilter.plugins.module_utils._host import EngineError
-from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesLegacyEngine
-from ansible_collections.netmagic.netfilter.plugins.module_utils._model import ValidationError, build_balancer, build_mirror, digest
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_engine import IptablesLegacyEngine, IptablesNftEngine
+from ansible_collections.netmagic.netfilter.plugins.module_utils._iptables_rules import render
+from ansible_collections.netmagic.netfilter.plugins.module_utils._model import (
+    ValidationError,
+    build_balancer,
+    build_mirror,
+    definition,
+    digest,
+    rebuild,
+)
 from ansible_collections.netmagic.netfilter.tests.unit.plugins.module_utils.kernel import SimulatedHost
 
 WEB = ("balancer", "web")
@@ -45,10 +53,9 @@ def test_a_new_object_is_one_restore_and_the_second_run_writes_nothing():
     host.ran.clear()
     again = converge(host, {WEB: web(), HTTP: http()})
     assert not again.changed and host.writes() == []
-    described = {key: again.engine.describe(again.desired[key]) for key in (WEB, HTTP)}
     recorded = _record.load("xtables-nft")
-    assert {key: (entry["chains"], entry["rules"], entry["digest"]) for key, entry in recorded.items()} == {
-        key: (chains, lines, digest(obj)) for (key, (chains, lines)), obj in zip(described.items(), (web(), http()))}
+    assert {key: (entry["definition"], entry["digest"]) for key, entry in recorded.items()} == {
+        key: (definition(obj), digest(obj)) for key, obj in ((WEB, web()), (HTTP, http()))}
 
 
 def test_a_run_that_finds_everything_as_recorded_reads_no_rules():
@@ -57,7 +64,7 @@ def test_a_run_that_finds_everything_as_recorded_reads_no_rules():
     host.ran.clear()
     outcome = converge(host, {WEB: web(), HTTP: http()}, engine="iptables-nft")
     recorded = _record.load("xtables-nft")[WEB]
-    assert not outcome.changed and list(outcome.engine.describe(outcome.desired[WEB])) == [recorded["chains"], recorded["rules"]]
+    assert not outcome.changed and outcome.engine.render(rebuild("balancer", recorded["definition"])) == outcome.desired[WEB]
     assert host.reads() == [], "the other backend, which has no table set up, was read"
     host.plant("legacy", 4, "nat", "PREROUTING", "-A PREROUTING -p udp -m udp --dport 53 -j ACCEPT")
     host.ran.clear()
@@ -117,7 +124,7 @@ def test_auto_knows_the_backend_in_use_from_a_trusted_record():
 def test_a_recorded_object_the_host_lost_keeps_the_record_untrusted_unless_its_kind_is_exclusive(exclusive):
     host = SimulatedHost()
     converge(host, {WEB: web(), API: web(name="api", port=443)}, engine="iptables-nft")
-    chains = _record.load("xtables-nft")[API]["chains"]
+    chains = IptablesNftEngine.describe(render(web(name="api", port=443)))[0]
     for table in host.kernel[("nft", 4)].values():  # someone deletes api by hand
         for chain in [c for c in table if c in chains]:
             del table[chain]
