@@ -90,7 +90,7 @@ class SimulatedHost:
                 return 1, "", 'Device "%s" does not exist.\n' % args[4]
             return 0, "5: %s: <%s> mtu 1500 qdisc noqueue state UNKNOWN mode DEFAULT\n" % (args[4], self.links[args[4]]), ""
         destination, device = args[2], args[4] if args[3:4] == ["oif"] else "eth0"
-        if destination in (address.split("/")[0] for address in self.addresses):
+        if destination in (address.split("/", maxsplit=1)[0] for address in self.addresses):
             return 0, "local %s dev lo src %s uid 0\n" % (destination, destination), ""
         via = " via %s" % self.routed[destination] if destination in self.routed else ""
         return 0, "%s%s dev %s src 198.18.0.11 uid 0\n" % (destination, via, device), ""

@@ -4,6 +4,7 @@ import pytest
 
 from ansible_collections.netmagic.netfilter.plugins.module_utils._preflight import is_local, link_flags, next_hop
 
+
 @pytest.mark.parametrize(
     "output, local",
     [
