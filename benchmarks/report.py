@@ -217,6 +217,13 @@ def plot_control(control, path):
     plt.close(figure)
 
 
+def _measured_apart(section):
+    """What a section written into the results of another run (`--into`) says of its own run."""
+    if "command" not in section:
+        return ""
+    return " Measured on its own, from %s, in %.0f min: `%s`." % (section["started"], section["seconds"] / 60, " ".join(section["command"]))
+
+
 def control_section(control, plot_name):
     steps = control["steps"]
     parts = ["## 1. Apply at scale", "",
@@ -228,8 +235,8 @@ def control_section(control, plot_name):
              "inventory-driven play does). Both with `run_module` (the module "
              "file run by the venv's Python inside the namespace, as Ansible runs it, without Ansible's per-task overhead). "
              "Cells: median (min–max) seconds, and below it the ratio to the floor of the same kernel tables, computed per "
-             "repeat (both ran side by side) and summarised the same way."
-             % control["loop_repeats"], "",
+             "repeat (both ran side by side) and summarised the same way.%s"
+             % (control["loop_repeats"], _measured_apart(control)), "",
              "Engines measured (from the registry, `_engines.ENGINE_NAMES`): %s." % ", ".join("`%s`" % e for e in control["engines"]), ""]
     for size in control["sizes"]:
         startup = size["startup"]

@@ -53,6 +53,9 @@ def parse_args(argv=None):
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run: %s" % ",".join(SECTIONS))
     parser.add_argument("--name", help="results file benchmarks/results/NAME.json (default latest, with --full full)")
     parser.add_argument("--no-install", action="store_true", help="skip installing tools, matplotlib and the collection")
+    parser.add_argument("--into", action="store_true",
+                        help="write the sections run into the results file NAME already holds, each marked with when and how "
+                             "it was measured, and keep its other sections: one section of the documented run measured again")
     args = parser.parse_args(argv)
     args.name = args.name or ("full" if args.full else "latest")
     for option, value in (FULL if args.full else DEFAULTS).items():
@@ -133,6 +136,16 @@ def save(results, path):
         json.dump(results, handle, indent=1)
 
 
+def _with_sections_measured_apart(path, measured_now):
+    """The results already in path, to which this run's sections are added (each with when and
+    how it was measured): the machine and the run that made the file stay as they were."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise SystemExit("benchmarks: --into needs %s from an earlier run" % path) from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not args.no_install:
@@ -144,19 +157,28 @@ def main(argv=None):
     started = time.monotonic()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", args.name + ".json")
-    results = {"machine": machine.describe(), "command": ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])],
-               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "section_seconds": {}}
+    command = ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])]
+    results = {"machine": machine.describe(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "section_seconds": {}}
+    if args.into:
+        results = _with_sections_measured_apart(path, results)
+
+    # Written into another file, a section's partial results never replace the ones kept.
+    partial_path = path[:-len(".json")] + "-partial.json" if args.into else path
 
     def checkpoint(key, partial):
-        save(dict(results, **{key: partial}), path)
+        save(dict(results, **{key: partial}), partial_path)
 
     for key, action in sections(args, checkpoint):
         section_started = time.monotonic()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         results[key] = action()
-        results["section_seconds"][key] = time.monotonic() - section_started
-        results["total_seconds"] = time.monotonic() - started
+        if args.into:
+            results[key] = dict(results[key], started=stamp, command=command, seconds=time.monotonic() - section_started)
+        else:
+            results["section_seconds"][key] = time.monotonic() - section_started
+            results["total_seconds"] = time.monotonic() - started
         save(results, path)  # a later section's failure keeps what was measured
-    log("results: %s (%.0f s)" % (path, results["total_seconds"]))
+    log("results: %s (%.0f s)" % (path, time.monotonic() - started))
     log("report: %s" % report.write(path))
 
 
