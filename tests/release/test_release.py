@@ -187,7 +187,7 @@ def _runner_data_directory(path, collections, lab):
     """A private data directory as AWX gives ansible-runner one: the inventory with its group
     variables, the environment (the collections of the tarball only), and a project whose
     playbook imports the collection's site playbook."""
-    (path / "inventory").mkdir()
+    (path / "inventory").mkdir(parents=True)
     lab.write_inventory(path / "inventory" / "hosts.yml")
     _site_group_vars(path / "inventory" / "group_vars", lab, {"group": "backends", "port_var": "backend_port"})
     (path / "env").mkdir()
