@@ -232,6 +232,8 @@ def assert_routed_clones(make_lab, engine, family, service, cloned):
     assert lab.http_requests("web") == 5, "the web server saw a request more than once"
 
 
+# Tests that read whole connections from captures run alone: with two tests at a time on two
+# cores a capture once lost a connection's first packet.
 def connection_packets(pcap, service_port=80):
     """{(client port, client's initial sequence number): packets} of the TCP connections in a
     capture, in the order they began, as tshark reads them (a port may serve two connections)."""
@@ -248,6 +250,7 @@ def connection_packets(pcap, service_port=80):
     return {keys[stream]: count for stream, count in streams.items()}
 
 
+@pytest.mark.alone  # whole connections from captures (connection_packets)
 def test_a_sampled_mirror_clones_one_connection_in_n_whole_in_both_directions(make_lab, engine, family):
     lab = mirror_lab(make_lab)
     apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"], sample=4, engine=engine)
@@ -258,7 +261,7 @@ def test_a_sampled_mirror_clones_one_connection_in_n_whole_in_both_directions(ma
     assert mirrored == {port: sent[port] for port in list(sent)[::4]}, "not the first of every 4 connections, each whole"
 
 
-@pytest.mark.alone  # a rate per second: beside other tests, its seconds stretch and its clones may drop
+@pytest.mark.alone  # a rate per second: beside other tests, its seconds stretch
 def test_a_capped_mirror_clones_at_most_its_rate_of_new_connections_each_whole(make_lab, engine, family):
     lab = mirror_lab(make_lab)
     apply(lab, "sender", "tee_mirror", name="http", gateway=address(lab, "collector", family), ports=["80"], max_new_connections=5,
@@ -276,6 +279,7 @@ def test_a_capped_mirror_clones_at_most_its_rate_of_new_connections_each_whole(m
                      max_new_connections=5, engine=engine)["changed"]
 
 
+@pytest.mark.alone  # whole connections from captures (connection_packets)
 def test_a_pool_sends_each_connection_wholly_to_one_collector_in_turn(make_lab, engine, family):
     lab = make_lab(backends=2)
     lab.start_http("web", 80)
