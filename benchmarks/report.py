@@ -113,6 +113,12 @@ def _startup_of(size, kind, step):
     return startup["module"]
 
 
+def _over_budget(module, floor, calls, startup_samples):
+    """Module time over 2 x floor + calls start-ups, per repeat."""
+    budget = [GOAL_FLOOR_FACTOR * f + calls * s for f, s in zip(floor["samples"], startup_samples)]
+    return ratios(module, {"samples": budget})
+
+
 def floor_goal_rows(size, steps):
     """Module time over (2 x floor + start-up of every module process), per engine and step; and,
     the stricter reading, over a budget with the imports' start-up alone."""
@@ -126,16 +132,12 @@ def floor_goal_rows(size, steps):
             module, base = entry["steps"][step], floor[step]
             calls = _module_calls(size, entry["kind"], step)
             startup = _startup_of(size, entry["kind"], step)
-
-            def over_budget(startup_samples):
-                budget = [GOAL_FLOOR_FACTOR * f + calls * s for f, s in zip(base["samples"], startup_samples)]
-                return ratios(module, {"samples": budget})
-            versus_budget = over_budget(startup["samples"])
+            versus_budget = _over_budget(module, base, calls, startup["samples"])
             beyond = {"samples": [m - calls * s for m, s in zip(module["samples"], startup["samples"])]}
             met = versus_budget["median"] <= 1
             rows.append([name, step, calls, seconds(module), seconds(base), _s(startup["median"]) + " × %d" % calls,
                          plain(versus_budget), times(ratios(beyond, base), 1), "met" if met else "missed by %.1f×" % versus_budget["median"],
-                         plain(over_budget(bare["samples"]))])
+                         plain(_over_budget(module, base, calls, bare["samples"]))])
     return rows
 
 

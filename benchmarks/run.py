@@ -136,7 +136,7 @@ def save(results, path):
         json.dump(results, handle, indent=1)
 
 
-def _with_sections_measured_apart(path, measured_now):
+def _with_sections_measured_apart(path):
     """The results already in path, to which this run's sections are added (each with when and
     how it was measured): the machine and the run that made the file stay as they were."""
     try:
@@ -160,7 +160,7 @@ def main(argv=None):
     command = ["python", "-m", "benchmarks.run", *(argv or sys.argv[1:])]
     results = {"machine": machine.describe(), "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "section_seconds": {}}
     if args.into:
-        results = _with_sections_measured_apart(path, results)
+        results = _with_sections_measured_apart(path)
 
     # Written into another file, a section's partial results never replace the ones kept.
     partial_path = path[:-len(".json")] + "-partial.json" if args.into else path

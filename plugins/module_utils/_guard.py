@@ -92,10 +92,7 @@ def _fitting_shape(rule, first):
     """The index of the shape rule fits, trying first the shape of the line before; None if none."""
     target = (" " + rule).rpartition(" -j ")[2].partition(" ")[0]
     shapes = SHAPES_OF_TARGET.get(target) or SHAPES_OF_TARGET[None]
-    for index in sorted(shapes, key=lambda index: index != first):
-        if _rule_shape(index).fullmatch(rule):
-            return index
-    return None
+    return next((index for index in ([first] if first in shapes else []) + shapes if _rule_shape(index).fullmatch(rule)), None)
 
 
 def _refuse(what, lines, index, reason):

@@ -255,8 +255,7 @@ def _rendered(engine, objects):
 
 def _clears_everything(recorded, objects):
     """Whether the run removes every recorded object and adds none: all owned rules go."""
-    going = {key for key, obj in objects.items() if obj is None}
-    return bool(recorded.objects) and len(going) == len(objects) and set(recorded.objects) <= going
+    return bool(recorded.objects) and not any(objects.values()) and set(recorded.objects) <= set(objects)
 
 
 def _as_recorded(recorded, objects, digests):
